@@ -1,0 +1,54 @@
+"""Shared pydantic building blocks for event payloads."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EventData",
+    "Identifier",
+    "JsonObject",
+    "NonNegativeFloat",
+    "ShortText",
+    "FiniteFloat",
+    "Text",
+]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (not NaN or infinity)")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=256, strict=True), AfterValidator(_not_blank)
+]
+"""An opaque id chosen by the publisher (task id, decision id, ...)."""
+
+ShortText = Annotated[str, Field(min_length=1, max_length=1_000, strict=True)]
+"""A label or a one-line text."""
+
+Text = Annotated[str, Field(max_length=200_000, strict=True)]
+"""Free text: summaries, rationales, documents (bounded so one event stays one message)."""
+
+NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+JsonObject = dict[str, Any]
+
+
+class EventData(BaseModel):
+    """Base of every event payload: frozen, and unknown fields are an error (typos surface)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")

@@ -1,0 +1,102 @@
+"""Turning bytes into validated events and back, with errors a person can act on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.errors import InvalidEventError, UnknownEventTypeError
+from engine.events.envelope import Event, typed_event_model
+from engine.events.registry import spec_for, type_of
+from engine.events.upcasting import DEFAULT_UPCASTERS, UpcasterRegistry
+
+__all__ = ["decode_event", "encode_event", "explain_validation_error", "validate_event"]
+
+
+def explain_validation_error(error: ValidationError) -> tuple[str, ...]:
+    """One line per problem: ``field.path: what was wrong (got <value>)``."""
+    lines: list[str] = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"]) or "(event)"
+        message = item["msg"]
+        if item["type"] == "missing":
+            lines.append(f"{location}: required field is missing")
+            continue
+        got = item.get("input")
+        shown = repr(got)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        suffix = "" if item["type"] in {"extra_forbidden"} else f" (got {shown})"
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling; free-form values go in metadata)"
+        lines.append(f"{location}: {message}{suffix}")
+    return tuple(lines)
+
+
+def validate_event(
+    raw: Mapping[str, Any], upcasters: UpcasterRegistry = DEFAULT_UPCASTERS
+) -> Event:
+    """Validate a decoded JSON object as an event, upcasting older schema versions first.
+
+    Raises UnknownEventTypeError for a type engram does not know, UpcastError for a version it
+    cannot read, and InvalidEventError (with one line per problem) for anything else.
+    """
+    event_type = raw.get("type")
+    if not isinstance(event_type, str):
+        raise InvalidEventError(
+            "event has no 'type' string", ("type: required string field is missing or not text",)
+        )
+    spec = spec_for(event_type)
+    model = typed_event_model(event_type)
+    if spec is None or model is None:
+        raise UnknownEventTypeError(
+            f"unknown event type {event_type!r}", (f"type: unknown event type {event_type!r}",)
+        )
+    upgraded = upcasters.upcast(raw, spec.version)
+    try:
+        return model.model_validate(upgraded)
+    except ValidationError as exc:
+        problems = explain_validation_error(exc)
+        raise InvalidEventError(
+            f"invalid {event_type} event: " + "; ".join(problems), problems
+        ) from None
+
+
+def decode_event(
+    body: bytes | str,
+    subject: str | None = None,
+    upcasters: UpcasterRegistry = DEFAULT_UPCASTERS,
+) -> Event:
+    """Parse a message body (and check it against its subject when given).
+
+    Raises InvalidEventError naming the problem: not UTF-8 / not JSON / not an object / subject
+    and type disagree / a field is wrong.
+    """
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+    except UnicodeDecodeError as exc:
+        raise InvalidEventError(f"message body is not UTF-8: {exc.reason}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEventError(
+            f"message body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise InvalidEventError(f"event must be a JSON object, got {type(raw).__name__}")
+    event = validate_event(raw, upcasters)
+    if subject is not None and type_of(subject) != event.type:
+        raise InvalidEventError(
+            f"subject {subject!r} does not match event type {event.type!r} "
+            f"(expected memory.{event.type})",
+            ("type: does not match the subject",),
+        )
+    return event
+
+
+def encode_event(event: Event) -> bytes:
+    """The canonical wire bytes of ``event`` (compact JSON, UTF-8)."""
+    return json.dumps(event.to_json_dict(), separators=(",", ":"), ensure_ascii=False).encode()

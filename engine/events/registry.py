@@ -1,0 +1,72 @@
+"""The catalogue of event types: name, payload model, current schema version, who publishes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.events._base import EventData
+from engine.events.agent import (
+    DecisionLogged,
+    DecisionOutcome,
+    KnowledgeAdded,
+    PatternFeedback,
+    SessionEnded,
+    SessionStarted,
+    TaskExecuted,
+    WorkflowExecuted,
+)
+from engine.events.derived import PatternLearned, SessionCompacted, SnapshotCreated
+
+__all__ = ["EVENT_TYPES", "SUBJECT_PREFIX", "EventSpec", "spec_for", "subject_for", "type_of"]
+
+SUBJECT_PREFIX = "memory."
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """What engram knows about one event type."""
+
+    name: str
+    model: type[EventData]
+    version: int
+    publisher: Literal["agent", "engine"]
+
+    @property
+    def subject(self) -> str:
+        return SUBJECT_PREFIX + self.name
+
+
+EVENT_TYPES: dict[str, EventSpec] = {
+    spec.name: spec
+    for spec in (
+        EventSpec("workflow.executed", WorkflowExecuted, 1, "agent"),
+        EventSpec("task.executed", TaskExecuted, 1, "agent"),
+        EventSpec("decision.logged", DecisionLogged, 1, "agent"),
+        EventSpec("decision.outcome", DecisionOutcome, 1, "agent"),
+        EventSpec("pattern.feedback", PatternFeedback, 1, "agent"),
+        EventSpec("session.started", SessionStarted, 1, "agent"),
+        EventSpec("session.ended", SessionEnded, 1, "agent"),
+        EventSpec("knowledge.added", KnowledgeAdded, 1, "agent"),
+        EventSpec("pattern.learned", PatternLearned, 1, "engine"),
+        EventSpec("session.compacted", SessionCompacted, 1, "engine"),
+        EventSpec("snapshot.created", SnapshotCreated, 1, "engine"),
+    )
+}
+
+
+def spec_for(event_type: str) -> EventSpec | None:
+    """The spec of ``event_type``, or None when engram does not know that type."""
+    return EVENT_TYPES.get(event_type)
+
+
+def subject_for(event_type: str) -> str:
+    """The NATS subject an event of this type is published on."""
+    return SUBJECT_PREFIX + event_type
+
+
+def type_of(subject: str) -> str | None:
+    """The event type carried by ``subject``, or None when it is not an event subject."""
+    if not subject.startswith(SUBJECT_PREFIX) or len(subject) == len(SUBJECT_PREFIX):
+        return None
+    return subject[len(SUBJECT_PREFIX) :]

@@ -1,0 +1,108 @@
+"""One settings object for the whole engine: defaults, then ``ENGRAM_*`` variables, then flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import ConfigurationError
+
+__all__ = ["NatsSettings", "Settings", "StreamSettings"]
+
+
+class StreamSettings(BaseModel):
+    """The JetStream stream that holds the log."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] = "ENGRAM"
+    subjects: tuple[str, ...] = ("memory.>",)
+    duplicate_window_s: Annotated[float, Field(gt=0)] = 120.0
+    replicas: Annotated[int, Field(ge=1, le=5)] = 1
+    max_age_s: Annotated[float, Field(ge=0)] = 0.0
+    """0 keeps events forever (the log is the truth; compaction decides what may go)."""
+    max_bytes: int = -1
+    max_msg_size: int = -1
+
+
+class NatsSettings(BaseModel):
+    """How to reach NATS. With no ``url`` the embedded server under the data directory is used."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds_file: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    request_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+
+class Settings(BaseModel):
+    """Everything the engine needs, passed explicitly (never read from globals)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Path("engram-data")
+    nats: NatsSettings = NatsSettings()
+    stream: StreamSettings = StreamSettings()
+    publish_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    embedded_port: Annotated[int, Field(ge=-1, le=65_535)] = -1
+    """Client port of the embedded server: -1 picks a free one."""
+    embedded_sync_always: bool = False
+    """fsync every write on the embedded server (no loss on power failure; slower)."""
+    log_json: bool = False
+    log_level: str = "info"
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Defaults, overlaid by ``ENGRAM_*`` from ``environ``, overlaid by non-None overrides.
+
+        Nested fields use a double underscore in the environment (``ENGRAM_STREAM__NAME``) and
+        a dotted key in ``overrides`` (``{"stream.name": "X"}``). Raises ConfigurationError.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for key, value in env.items():
+            if not key.startswith("ENGRAM_"):
+                continue
+            path = key[len("ENGRAM_") :].lower().split("__")
+            if path == ["nats_url"]:
+                path = ["nats", "url"]
+            _set_path(values, path, value)
+        for key, value in overrides.items():
+            if value is not None:
+                _set_path(values, key.split("."), value)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = [
+                ".".join(str(p) for p in e["loc"]) + ": " + e["msg"]
+                for e in exc.errors(include_url=False)
+            ]
+            raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+
+    @property
+    def server_dir(self) -> Path:
+        """Where the embedded nats-server keeps its JetStream store, config and log."""
+        return self.data_dir / "nats"
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    node = target
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigurationError(f"setting {'.'.join(path)} conflicts with {part}")
+        node = child
+    node[path[-1]] = value

@@ -1,0 +1,20 @@
+"""The log: stream setup, appending with dedup, ordered reads by sequence or time."""
+
+from engine.stream.append import Appender, encode_for_append
+from engine.stream.eventlog import EventLog
+from engine.stream.read import ReadRange, read_stream
+from engine.stream.records import AppendResult, StoredMessage, StreamState
+from engine.stream.setup import ensure_stream, stream_config
+
+__all__ = [
+    "AppendResult",
+    "Appender",
+    "EventLog",
+    "ReadRange",
+    "StoredMessage",
+    "StreamState",
+    "encode_for_append",
+    "ensure_stream",
+    "read_stream",
+    "stream_config",
+]

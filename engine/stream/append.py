@@ -1,0 +1,145 @@
+"""Appending events to the log: deduplicated by event id, optionally with expected sequence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError, TooManyStalledMsgsError
+
+from engine.errors import (
+    ConcurrencyConflictError,
+    EngramError,
+    PayloadTooLargeError,
+    PublishFailedError,
+)
+from engine.events import Event, encode_event
+from engine.stream.records import AppendResult
+
+__all__ = ["Appender", "EncodedEvent", "encode_for_append"]
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_STREAM = "Nats-Expected-Stream"
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQUENCE = 10071
+
+EncodedEvent = tuple[str, str, bytes]
+"""(event id, subject, body): what goes on the wire."""
+
+
+def encode_for_append(event: Event) -> EncodedEvent:
+    return (event.id, event.subject, encode_event(event))
+
+
+class Appender:
+    """Publishes encoded events to one stream and maps every failure to an EngramError."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        stream: str,
+        *,
+        timeout_s: float = 5.0,
+        max_in_flight: int = 2_000,
+    ) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._timeout_s = timeout_s
+        self._js: JetStreamContext = nc.jetstream(
+            timeout=timeout_s, publish_async_max_pending=max_in_flight
+        )
+
+    def _check_size(self, event_id: str, body: bytes) -> None:
+        limit = self._nc.max_payload
+        if limit and len(body) > limit:
+            raise PayloadTooLargeError(
+                f"event {event_id} is {len(body)} bytes, over the server's max_payload of "
+                f"{limit} bytes: move large content out of the event or raise max_payload"
+            )
+
+    def _headers(self, event_id: str, expected_last_subject_seq: int | None) -> dict[str, str]:
+        headers = {MSG_ID: event_id, EXPECTED_STREAM: self._stream}
+        if expected_last_subject_seq is not None:
+            headers[EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_subject_seq)
+        return headers
+
+    def _error(self, event_id: str, subject: str, exc: BaseException) -> EngramError:
+        if isinstance(exc, EngramError):
+            return exc
+        if isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE:
+            return ConcurrencyConflictError(
+                f"event {event_id} refused: {subject} has moved past the expected sequence "
+                f"({exc.description}); re-read and retry"
+            )
+        if isinstance(exc, NoStreamResponseError | NoRespondersError):
+            return PublishFailedError(
+                f"no JetStream stream answered for {subject}: is stream {self._stream} created "
+                "(engram serve creates it) and does it capture memory.>?"
+            )
+        if isinstance(exc, NatsTimeoutError | asyncio.TimeoutError | TooManyStalledMsgsError):
+            return PublishFailedError(
+                f"no acknowledgement for event {event_id} within {self._timeout_s:g}s: it may or "
+                "may not be stored; publish the same event again (same id) and it is stored once"
+            )
+        if isinstance(exc, APIError):
+            return PublishFailedError(f"JetStream refused event {event_id}: {exc.description}")
+        return PublishFailedError(f"publishing event {event_id} failed: {exc!r}")
+
+    async def append(
+        self, encoded: EncodedEvent, expected_last_subject_seq: int | None = None
+    ) -> AppendResult:
+        """Append one event and wait for its ack. Raises a PublishFailedError subclass."""
+        event_id, subject, body = encoded
+        self._check_size(event_id, body)
+        try:
+            ack = await self._js.publish(
+                subject,
+                body,
+                timeout=self._timeout_s,
+                headers=self._headers(event_id, expected_last_subject_seq),
+            )
+        except Exception as exc:  # every failure becomes one of ours, with its cause named
+            raise self._error(event_id, subject, exc) from exc
+        return AppendResult(event_id, ack.seq, bool(ack.duplicate))
+
+    async def append_many(
+        self, batch: Sequence[EncodedEvent]
+    ) -> list[AppendResult | EngramError]:
+        """Append many events with a bounded number of acks in flight, in order.
+
+        Returns one entry per input: its AppendResult, or the error that stopped it. Never
+        raises for a single event's failure; the caller decides what to retry.
+        """
+        results: list[AppendResult | EngramError | None] = [None] * len(batch)
+        futures: list[tuple[int, asyncio.Future[PubAck]]] = []
+        for index, (event_id, subject, body) in enumerate(batch):
+            try:
+                self._check_size(event_id, body)
+                future = await self._js.publish_async(
+                    subject,
+                    body,
+                    wait_stall=self._timeout_s,
+                    headers=self._headers(event_id, None),
+                )
+            except Exception as exc:  # recorded per event, the batch goes on
+                results[index] = self._error(event_id, subject, exc)
+                continue
+            futures.append((index, future))
+        if futures:
+            await asyncio.wait([f for _, f in futures], timeout=self._timeout_s)
+        for index, future in futures:
+            event_id, subject, _ = batch[index]
+            if not future.done():
+                future.cancel()
+                results[index] = self._error(event_id, subject, asyncio.TimeoutError())
+            elif future.exception() is not None:
+                results[index] = self._error(event_id, subject, future.exception())  # type: ignore[arg-type]
+            else:
+                ack = future.result()
+                results[index] = AppendResult(event_id, ack.seq, bool(ack.duplicate))
+        return [r for r in results if r is not None]

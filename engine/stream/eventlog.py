@@ -1,0 +1,87 @@
+"""The event log: one JetStream stream, appended to and read back in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StreamInfo
+
+from engine.errors import EngramError
+from engine.events import Event
+from engine.settings import StreamSettings
+from engine.stream.append import Appender, encode_for_append
+from engine.stream.read import ReadRange, read_stream
+from engine.stream.records import AppendResult, StoredMessage, StreamState
+from engine.stream.setup import ensure_stream
+
+__all__ = ["EventLog"]
+
+
+class EventLog:
+    """Append-only access to the ``memory.>`` stream over one NATS connection."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        settings: StreamSettings,
+        *,
+        timeout_s: float = 5.0,
+        max_in_flight: int = 2_000,
+    ) -> None:
+        self.nc = nc
+        self.settings = settings
+        self.js: JetStreamContext = nc.jetstream(timeout=timeout_s)
+        self._appender = Appender(
+            nc, settings.name, timeout_s=timeout_s, max_in_flight=max_in_flight
+        )
+
+    @property
+    def stream_name(self) -> str:
+        return self.settings.name
+
+    async def ensure(self) -> StreamInfo:
+        """Create or update the stream (idempotent)."""
+        return await ensure_stream(self.js, self.settings)
+
+    async def append(
+        self, event: Event, *, expected_last_subject_seq: int | None = None
+    ) -> AppendResult:
+        """Append ``event``; its id is the ``Nats-Msg-Id``, so a retry is stored once.
+
+        ``expected_last_subject_seq`` makes the append conditional on the last sequence stored
+        on this event's subject (0: none yet); raises ConcurrencyConflictError when it moved.
+        """
+        return await self._appender.append(
+            encode_for_append(event), expected_last_subject_seq=expected_last_subject_seq
+        )
+
+    async def append_many(self, events: Iterable[Event]) -> list[AppendResult | EngramError]:
+        """Append many events with bounded acks in flight; one result or error per event."""
+        return await self._appender.append_many([encode_for_append(e) for e in events])
+
+    async def append_encoded(
+        self, batch: list[tuple[str, str, bytes]]
+    ) -> list[AppendResult | EngramError]:
+        """Append already-encoded ``(id, subject, body)`` triples (the bulk fast path)."""
+        return await self._appender.append_many(batch)
+
+    def read(self, rng: ReadRange | None = None, *, batch: int = 1_000) -> AsyncIterator[
+        StoredMessage
+    ]:
+        """Stored messages in sequence order within ``rng`` (default: the whole log)."""
+        return read_stream(self.js, self.settings.name, rng or ReadRange(), batch=batch)
+
+    async def state(self) -> StreamState:
+        info = await self.js.stream_info(self.settings.name)
+        return StreamState(
+            name=info.config.name or self.settings.name,
+            messages=info.state.messages,
+            bytes=info.state.bytes,
+            first_sequence=info.state.first_seq,
+            last_sequence=info.state.last_seq,
+            consumers=info.state.consumer_count,
+            subjects=tuple(info.config.subjects or ()),
+            replicas=info.config.num_replicas or 1,
+        )
