@@ -14,6 +14,7 @@ __all__ = [
     "QueryError",
     "UnknownEventTypeError",
     "UpcastError",
+    "UsageError",
 ]
 
 
@@ -63,3 +64,7 @@ class ConcurrencyConflictError(PublishFailedError):
 
 class QueryError(EngramError):
     """A query was refused or failed on the engine side."""
+
+
+class UsageError(EngramError):
+    """A command line or request is malformed (the CLI exits with 2)."""

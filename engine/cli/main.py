@@ -1,2 +1,118 @@
-def main() -> int:
-    return 0
+"""``engram``: the command line. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from engine.cli._common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    add_connection_flags,
+    add_global_flags,
+    add_output_flags,
+    exit_code_for,
+    settings_from_args,
+)
+from engine.errors import EngramError
+from engine.events import EVENT_TYPES
+from engine.logconfig import configure_logging
+from engine.settings import Settings
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace, Settings], Awaitable[int] | int]
+
+
+def _verb(
+    sub: Any, name: str, help_text: str, *, nats: bool = True, output: bool = True
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    add_global_flags(parser)
+    if nats:
+        add_connection_flags(parser)
+    if output:
+        add_output_flags(parser)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.cli import demo, log_verbs, serve
+
+    parser = argparse.ArgumentParser(
+        prog="engram", description="engram: an event-sourced memory engine for AI agents"
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = _verb(sub, "serve", "run the engine (starts an embedded nats-server if needed)",
+              output=False)
+    p.set_defaults(handler=serve.cmd_serve)
+
+    p = _verb(sub, "publish", "validate and append one event")
+    p.add_argument("type", choices=sorted(EVENT_TYPES), metavar="TYPE", help="event type")
+    p.add_argument("--data", required=True, help="the event's data object, as JSON")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--agent-id", dest="agent_id")
+    p.add_argument("--session-id", dest="session_id")
+    p.add_argument("--id", help="event id (default: a new UUIDv7); reuse it to retry safely")
+    p.set_defaults(handler=log_verbs.cmd_publish)
+
+    p = _verb(sub, "ingest", "append every event of a JSON-lines file")
+    p.add_argument("file", help="one event envelope per line")
+    p.set_defaults(handler=log_verbs.cmd_ingest)
+
+    p = _verb(sub, "tail", "print events in stream order")
+    p.add_argument("--from-seq", type=int, dest="from_seq", help="first sequence to print")
+    p.add_argument("--type", help="only this event type (e.g. workflow.executed)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.set_defaults(handler=log_verbs.cmd_tail)
+
+    p = _verb(sub, "status", "the stream and the engine's state")
+    p.set_defaults(handler=log_verbs.cmd_status)
+
+    p = _verb(sub, "schema", "JSON Schema of the event types", nats=False)
+    p.add_argument("type", nargs="?", help="one event type (default: all)")
+    p.set_defaults(handler=log_verbs.cmd_schema)
+
+    p = _verb(sub, "demo", "simulated agents publishing to engram (the main job)")
+    p.add_argument("--events", type=int, default=300, help="workflows to simulate")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(handler=demo.cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except EngramError as exc:
+        print(f"engram: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # Long-running verbs narrate at info; one-shot verbs only speak up when something is wrong.
+    quiet = args.verb not in {"serve"} and getattr(args, "log_level", None) is None
+    configure_logging(json=settings.log_json, level="warning" if quiet else settings.log_level)
+    handler: Handler = args.handler
+    try:
+        outcome = handler(args, settings)
+        if not isinstance(outcome, int):
+            outcome = asyncio.run(_awaited(outcome))
+        return outcome
+    except EngramError as exc:
+        print(f"engram: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
+
+
+async def _awaited(outcome: Awaitable[int]) -> int:
+    return await outcome
+
+
+if __name__ == "__main__":
+    sys.exit(main())

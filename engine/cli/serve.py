@@ -1,0 +1,39 @@
+"""engram serve: keep the engine running (embedded server if needed) until told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import structlog
+
+from engine.cli._common import EXIT_OK
+from engine.endpoint import open_nats
+from engine.settings import Settings
+from engine.stream import EventLog
+
+__all__ = ["cmd_serve"]
+
+log = structlog.get_logger(__name__)
+
+
+async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Start (or connect to) NATS, create the stream, run until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_nats(settings) as endpoint:
+        event_log = EventLog(endpoint.nc, settings.stream)
+        await event_log.ensure()
+        log.info(
+            "engram serving",
+            nats_url=endpoint.url,
+            server=endpoint.source,
+            stream=settings.stream.name,
+            data_dir=str(settings.data_dir),
+        )
+        await stop.wait()
+        log.info("engram stopping")
+    return EXIT_OK
