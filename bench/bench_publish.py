@@ -187,7 +187,7 @@ async def run_raw(
     start = time.perf_counter()
     futures = [
         await js.publish_async(
-            subject, body, wait_stall=5.0, headers={MSG_ID: event_id, EXPECTED_STREAM: stream}
+            subject, body, headers={MSG_ID: event_id, EXPECTED_STREAM: stream}
         )
         for event_id, subject, body in batch
     ]

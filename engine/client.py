@@ -41,14 +41,19 @@ __all__ = ["BatchReport", "EnvelopeOptions", "MemoryClient"]
 D = TypeVar("D", bound=EventData)
 
 
-class EnvelopeOptions(TypedDict, total=False):
-    """Envelope fields every verb accepts (all optional)."""
+class SessionEnvelopeOptions(TypedDict, total=False):
+    """Envelope fields the session verbs accept (their session id is the envelope's)."""
 
     namespace: str
     agent_id: str
-    session_id: str
     occurred_at: datetime
     event_id: str
+
+
+class EnvelopeOptions(SessionEnvelopeOptions, total=False):
+    """Envelope fields every verb accepts (all optional)."""
+
+    session_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +105,7 @@ class MemoryClient:
     ) -> None:
         base = settings or Settings.load()
         if url is not None:
-            base = base.model_copy(
-                update={"nats": base.nats.model_copy(update={"url": url})}
-            )
+            base = base.model_copy(update={"nats": base.nats.model_copy(update={"url": url})})
         self.settings = base
         self.namespace = namespace
         self.agent_id = agent_id
@@ -159,9 +162,7 @@ class MemoryClient:
             event_id=envelope.get("event_id"),
         )
 
-    async def publish(
-        self, event: Event, *, expected_last_subject_seq: int | None = None
-    ) -> int:
+    async def publish(self, event: Event, *, expected_last_subject_seq: int | None = None) -> int:
         """Append a built event; returns its stream sequence."""
         result = await self.log.append(event, expected_last_subject_seq=expected_last_subject_seq)
         return result.sequence
@@ -278,23 +279,27 @@ class MemoryClient:
         return await self._send(PatternFeedback, fields, envelope)
 
     async def start_session(
-        self, session_id: str, *, goal: str | None = None, **envelope: Unpack[EnvelopeOptions]
+        self,
+        session_id: str,
+        *,
+        goal: str | None = None,
+        **envelope: Unpack[SessionEnvelopeOptions],
     ) -> int:
         """Open a session (``session.started``); the envelope's session_id is set too."""
-        envelope.setdefault("session_id", session_id)
-        return await self._send(SessionStarted, {"session_id": session_id, "goal": goal}, envelope)
+        options: EnvelopeOptions = {**envelope, "session_id": session_id}
+        return await self._send(SessionStarted, {"session_id": session_id, "goal": goal}, options)
 
     async def end_session(
         self,
         session_id: str,
         *,
         success: bool | None = None,
-        **envelope: Unpack[EnvelopeOptions],
+        **envelope: Unpack[SessionEnvelopeOptions],
     ) -> int:
         """Close a session (``session.ended``), optionally with its outcome."""
-        envelope.setdefault("session_id", session_id)
+        options: EnvelopeOptions = {**envelope, "session_id": session_id}
         fields = {"session_id": session_id, "success": success}
-        return await self._send(SessionEnded, fields, envelope)
+        return await self._send(SessionEnded, fields, options)
 
     async def add_knowledge(
         self,
@@ -317,5 +322,3 @@ class MemoryClient:
             "metadata": dict(metadata) if metadata else None,
         }
         return await self._send(KnowledgeAdded, fields, envelope)
-
-

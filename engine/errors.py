@@ -6,15 +6,24 @@ __all__ = [
     "ConcurrencyConflictError",
     "ConfigurationError",
     "ConnectionFailedError",
+    "DimensionMismatchError",
     "EmbeddedServerError",
+    "EmbedderError",
+    "EmbedderUnavailableError",
     "EngramError",
+    "IndexCorruptError",
+    "IndexMismatchError",
     "InvalidEventError",
     "PayloadTooLargeError",
     "PublishFailedError",
+    "ProjectionError",
     "QueryError",
+    "StoreLockedError",
+    "UnknownEmbedderError",
     "UnknownEventTypeError",
     "UpcastError",
     "UsageError",
+    "VectorIndexError",
 ]
 
 
@@ -68,3 +77,39 @@ class QueryError(EngramError):
 
 class UsageError(EngramError):
     """A command line or request is malformed (the CLI exits with 2)."""
+
+
+class EmbedderError(EngramError):
+    """An embedder could not be built or failed to embed."""
+
+
+class UnknownEmbedderError(EmbedderError, ConfigurationError):
+    """No embedder is registered under the requested name; the message lists the known ones."""
+
+
+class EmbedderUnavailableError(EmbedderError):
+    """An embedder needs an optional extra (packages or model weights) that is not installed."""
+
+
+class VectorIndexError(EngramError):
+    """The vector index refused an operation or could not be read or written."""
+
+
+class DimensionMismatchError(VectorIndexError):
+    """A vector's dimension differs from the index's dimension."""
+
+
+class IndexMismatchError(VectorIndexError):
+    """A saved index was built by another embedder or dimension than the one expected."""
+
+
+class IndexCorruptError(VectorIndexError):
+    """A saved index is incomplete or damaged (a torn save, a missing or altered index file)."""
+
+
+class StoreLockedError(EngramError):
+    """A projection store is held read-write by another process (a running ``engram serve``)."""
+
+
+class ProjectionError(EngramError):
+    """A projection could not apply an event or commit a batch."""

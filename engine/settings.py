@@ -63,9 +63,7 @@ class Settings(BaseModel):
     log_level: str = "info"
 
     @classmethod
-    def load(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, overlaid by ``ENGRAM_*`` from ``environ``, overlaid by non-None overrides.
 
         Nested fields use a double underscore in the environment (``ENGRAM_STREAM__NAME``) and

@@ -55,9 +55,14 @@ def add_global_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="debug, info, warning, error (default info)")
 
 
-def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+def settings_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Defaults < ENGRAM_* environment < flags."""
-    flag = lambda name: getattr(args, name, None)  # noqa: E731 - a tiny local accessor
+
+    def flag(name: str) -> Any:
+        return getattr(args, name, None)
+
     return Settings.load(
         environ,
         **{
@@ -88,4 +93,3 @@ def exit_code_for(error: BaseException) -> int:
     if isinstance(error, EngramError):
         return EXIT_FAILURE
     return EXIT_FAILURE
-

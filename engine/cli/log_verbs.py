@@ -20,7 +20,7 @@ from engine.ids import new_event_id
 from engine.settings import Settings
 from engine.stream import AppendResult, EventLog, ReadRange
 
-__all__ = ["cmd_ingest", "cmd_publish", "cmd_schema", "cmd_status", "cmd_tail", "envelope_from"]
+__all__ = ["cmd_ingest", "cmd_publish", "cmd_schema", "cmd_tail", "envelope_from"]
 
 
 def envelope_from(raw: dict[str, Any], *, now: datetime | None = None) -> Event:
@@ -91,7 +91,8 @@ async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     """engram ingest FILE.jsonl: append every valid line; report rejected lines with reasons."""
     path = Path(args.file)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # A CLI reading its input file before any I/O starts: blocking is fine here.
+        lines = path.read_text(encoding="utf-8").splitlines()  # noqa: ASYNC240
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     report = IngestReport(rejected=[])
@@ -156,7 +157,8 @@ def _human(entry: dict[str, Any]) -> str:
     if len(data) > 120:
         data = data[:117] + "..."
     who = event.get("agent_id", "-")
-    return f"#{entry['sequence']} {event['occurred_at']} {event['type']} [{event['namespace']}] {who} {data}"
+    head = f"#{entry['sequence']} {event['occurred_at']} {event['type']}"
+    return f"{head} [{event['namespace']}] {who} {data}"
 
 
 async def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
@@ -188,19 +190,6 @@ async def stream_status(settings: Settings, nc: Any) -> dict[str, Any]:
         "consumers": state.consumers,
         "replicas": state.replicas,
     }
-
-
-async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    """engram status: the stream's state (and, later, each projection's lag)."""
-    async with open_nats(settings) as endpoint:
-        status = {"nats_url": endpoint.url, "server": endpoint.source}
-        status.update(await stream_status(settings, endpoint.nc))
-    if args.json:
-        emit_json(status)
-    else:
-        for key, value in status.items():
-            print(f"{key:>16}: {value}")
-    return EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace, _settings: Settings) -> int:

@@ -40,15 +40,16 @@ def _verb(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli import demo, log_verbs, serve
+    from engine.cli import demo, log_verbs, query_verbs, rebuild_verbs, serve
 
     parser = argparse.ArgumentParser(
         prog="engram", description="engram: an event-sourced memory engine for AI agents"
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = _verb(sub, "serve", "run the engine (starts an embedded nats-server if needed)",
-              output=False)
+    p = _verb(
+        sub, "serve", "run the engine (starts an embedded nats-server if needed)", output=False
+    )
     p.set_defaults(handler=serve.cmd_serve)
 
     p = _verb(sub, "publish", "validate and append one event")
@@ -70,8 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.set_defaults(handler=log_verbs.cmd_tail)
 
-    p = _verb(sub, "status", "the stream and the engine's state")
-    p.set_defaults(handler=log_verbs.cmd_status)
+    p = _verb(sub, "status", "the stream and each projection's checkpoint and lag")
+    p.set_defaults(handler=query_verbs.cmd_status)
+
+    p = _verb(sub, "replay", "rebuild every projection into a new data directory")
+    p.add_argument(
+        "--source-data-dir",
+        default="engram-data",
+        help="data directory whose embedded server holds the stream "
+        "(ignored with --nats-url; default ./engram-data)",
+    )
+    p.add_argument("--from-seq", type=int, dest="from_seq")
+    until = p.add_mutually_exclusive_group()
+    until.add_argument("--until", help="stop after the last event stored at or before TIME")
+    until.add_argument("--until-seq", type=int, dest="until_seq")
+    p.add_argument("--batch-size", type=int, default=5_000)
+    p.add_argument("--resume", action="store_true", help="continue into an existing directory")
+    p.set_defaults(handler=rebuild_verbs.cmd_replay)
+
+    p = _verb(sub, "metrics", "task success metrics per task type")
+    p.add_argument("--task-type")
+    p.add_argument("--namespace")
+    p.add_argument("--workflows", action="store_true", help="per workflow within task types")
+    p.set_defaults(handler=query_verbs.cmd_metrics)
+
+    p = _verb(sub, "sql", "read-only SQL over the engine's tables (operators)")
+    p.add_argument("query", help='one SELECT statement, e.g. "SELECT * FROM sessions"')
+    p.add_argument("--limit", type=int, default=10_000)
+    p.set_defaults(handler=query_verbs.cmd_sql)
+
+    p = _verb(sub, "export", "write every table as Parquet (zstd) with a manifest")
+    p.add_argument("--to", required=True, help="a new directory")
+    p.set_defaults(handler=query_verbs.cmd_export)
 
     p = _verb(sub, "schema", "JSON Schema of the event types", nats=False)
     p.add_argument("type", nargs="?", help="one event type (default: all)")

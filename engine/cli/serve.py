@@ -1,4 +1,4 @@
-"""engram serve: keep the engine running (embedded server if needed) until told to stop."""
+"""engram serve: run every projection live and the query service until told to stop."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import structlog
 from engine.cli._common import EXIT_OK
 from engine.endpoint import open_nats
 from engine.settings import Settings
-from engine.stream import EventLog
 
 __all__ = ["cmd_serve"]
 
@@ -19,14 +18,15 @@ log = structlog.get_logger(__name__)
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Start (or connect to) NATS, create the stream, run until SIGINT/SIGTERM."""
+    """Start (or connect to) NATS, run the engine, stop cleanly on SIGINT/SIGTERM."""
+    from consumers.app import Engine
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with open_nats(settings) as endpoint:
-        event_log = EventLog(endpoint.nc, settings.stream)
-        await event_log.ensure()
+        engine = Engine(settings, endpoint.nc, endpoint.url)
         log.info(
             "engram serving",
             nats_url=endpoint.url,
@@ -34,6 +34,6 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             stream=settings.stream.name,
             data_dir=str(settings.data_dir),
         )
-        await stop.wait()
-        log.info("engram stopping")
+        await engine.run(stop)
+        log.info("engram stopped")
     return EXIT_OK

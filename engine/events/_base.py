@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any
 
@@ -45,7 +46,21 @@ NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
 
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
 
-JsonObject = dict[str, Any]
+
+def _json_encodable(value: dict[str, Any]) -> dict[str, Any]:
+    # Any accepts what JSON cannot carry (NaN, lone surrogates, arbitrary objects): refuse it
+    # here, not as a crash (or a silent NaN -> null) when the event is encoded.
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        raise ValueError(
+            "must hold only JSON values (text, finite numbers, booleans, null, lists, objects): "
+            f"{exc}"
+        ) from None
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_encodable)]
 
 
 class EventData(BaseModel):

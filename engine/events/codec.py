@@ -85,6 +85,9 @@ def decode_event(
         raise InvalidEventError(
             f"message body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        # A small body of nested brackets exhausts the parser's stack: bad input, not a crash.
+        raise InvalidEventError("message body is not JSON: nested too deeply") from None
     if not isinstance(raw, dict):
         raise InvalidEventError(f"event must be a JSON object, got {type(raw).__name__}")
     event = validate_event(raw, upcasters)

@@ -7,6 +7,7 @@ type's current version. Upcasters must be pure functions of their input (replay 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,7 +55,9 @@ class UpcasterRegistry:
                 f"(current {current_version}); upgrade engram to read it",
                 ("schema_version",),
             )
-        result = dict(envelope)
+        # A deep copy: a step that edits nested data in place must not reach the caller's
+        # dict (a stored message read again, or replayed, must upcast the same way).
+        result = copy.deepcopy(dict(envelope)) if version < current_version else dict(envelope)
         while version < current_version:
             step = self._steps.get((event_type, version))
             if step is None:

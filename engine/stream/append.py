@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Sequence
 
 from nats.aio.client import Client as NatsClient
@@ -50,6 +51,7 @@ class Appender:
         self._nc = nc
         self._stream = stream
         self._timeout_s = timeout_s
+        self._max_in_flight = max_in_flight
         self._js: JetStreamContext = nc.jetstream(
             timeout=timeout_s, publish_async_max_pending=max_in_flight
         )
@@ -110,36 +112,71 @@ class Appender:
     async def append_many(
         self, batch: Sequence[EncodedEvent]
     ) -> list[AppendResult | EngramError]:
-        """Append many events with a bounded number of acks in flight, in order.
+        """Append many events in order, with at most ``max_in_flight`` acks outstanding.
 
         Returns one entry per input: its AppendResult, or the error that stopped it. Never
-        raises for a single event's failure; the caller decides what to retry.
+        raises for a single event's failure; the caller decides what to retry. An event whose
+        ack does not come within ``timeout_s`` of being waited for is reported as unacknowledged
+        (it may or may not be stored; publishing it again is safe).
         """
         results: list[AppendResult | EngramError | None] = [None] * len(batch)
-        futures: list[tuple[int, asyncio.Future[PubAck]]] = []
-        for index, (event_id, subject, body) in enumerate(batch):
-            try:
-                self._check_size(event_id, body)
-                future = await self._js.publish_async(
-                    subject,
-                    body,
-                    wait_stall=self._timeout_s,
-                    headers=self._headers(event_id, None),
-                )
-            except Exception as exc:  # recorded per event, the batch goes on
-                results[index] = self._error(event_id, subject, exc)
-                continue
-            futures.append((index, future))
-        if futures:
-            await asyncio.wait([f for _, f in futures], timeout=self._timeout_s)
-        for index, future in futures:
-            event_id, subject, _ = batch[index]
-            if not future.done():
+        window: deque[tuple[int, asyncio.Future[PubAck]]] = deque()
+        try:
+            for index, (event_id, subject, body) in enumerate(batch):
+                if len(window) >= self._max_in_flight:
+                    await self._make_room(window, batch, results)
+                try:
+                    self._check_size(event_id, body)
+                    # No wait_stall: it costs a task and a trip through the event loop per
+                    # message (so one socket write per message); the window above bounds the
+                    # acks in flight and times a stall out instead.
+                    future = await self._js.publish_async(
+                        subject, body, headers=self._headers(event_id, None)
+                    )
+                except Exception as exc:  # recorded per event, the batch goes on
+                    results[index] = self._error(event_id, subject, exc)
+                    continue
+                window.append((index, future))
+            pending = [future for _, future in window if not future.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=self._timeout_s)
+            while window:
+                index, future = window.popleft()
+                results[index] = self._outcome(batch[index], future)
+        finally:
+            # Cancelled or failed midway: give the client's in-flight slots back.
+            for _, future in window:
                 future.cancel()
-                results[index] = self._error(event_id, subject, asyncio.TimeoutError())
-            elif future.exception() is not None:
-                results[index] = self._error(event_id, subject, future.exception())  # type: ignore[arg-type]
-            else:
-                ack = future.result()
-                results[index] = AppendResult(event_id, ack.seq, bool(ack.duplicate))
         return [r for r in results if r is not None]
+
+    async def _make_room(
+        self,
+        window: deque[tuple[int, asyncio.Future[PubAck]]],
+        batch: Sequence[EncodedEvent],
+        results: list[AppendResult | EngramError | None],
+    ) -> None:
+        """Wait for the oldest ack (``timeout_s`` at most), then settle every finished one."""
+        oldest = window[0][1]
+        if not oldest.done():
+            await asyncio.wait((oldest,), timeout=self._timeout_s)
+        index, future = window.popleft()
+        results[index] = self._outcome(batch[index], future)
+        # One stream acks in order: when the oldest is in, usually many more are.
+        while window and window[0][1].done():
+            index, future = window.popleft()
+            results[index] = self._outcome(batch[index], future)
+
+    def _outcome(
+        self, encoded: EncodedEvent, future: asyncio.Future[PubAck]
+    ) -> AppendResult | EngramError:
+        event_id, subject, _ = encoded
+        if not future.done():
+            future.cancel()
+            return self._error(event_id, subject, TimeoutError())
+        if future.cancelled():
+            return self._error(event_id, subject, asyncio.CancelledError())
+        exc = future.exception()
+        if exc is not None:
+            return self._error(event_id, subject, exc)
+        ack = future.result()
+        return AppendResult(event_id, ack.seq, bool(ack.duplicate))

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -94,7 +93,7 @@ async def read_stream(
         while True:
             try:
                 msgs = await sub.fetch(batch, timeout=fetch_timeout_s)
-            except NatsTimeoutError:
+            except TimeoutError:  # an empty fetch times out by design
                 if rng.follow:
                     continue
                 # Nothing more matches the filter before end_seq (the tail was other subjects).

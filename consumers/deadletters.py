@@ -1,0 +1,92 @@
+"""The dead-letter stream: ``engram.deadletter.<kind>``, outside ``memory.>`` (events only)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from engine.settings import StreamSettings
+from projections.records import DeadLetter
+
+__all__ = ["DEAD_LETTER_PREFIX", "DeadLetterPublisher", "dead_letter_stream_name"]
+
+log = structlog.get_logger(__name__)
+
+DEAD_LETTER_PREFIX = "engram.deadletter."
+
+
+def dead_letter_stream_name(stream: StreamSettings) -> str:
+    return f"{stream.name}_DLQ"
+
+
+def dead_letter_body(stream: str, letter: DeadLetter) -> bytes:
+    return json.dumps(
+        {
+            "stream": stream,
+            "sequence": letter.sequence,
+            "subject": letter.subject,
+            "stored_at": letter.stored_at.isoformat(),
+            "kind": letter.kind,
+            "reason": letter.reason,
+            "projection": letter.projection,
+            "raw_size": letter.raw_size,
+            "raw_base64": base64.b64encode(letter.raw).decode(),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class DeadLetterPublisher:
+    """Publishes dead letters durably and idempotently (one per stream sequence and kind)."""
+
+    def __init__(self, js: JetStreamContext, stream: StreamSettings) -> None:
+        self._js = js
+        self._source = stream.name
+        self._stream = StreamSettings(
+            name=dead_letter_stream_name(stream),
+            subjects=(DEAD_LETTER_PREFIX + ">",),
+            duplicate_window_s=24 * 3600.0,
+            replicas=stream.replicas,
+        )
+
+    @property
+    def stream_name(self) -> str:
+        return self._stream.name
+
+    async def ensure(self) -> None:
+        try:
+            await self._js.stream_info(self._stream.name)
+        except NotFoundError:
+            await self._js.add_stream(
+                StreamConfig(
+                    name=self._stream.name,
+                    subjects=list(self._stream.subjects),
+                    storage=StorageType.FILE,
+                    num_replicas=self._stream.replicas,
+                    duplicate_window=self._stream.duplicate_window_s,
+                )
+            )
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish before the batch commits: a crash in between republishes, deduplicated."""
+        for letter in letters:
+            ack = await self._js.publish(
+                DEAD_LETTER_PREFIX + letter.kind,
+                dead_letter_body(self._source, letter),
+                headers={"Nats-Msg-Id": f"{self._source}:{letter.sequence}:{letter.kind}"},
+            )
+            log.warning(
+                "dead letter",
+                sequence=letter.sequence,
+                subject=letter.subject,
+                kind=letter.kind,
+                reason=letter.reason[:200],
+                projection=letter.projection,
+                dead_letter_sequence=ack.seq,
+            )

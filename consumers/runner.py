@@ -1,0 +1,137 @@
+"""Live projection: one durable JetStream pull consumer per projection, ordered batches,
+commit then ack.
+
+nats-py is used directly here rather than a faststream subscriber because the runner needs, per
+batch: each message's stream sequence (to skip what the checkpoint covers), the consumer created
+at ``checkpoint + 1`` on every start (the store's checkpoint is the truth, not the consumer's ack
+floor), and one cumulative ack (AckPolicy.ALL) for the batch after the store commits.
+faststream's batch subscriber hides the first two and acks per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from consumers.applying import apply_isolating
+from consumers.deadletters import DeadLetterPublisher
+from consumers.decoding import decode_batch
+from engine.stream.read import to_stored
+from projections.base import Projection
+
+__all__ = ["ProjectionRunner", "RunnerSettings"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    batch_size: int = 500
+    max_wait_s: float = 0.5
+    ack_wait_s: float = 30.0
+    retry_backoff_s: float = 1.0
+
+
+class ProjectionRunner:
+    """Feeds one projection from its durable consumer until ``stop`` is set.
+
+    Per batch, in this order: decode (bad messages become dead letters) -> publish dead letters
+    (idempotent) -> projection.apply = rows + checkpoint in one transaction -> ack the batch.
+    Messages at or below the checkpoint (redeliveries after a crash) are acked without effect.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        projection: Projection,
+        *,
+        durable: str,
+        settings: RunnerSettings | None = None,
+        dead_letters: DeadLetterPublisher | None = None,
+    ) -> None:
+        self.js = js
+        self.stream = stream
+        self.projection = projection
+        self.durable = durable
+        self.settings = settings or RunnerSettings()
+        self.dead_letters = dead_letters
+        self.checkpoint = 0
+        self.applied_batches = 0
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(self.stream, self.durable)
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.checkpoint + 1,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=self.settings.ack_wait_s,
+            max_ack_pending=max(10_000, self.settings.batch_size * 4),
+            filter_subject="memory.>",
+        )
+        return await self.js.pull_subscribe(
+            "memory.>", durable=self.durable, stream=self.stream, config=config
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop``; on an unexpected error, back off and resume from the checkpoint."""
+        while not stop.is_set():
+            try:
+                await self._run_once(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # resume from the stored checkpoint after a pause
+                log.error(
+                    "projection failed, resuming from checkpoint",
+                    projection=self.projection.name,
+                    error=repr(exc),
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.retry_backoff_s)
+
+    async def _run_once(self, stop: asyncio.Event) -> None:
+        self.checkpoint = await asyncio.to_thread(self.projection.checkpoint)
+        sub = await self._subscribe()
+        log.info(
+            "projection started",
+            projection=self.projection.name,
+            checkpoint=self.checkpoint,
+            durable=self.durable,
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(
+                        self.settings.batch_size, timeout=self.settings.max_wait_s
+                    )
+                except TimeoutError:  # nats-py raises its own or asyncio's (both TimeoutError)
+                    continue
+                await self._handle(msgs)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _handle(self, msgs: list) -> None:  # type: ignore[type-arg]
+        stored = [to_stored(m) for m in msgs]
+        stored.sort(key=lambda s: s.sequence)
+        fresh = [s for s in stored if s.sequence > self.checkpoint]
+        if fresh:
+            events, dead = decode_batch(fresh, self.projection.name)
+            if dead and self.dead_letters is not None:
+                await self.dead_letters.publish(dead)
+            last = fresh[-1].sequence
+            created = await asyncio.to_thread(apply_isolating, self.projection, events, dead, last)
+            if created and self.dead_letters is not None:
+                await self.dead_letters.publish(created)
+            self.checkpoint = last
+            self.applied_batches += 1
+        # AckPolicy.ALL: acking the highest message acknowledges the whole batch.
+        await max(msgs, key=lambda m: m.metadata.sequence.stream).ack()

@@ -1,0 +1,147 @@
+"""Read verbs: metrics, sql, export, status. Asked of the running engine over NATS, or read
+straight from ``--data-dir`` when no engine holds it (e.g. a replayed directory)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from engine.cli._common import EXIT_OK, emit_json
+from engine.cli.log_verbs import stream_status
+from engine.endpoint import open_nats
+from engine.errors import EngramError, StoreLockedError
+from engine.settings import Settings
+
+__all__ = ["ask", "cmd_export", "cmd_metrics", "cmd_sql", "cmd_status"]
+
+
+async def ask(settings: Settings, verb: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Local read-only when the database is free, else the engine over NATS."""
+    from consumers.queries.client import query_local, query_remote
+
+    if not settings.nats.url:
+        try:
+            return await query_local(settings.data_dir, verb, payload)
+        except StoreLockedError:
+            pass  # the engine holds it: ask the engine
+    async with open_nats(settings) as endpoint:
+        return await query_remote(endpoint.nc, verb, payload, settings.nats.request_timeout_s)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("(no rows)")
+        return
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row_cells in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row_cells, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    text = "" if value is None else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+async def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
+    """engram metrics: TaskMetrics per task type (and per workflow with --workflows)."""
+    payload = {"namespace": args.namespace, "task_type": args.task_type}
+    verb = "workflows" if args.workflows else "metrics"
+    reply = await ask(settings, verb, payload)
+    if args.json:
+        emit_json(reply)
+        return EXIT_OK
+    rows = reply[verb]
+    if args.workflows:
+        _table(
+            rows,
+            [
+                "namespace",
+                "task_type",
+                "workflow_steps",
+                "executions",
+                "success_rate",
+                "avg_duration",
+                "avg_cost",
+            ],
+        )
+    else:
+        _table(
+            rows,
+            [
+                "namespace",
+                "task_type",
+                "total_executions",
+                "successful_executions",
+                "success_rate",
+                "avg_duration",
+                "avg_cost",
+            ],
+        )
+    return EXIT_OK
+
+
+async def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    """engram sql "SELECT ...": read-only SQL over the tables, for operators."""
+    reply = await ask(settings, "sql", {"sql": args.query, "limit": args.limit})
+    if args.json:
+        emit_json(reply)
+    else:
+        _table(reply["rows"], reply["columns"])
+        if reply.get("truncated"):
+            print(f"(truncated at {args.limit} rows)")
+    return EXIT_OK
+
+
+async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    """engram export --to DIR: every table as Parquet at one sequence."""
+    target = os.path.abspath(args.to)  # the engine may run elsewhere in the file system
+    manifest = await ask(settings, "export", {"to": target})
+    if args.json:
+        emit_json(manifest)
+    else:
+        print(f"exported at sequence {manifest['sequence']} to {args.to}:")
+        for name, info in manifest["tables"].items():
+            print(f"  {name:>16}: {info['rows']} rows")
+    return EXIT_OK
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """engram status: the stream, and per projection its checkpoint and lag."""
+    from consumers.queries.client import EngineUnavailableError, query_remote
+
+    async with open_nats(settings) as endpoint:
+        status: dict[str, Any] = {"nats_url": endpoint.url, "server": endpoint.source}
+        stream = await stream_status(settings, endpoint.nc)
+        status.update(stream)
+        try:
+            engine = await query_remote(endpoint.nc, "status", {}, timeout_s=2.0)
+            status["engine"] = "running"
+            status["projections"] = engine["projections"]
+        except EngineUnavailableError:
+            status["engine"] = "stopped"
+            try:
+                checkpoints = (await ask(settings, "checkpoints", {}))["checkpoints"]
+            except EngramError:  # no database yet: nothing projected
+                checkpoints = {}
+            status["projections"] = {
+                name: {
+                    "checkpoint": seq,
+                    "last_sequence": stream["last_sequence"],
+                    "lag": max(0, stream["last_sequence"] - seq),
+                }
+                for name, seq in checkpoints.items()
+            }
+    if args.json:
+        emit_json(status)
+    else:
+        for key, value in status.items():
+            if key != "projections":
+                print(f"{key:>16}: {value}")
+        for name, info in status["projections"].items():
+            print(f"{'projection':>16}: {name} at {info['checkpoint']} (lag {info['lag']})")
+    return EXIT_OK

@@ -1,0 +1,288 @@
+"""Pure mapping from a batch of events to table changes (no I/O, no clock, no randomness).
+
+Insert-only tables get one row per event. Keyed tables (decisions, sessions, knowledge) get one
+folded row per key per batch, so a batch never touches a key twice; the store merges each folded
+row with what is already stored (see ``MERGE_RULES``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.events import (
+    DecisionLogged,
+    DecisionOutcome,
+    Event,
+    KnowledgeAdded,
+    PatternFeedback,
+    SessionEnded,
+    SessionStarted,
+    TaskExecuted,
+    WorkflowExecuted,
+)
+from projections.records import SequencedEvent
+from projections.task_types import TaskTypeClassifier
+
+__all__ = ["MERGE_RULES", "TableChanges", "fold_batch", "workflow_key"]
+
+Row = dict[str, Any]
+
+
+def workflow_key(steps: Sequence[str]) -> str:
+    """An injective text key of a step sequence (JSON), used to group identical workflows."""
+    return json.dumps(list(steps), ensure_ascii=False, separators=(",", ":"))
+
+
+def _json(value: dict[str, Any]) -> str | None:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False) if value else None
+
+
+@dataclass
+class TableChanges:
+    """What one batch does to the tables."""
+
+    inserts: dict[str, list[Row]] = field(default_factory=dict)
+    upserts: dict[str, dict[tuple[str, str], Row]] = field(default_factory=dict)
+
+    def insert(self, table: str, row: Row) -> None:
+        self.inserts.setdefault(table, []).append(row)
+
+    def keyed(self, table: str, key: tuple[str, str], seed: Row) -> Row:
+        rows = self.upserts.setdefault(table, {})
+        if key not in rows:
+            rows[key] = seed
+        return rows[key]
+
+
+# How a folded row merges with the stored one: "first" keeps the stored value when present,
+# "last" takes the new value when present, "add" sums.
+MERGE_RULES: dict[str, dict[str, str]] = {
+    "decisions": {
+        "sequence": "last",
+        "event_id": "last",
+        "occurred_at": "last",
+        "agent_id": "last",
+        "session_id": "last",
+        "actor": "last",
+        "decision": "last",
+        "rationale": "last",
+        "context": "last",
+        "alternatives": "last",
+        "task_id": "last",
+        "outcome_success": "last",
+        "outcome_notes": "last",
+        "outcome_at": "last",
+        "outcome_sequence": "last",
+    },
+    "sessions": {
+        "agent_id": "first",
+        "goal": "first",
+        "started_at": "first",
+        "ended_at": "last",
+        "success": "last",
+        "first_sequence": "first",
+        "last_sequence": "last",
+        "event_count": "add",
+        "workflow_count": "add",
+        "workflow_successes": "add",
+        "task_count": "add",
+        "decision_count": "add",
+    },
+    "knowledge": {
+        "sequence": "last",
+        "event_id": "last",
+        "occurred_at": "last",
+        "agent_id": "last",
+        "session_id": "last",
+        "kind": "last",
+        "title": "last",
+        "content": "last",
+        "tags": "last",
+        "metadata": "last",
+    },
+}
+
+
+def _base(item: SequencedEvent) -> Row:
+    e = item.event
+    return {
+        "sequence": item.sequence,
+        "event_id": e.id,
+        "namespace": e.namespace,
+        "occurred_at": e.occurred_at,
+        "agent_id": e.agent_id,
+        "session_id": e.session_id,
+    }
+
+
+def _session_row(changes: TableChanges, event: Event, session_id: str, sequence: int) -> Row:
+    row = changes.keyed(
+        "sessions",
+        (event.namespace, session_id),
+        {
+            "namespace": event.namespace,
+            "session_id": session_id,
+            "agent_id": event.agent_id,
+            "goal": None,
+            "started_at": None,
+            "ended_at": None,
+            "success": None,
+            "first_sequence": sequence,
+            "last_sequence": sequence,
+            "event_count": 0,
+            "workflow_count": 0,
+            "workflow_successes": 0,
+            "task_count": 0,
+            "decision_count": 0,
+        },
+    )
+    row["last_sequence"] = sequence
+    row["event_count"] += 1
+    if row["agent_id"] is None:
+        row["agent_id"] = event.agent_id
+    return row
+
+
+def _own_session(
+    changes: TableChanges, event: Event, session_id: str, sequence: int, envelope_row: Row | None
+) -> Row:
+    """The row of the session an event is about (counted once even if the envelope names it)."""
+    if envelope_row is not None and event.session_id == session_id:
+        return envelope_row
+    return _session_row(changes, event, session_id, sequence)
+
+
+def _task_type(
+    given: str | None, text: str | None, classifier: TaskTypeClassifier
+) -> tuple[str, bool]:
+    if given:
+        return given, False
+    return classifier.classify(text or ""), True
+
+
+def fold_batch(batch: Sequence[SequencedEvent], classifier: TaskTypeClassifier) -> TableChanges:
+    """The table changes of ``batch`` (events in stream order)."""
+    changes = TableChanges()
+    for item in batch:
+        event, data, seq = item.event, item.event.data, item.sequence
+        session = _session_row(changes, event, event.session_id, seq) if event.session_id else None
+        match data:
+            case WorkflowExecuted():
+                task_type, inferred = _task_type(data.task_type, data.request, classifier)
+                changes.insert(
+                    "workflows",
+                    {
+                        **_base(item),
+                        "task_type": task_type,
+                        "task_type_inferred": inferred,
+                        "request": data.request,
+                        "workflow_steps": list(data.workflow_steps),
+                        "workflow_key": workflow_key(data.workflow_steps),
+                        "success": data.success,
+                        "duration": data.duration,
+                        "cost": data.cost,
+                        "metadata": _json(data.metadata),
+                    },
+                )
+                if session is not None:
+                    session["workflow_count"] += 1
+                    session["workflow_successes"] += int(data.success)
+            case TaskExecuted():
+                task_type, inferred = _task_type(data.task_type, data.execution_summary, classifier)
+                changes.insert(
+                    "task_executions",
+                    {
+                        **_base(item),
+                        "task_id": data.task_id,
+                        "task_type": task_type,
+                        "task_type_inferred": inferred,
+                        "execution_summary": data.execution_summary,
+                        "success": data.success,
+                        "error_patterns": list(data.error_patterns),
+                        "has_embedding": data.embedding is not None,
+                        "metadata": _json(data.metadata),
+                    },
+                )
+                if session is not None:
+                    session["task_count"] += 1
+            case DecisionLogged():
+                row = changes.keyed(
+                    "decisions",
+                    (event.namespace, data.decision_id),
+                    {"namespace": event.namespace, "decision_id": data.decision_id},
+                )
+                row.update(
+                    {
+                        "sequence": seq,
+                        "event_id": event.id,
+                        "occurred_at": event.occurred_at,
+                        "agent_id": event.agent_id,
+                        "session_id": event.session_id,
+                        "actor": data.actor,
+                        "decision": data.decision,
+                        "rationale": data.rationale,
+                        "context": data.context,
+                        "alternatives": list(data.alternatives),
+                        "task_id": data.task_id,
+                    }
+                )
+                if session is not None:
+                    session["decision_count"] += 1
+            case DecisionOutcome():
+                row = changes.keyed(
+                    "decisions",
+                    (event.namespace, data.decision_id),
+                    {"namespace": event.namespace, "decision_id": data.decision_id},
+                )
+                row.update(
+                    {
+                        "outcome_success": data.success,
+                        "outcome_notes": data.notes,
+                        "outcome_at": event.occurred_at,
+                        "outcome_sequence": seq,
+                    }
+                )
+            case PatternFeedback():
+                changes.insert(
+                    "feedback",
+                    {
+                        **_base(item),
+                        "pattern_id": data.pattern_id,
+                        "helpful": data.helpful,
+                        "confidence_adjustment": data.confidence_adjustment,
+                    },
+                )
+            case SessionStarted():
+                row = _own_session(changes, event, data.session_id, seq, session)
+                if row["started_at"] is None:
+                    row["started_at"] = event.occurred_at
+                if row["goal"] is None:
+                    row["goal"] = data.goal
+            case SessionEnded():
+                row = _own_session(changes, event, data.session_id, seq, session)
+                row["ended_at"] = event.occurred_at
+                if data.success is not None:
+                    row["success"] = data.success
+            case KnowledgeAdded():
+                knowledge_id = data.knowledge_id or event.id
+                row = changes.keyed(
+                    "knowledge",
+                    (event.namespace, knowledge_id),
+                    {"namespace": event.namespace, "knowledge_id": knowledge_id},
+                )
+                row.update(
+                    {
+                        **_base(item),
+                        "kind": data.kind,
+                        "title": data.title,
+                        "content": data.content,
+                        "tags": list(data.tags),
+                        "metadata": _json(data.metadata),
+                    }
+                )
+            case _:
+                pass  # engine-derived events are projected by their own projections
+    return changes

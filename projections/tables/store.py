@@ -1,0 +1,167 @@
+"""The DuckDB store of the tables projection: rows and checkpoint in one transaction.
+
+Commit order (the exactly-once effect depends on it):
+  1. BEGIN
+  2. insert / merge the batch's rows (Arrow tables, never row by row)
+  3. insert the batch's dead letters
+  4. upsert the checkpoint to the batch's last sequence
+  5. COMMIT            <- only now may the caller ack the messages
+A crash before 5 leaves nothing of the batch; a redelivery after 5 is skipped by sequence.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from engine.errors import EngramError, StoreLockedError
+from projections.records import DeadLetter
+from projections.tables.rows import MERGE_RULES, TableChanges
+from projections.tables.schema import TABLES, arrow_schema, create_statements
+
+__all__ = ["DATABASE_FILE", "TableStore", "connect_database"]
+
+DATABASE_FILE = "engram.duckdb"
+
+_NO_NETWORK = {
+    # Nothing may download DuckDB extensions at run time.
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def connect_database(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the engine's DuckDB file; raises StoreLockedError when another process holds it."""
+    if read_only and not path.exists():
+        raise EngramError(f"no engram database at {path}: run engram serve or engram replay")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        connection = duckdb.connect(str(path), read_only=read_only, config=dict(_NO_NETWORK))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLockedError(
+                f"{path} is in use by another process (is engram serve running?): {exc}"
+            ) from None
+        raise
+    # Timestamps render and partition in UTC whatever the host's zone (same events, same state).
+    connection.execute("SET TimeZone = 'UTC'")
+    return connection
+
+
+def _merge_sql(table: str, source: str) -> str:
+    spec = TABLES[table]
+    sets = []
+    for column, rule in MERGE_RULES[table].items():
+        if rule == "first":
+            sets.append(f"{column} = COALESCE({table}.{column}, EXCLUDED.{column})")
+        elif rule == "last":
+            sets.append(f"{column} = COALESCE(EXCLUDED.{column}, {table}.{column})")
+        else:
+            sets.append(f"{column} = {table}.{column} + EXCLUDED.{column}")
+    return (
+        f"INSERT INTO {table} BY NAME SELECT * FROM {source} "
+        f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
+    )
+
+
+def _arrow(table: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
+    schema = arrow_schema(TABLES[table])
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+class TableStore:
+    """Writes table changes with their checkpoint atomically; one cursor, guarded by a lock."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self._connection = connection
+        self._db = connection.cursor()
+        self._lock = threading.Lock()
+        with self._lock:
+            for statement in create_statements():
+                self._db.execute(statement)
+
+    @classmethod
+    def open(cls, data_dir: Path) -> TableStore:
+        return cls(connect_database(data_dir / DATABASE_FILE))
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor for a reader thread (sees committed state only)."""
+        return self._connection.cursor()
+
+    def checkpoint(self, projection: str) -> int:
+        """The last sequence ``projection`` committed (0 when it never did)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sequence FROM checkpoints WHERE projection = ?", [projection]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def commit(
+        self,
+        projection: str,
+        changes: TableChanges,
+        dead_letters: Sequence[DeadLetter],
+        last_sequence: int,
+        last_stored_at: datetime | None,
+    ) -> None:
+        """Apply one batch and move the checkpoint, all or nothing (see the module docstring)."""
+        with self._lock:
+            self._db.execute("BEGIN TRANSACTION")
+            try:
+                for table, rows in changes.inserts.items():
+                    self._write(
+                        f"INSERT INTO {table} BY NAME SELECT * FROM _batch ON CONFLICT DO NOTHING",
+                        table,
+                        rows,
+                    )
+                for table, keyed in changes.upserts.items():
+                    self._write(_merge_sql(table, "_batch"), table, list(keyed.values()))
+                if dead_letters:
+                    self._write(
+                        "INSERT INTO dead_letters BY NAME SELECT * FROM _batch "
+                        "ON CONFLICT DO NOTHING",
+                        "dead_letters",
+                        [
+                            {
+                                "projection": d.projection,
+                                "sequence": d.sequence,
+                                "subject": d.subject,
+                                "stored_at": d.stored_at,
+                                "kind": d.kind,
+                                "reason": d.reason,
+                                "raw": d.raw,
+                                "raw_size": d.raw_size,
+                            }
+                            for d in dead_letters
+                        ],
+                    )
+                self._db.execute(
+                    "INSERT INTO checkpoints VALUES (?, ?, ?) ON CONFLICT (projection) DO UPDATE "
+                    "SET sequence = EXCLUDED.sequence, stored_at = EXCLUDED.stored_at",
+                    [projection, last_sequence, last_stored_at],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _write(self, sql: str, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        self._db.register("_batch", _arrow(table, rows))
+        try:
+            self._db.execute(sql)
+        finally:
+            self._db.unregister("_batch")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            self._connection.close()
