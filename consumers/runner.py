@@ -114,6 +114,8 @@ class ProjectionRunner:
                     )
                 except TimeoutError:  # nats-py raises its own or asyncio's (both TimeoutError)
                     continue
+                if not msgs:  # nats-py returns [] when the pull expires with a status reply
+                    continue
                 await self._handle(msgs)
         finally:
             with contextlib.suppress(Exception):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.js.errors import NotFoundError
 
 from engine.connection import connect
 from engine.server import EmbeddedServer
@@ -63,3 +65,5 @@ async def event_log(nc: NatsClient, settings: Settings) -> AsyncIterator[EventLo
     await log.ensure()
     yield log
     await log.js.delete_stream(settings.stream.name)
+    with contextlib.suppress(NotFoundError):  # created by engines under test
+        await log.js.delete_stream(settings.stream.name + "_DLQ")

@@ -250,7 +250,7 @@ async def test_publish_many_reports_accepted_and_rejected(
 
 async def test_same_event_id_is_stored_once(settings: Settings, event_log: EventLog) -> None:
     """A verb retried with the same event_id returns the same sequence and stores one event."""
-    fields = {"task_id": "t-1", "execution_summary": "done", "success": True}
+    fields: dict[str, Any] = {"task_id": "t-1", "execution_summary": "done", "success": True}
     async with MemoryClient(settings=settings) as memory:
         first = await memory.store_execution(**fields, event_id="exec-1")
         second = await memory.store_execution(**fields, event_id="exec-1")

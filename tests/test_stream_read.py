@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import datetime, timedelta, timezone
+from typing import cast
 
 from engine.events import (
     Event,
@@ -162,7 +164,11 @@ async def test_follow_yields_events_appended_later(event_log: EventLog) -> None:
     seen: list[int] = []
 
     async def follow() -> None:
-        async with aclosing(event_log.read(ReadRange(follow=True))) as reader:
+        # read() is an async generator: close it so its ephemeral consumer is deleted now.
+        following = cast(
+            AsyncGenerator[StoredMessage, None], event_log.read(ReadRange(follow=True))
+        )
+        async with aclosing(following) as reader:
             async for message in reader:
                 seen.append(message.sequence)
                 if len(seen) == 3:

@@ -29,9 +29,9 @@ def _json_value(value: Any) -> Any:
 
 
 def rows(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    result = cursor.execute(sql, params)
-    names = [d[0] for d in result.description or ()]
-    return [dict(zip(names, map(_json_value, row), strict=True)) for row in result.fetchall()]
+    """Rows as JSON-ready dicts (through Arrow: DuckDB's Python rows would need pytz)."""
+    table = cursor.sql(sql, params=params).to_arrow_table()
+    return [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
 
 
 def _filters(namespace: str | None, task_type: str | None) -> tuple[str, list[Any]]:
@@ -97,11 +97,13 @@ def run_sql(cursor: duckdb.DuckDBPyConnection, sql: str, limit: int = 10_000) ->
     """Run an operator's read-only query; at most ``limit`` rows are returned."""
     ensure_read_only(cursor, sql)
     try:
-        result = cursor.execute(sql)
-        names = [d[0] for d in result.description or ()]
-        fetched = result.fetchmany(limit + 1)
+        relation = cursor.sql(sql)
+        if relation is None:
+            return {"columns": [], "rows": [], "truncated": False}
+        table = relation.limit(limit + 1).to_arrow_table()
     except duckdb.Error as exc:
         raise UsageError(f"query failed: {exc}") from None
-    truncated = len(fetched) > limit
-    data = [dict(zip(names, map(_json_value, row), strict=True)) for row in fetched[:limit]]
-    return {"columns": names, "rows": data, "truncated": truncated}
+    names = list(table.column_names)
+    fetched = table.to_pylist()
+    data = [{k: _json_value(v) for k, v in row.items()} for row in fetched[:limit]]
+    return {"columns": names, "rows": data, "truncated": len(fetched) > limit}

@@ -17,10 +17,16 @@ __all__ = ["ask", "cmd_export", "cmd_metrics", "cmd_sql", "cmd_status"]
 
 
 async def ask(settings: Settings, verb: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Local read-only when the database is free, else the engine over NATS."""
-    from consumers.queries.client import query_local, query_remote
+    """The data directory's database when it exists and is free, else the engine over NATS.
 
-    if not settings.nats.url:
+    A NATS URL alone does not mean "ask the engine": ``--data-dir`` of a replayed or
+    point-in-time directory must answer from that directory, not from whichever engine serves
+    the URL (e.g. with ``ENGRAM_NATS_URL`` set). Only a locked database is the engine's to answer.
+    """
+    from consumers.queries.client import query_local, query_remote
+    from projections.tables import DATABASE_FILE
+
+    if not settings.nats.url or (settings.data_dir / DATABASE_FILE).exists():
         try:
             return await query_local(settings.data_dir, verb, payload)
         except StoreLockedError:

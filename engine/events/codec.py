@@ -100,6 +100,10 @@ def decode_event(
     return event
 
 
+_WIRE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""What ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)`` builds on every call."""
+
+
 def encode_event(event: Event) -> bytes:
     """The canonical wire bytes of ``event`` (compact JSON, UTF-8)."""
-    return json.dumps(event.to_json_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+    return _WIRE_ENCODER.encode(event.to_json_dict()).encode()

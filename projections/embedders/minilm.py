@@ -96,10 +96,11 @@ class MiniLMEmbedder(Embedder):
         model_path: Path | None = None,
         verify_weights: bool = True,
     ) -> None:
-        st = _import("sentence_transformers")
+        # Weights are found and checked first: that is cheap, sentence-transformers imports torch.
         path = model_path if model_path is not None else bundled_model_path()
         if verify_weights:
             _verify_weights(path)
+        st = _import("sentence_transformers")
         try:
             self._model = st.SentenceTransformer(str(path), device=device, local_files_only=True)
         except (OSError, ValueError, RuntimeError) as exc:

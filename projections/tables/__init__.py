@@ -1,5 +1,6 @@
 """DuckDB working-memory tables: schema, pure row folding, the transactional store."""
 
+from projections.tables.digest import table_digests
 from projections.tables.projection import TablesProjection
 from projections.tables.rows import TableChanges, fold_batch, workflow_key
 from projections.tables.schema import TABLES, VIEWS
@@ -14,5 +15,6 @@ __all__ = [
     "TablesProjection",
     "connect_database",
     "fold_batch",
+    "table_digests",
     "workflow_key",
 ]

@@ -20,9 +20,12 @@ class TablesProjection:
     def __init__(self, store: TableStore, classifier: TaskTypeClassifier | None = None) -> None:
         self.store = store
         self.classifier = classifier or KeywordTaskTypeClassifier()
+        self._checkpoint: int | None = None
 
     def checkpoint(self) -> int:
-        return self.store.checkpoint(self.name)
+        if self._checkpoint is None:
+            self._checkpoint = self.store.checkpoint(self.name)
+        return self._checkpoint
 
     def apply(
         self,
@@ -30,11 +33,17 @@ class TablesProjection:
         dead_letters: Sequence[DeadLetter],
         last_sequence: int,
     ) -> None:
+        floor = self.checkpoint()
+        if last_sequence <= floor:
+            return  # already applied: a redelivered batch changes nothing
+        events = [e for e in events if e.sequence > floor]
+        dead_letters = [d for d in dead_letters if d.sequence > floor]
         changes = fold_batch(events, self.classifier)
         stored_at = events[-1].stored_at if events else None
         if dead_letters and (not events or dead_letters[-1].sequence > events[-1].sequence):
             stored_at = dead_letters[-1].stored_at
         self.store.commit(self.name, changes, dead_letters, last_sequence, stored_at)
+        self._checkpoint = last_sequence
 
     def close(self) -> None:
         self.store.close()

@@ -57,25 +57,43 @@ class TableChanges:
         return rows[key]
 
 
-# How a folded row merges with the stored one: "first" keeps the stored value when present,
-# "last" takes the new value when present, "add" sums.
+# How a folded row merges with the stored one:
+#   "first": keep the stored value when there is one      (COALESCE(stored, new))
+#   "last":  take the new value when there is one          (COALESCE(new, stored))
+#   "add":   sum                                            (stored + new)
+#   "when:<marker>": the new value if this batch set <marker> (the column group it belongs to
+#            was written, even to NULL), else the stored one. Decisions have two groups:
+#            what was decided (marker event_id) and how it turned out (outcome_sequence).
+_LOGGED = (
+    "sequence",
+    "event_id",
+    "occurred_at",
+    "agent_id",
+    "session_id",
+    "actor",
+    "decision",
+    "rationale",
+    "context",
+    "alternatives",
+    "task_id",
+)
+_OUTCOME = ("outcome_success", "outcome_notes", "outcome_at", "outcome_sequence")
+_KNOWLEDGE = (
+    "sequence",
+    "event_id",
+    "occurred_at",
+    "agent_id",
+    "session_id",
+    "kind",
+    "title",
+    "content",
+    "tags",
+    "metadata",
+)
 MERGE_RULES: dict[str, dict[str, str]] = {
     "decisions": {
-        "sequence": "last",
-        "event_id": "last",
-        "occurred_at": "last",
-        "agent_id": "last",
-        "session_id": "last",
-        "actor": "last",
-        "decision": "last",
-        "rationale": "last",
-        "context": "last",
-        "alternatives": "last",
-        "task_id": "last",
-        "outcome_success": "last",
-        "outcome_notes": "last",
-        "outcome_at": "last",
-        "outcome_sequence": "last",
+        **{c: "when:event_id" for c in _LOGGED},
+        **{c: "when:outcome_sequence" for c in _OUTCOME},
     },
     "sessions": {
         "agent_id": "first",
@@ -91,18 +109,8 @@ MERGE_RULES: dict[str, dict[str, str]] = {
         "task_count": "add",
         "decision_count": "add",
     },
-    "knowledge": {
-        "sequence": "last",
-        "event_id": "last",
-        "occurred_at": "last",
-        "agent_id": "last",
-        "session_id": "last",
-        "kind": "last",
-        "title": "last",
-        "content": "last",
-        "tags": "last",
-        "metadata": "last",
-    },
+    # A knowledge document is replaced whole by a later version with the same id.
+    "knowledge": {c: "when:event_id" for c in _KNOWLEDGE},
 }
 
 

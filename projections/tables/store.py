@@ -62,8 +62,14 @@ def _merge_sql(table: str, source: str) -> str:
             sets.append(f"{column} = COALESCE({table}.{column}, EXCLUDED.{column})")
         elif rule == "last":
             sets.append(f"{column} = COALESCE(EXCLUDED.{column}, {table}.{column})")
-        else:
+        elif rule == "add":
             sets.append(f"{column} = {table}.{column} + EXCLUDED.{column}")
+        else:
+            marker = rule.removeprefix("when:")
+            sets.append(
+                f"{column} = CASE WHEN EXCLUDED.{marker} IS NOT NULL "
+                f"THEN EXCLUDED.{column} ELSE {table}.{column} END"
+            )
     return (
         f"INSERT INTO {table} BY NAME SELECT * FROM {source} "
         f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
@@ -90,6 +96,13 @@ class TableStore:
     @classmethod
     def open(cls, data_dir: Path) -> TableStore:
         return cls(connect_database(data_dir / DATABASE_FILE))
+
+    @classmethod
+    def in_memory(cls) -> TableStore:
+        """A throwaway store (tests, what-if analyses); same schema, same rules."""
+        connection = duckdb.connect(":memory:", config=dict(_NO_NETWORK))
+        connection.execute("SET TimeZone = 'UTC'")
+        return cls(connection)
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A new cursor for a reader thread (sees committed state only)."""

@@ -1,0 +1,1 @@
+"""Hypothesis strategies for event histories (small vocabularies so keys collide)."""

@@ -1,0 +1,107 @@
+"""Random but valid event histories: the raw material of the replay/idempotency properties."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import strategies as st
+
+from engine.events import (
+    DecisionLogged,
+    DecisionOutcome,
+    EventData,
+    KnowledgeAdded,
+    PatternFeedback,
+    SessionEnded,
+    SessionStarted,
+    TaskExecuted,
+    WorkflowExecuted,
+    make_event,
+)
+from projections.records import SequencedEvent
+
+NAMESPACES = st.sampled_from(["default", "team-a", "team-b"])
+SESSIONS = st.none() | st.sampled_from(["s1", "s2", "s3"])
+IDS = st.sampled_from(["d1", "d2", "d3", "k1", "k2"])
+STEPS = st.lists(
+    st.sampled_from(["plan", "code", "test", "review", "deploy"]), min_size=1, max_size=4
+)
+REQUESTS = st.none() | st.sampled_from(
+    [
+        "Fix the crash in the parser",
+        "Deploy the API to staging",
+        "Write unit tests",
+        "Analyze churn by plan",
+        "hello",
+    ]
+)
+TEXT = st.text(alphabet="abcdefgh xyz", min_size=1, max_size=20)
+
+PAYLOADS: st.SearchStrategy[EventData] = st.one_of(
+    st.builds(
+        WorkflowExecuted,
+        task_type=st.none() | st.sampled_from(["testing", "debugging"]),
+        request=REQUESTS,
+        workflow_steps=STEPS,
+        success=st.booleans(),
+        duration=st.floats(0, 100),
+        cost=st.none() | st.floats(0, 1),
+    ),
+    st.builds(
+        TaskExecuted,
+        task_id=IDS,
+        execution_summary=TEXT,
+        success=st.booleans(),
+        error_patterns=st.lists(TEXT, max_size=2),
+    ),
+    st.builds(DecisionLogged, decision_id=IDS, actor=TEXT, decision=TEXT, rationale=TEXT),
+    st.builds(DecisionOutcome, decision_id=IDS, success=st.booleans(), notes=TEXT),
+    st.builds(
+        PatternFeedback,
+        pattern_id=IDS,
+        helpful=st.booleans(),
+        confidence_adjustment=st.floats(-1, 1),
+    ),
+    st.builds(SessionStarted, session_id=st.sampled_from(["s1", "s2", "s3"])),
+    st.builds(
+        SessionEnded,
+        session_id=st.sampled_from(["s1", "s2", "s3"]),
+        success=st.none() | st.booleans(),
+    ),
+    st.builds(
+        KnowledgeAdded,
+        kind=st.sampled_from(["procedure", "incident"]),
+        title=TEXT,
+        content=TEXT,
+        knowledge_id=st.none() | IDS,
+    ),
+)
+
+BASE_TIME = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@st.composite
+def histories(draw: st.DrawFn, max_size: int = 40) -> list[SequencedEvent]:
+    """A history of 0..max_size events with sequences 1..n and increasing times."""
+    payloads = draw(st.lists(PAYLOADS, max_size=max_size))
+    history = []
+    for index, payload in enumerate(payloads, start=1):
+        when = BASE_TIME + timedelta(seconds=index)
+        event = make_event(
+            payload,
+            namespace=draw(NAMESPACES),
+            session_id=draw(SESSIONS),
+            agent_id="agent",
+            occurred_at=when,
+            event_id=f"evt-{index}",
+        )
+        history.append(SequencedEvent(index, when, event))
+    return history
+
+
+@st.composite
+def splits(draw: st.DrawFn, size: int) -> list[int]:
+    """Sorted cut points splitting ``size`` items into batches."""
+    if size == 0:
+        return []
+    return sorted(set(draw(st.lists(st.integers(1, size), max_size=6))))
