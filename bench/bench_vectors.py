@@ -133,9 +133,7 @@ def exact_top_k(data: Matrix, queries: Matrix, k: int) -> npt.NDArray[np.int64]:
     return out
 
 
-def recall_at_k(
-    index: VectorIndex, queries: Matrix, kth: npt.NDArray[np.float32], k: int
-) -> float:
+def recall_at_k(index: VectorIndex, queries: Matrix, kth: npt.NDArray[np.float32], k: int) -> float:
     """Share of the top-k hits at least as similar as the exact k-th neighbour (ties count)."""
     hits = 0
     for query, threshold in zip(queries, kth, strict=True):

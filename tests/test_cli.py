@@ -51,7 +51,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-async def engram(*args: str | Path, cwd: Path, timeout: float = 30.0) -> Run:
+async def engram(*args: str | Path, cwd: Path) -> Run:
     """Run ``engram ARGS`` to completion in ``cwd`` (so ./engram-data never lands in the repo)."""
     proc = await asyncio.create_subprocess_exec(
         *ENGRAM,
@@ -62,7 +62,8 @@ async def engram(*args: str | Path, cwd: Path, timeout: float = 30.0) -> Run:
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -97,18 +98,37 @@ async def test_publish_prints_the_sequence_and_stores_a_retry_once(
     """publish prints the sequence; --json gives id, sequence and duplicate; the same --id
     published again is stored once and the reply says duplicate."""
     data = json.dumps(WORKFLOW)
-    first = await engram("publish", "workflow.executed", "--data", data, "--id", "retry-1",
-                         *conn, cwd=tmp_path)
+    first = await engram(
+        "publish", "workflow.executed", "--data", data, "--id", "retry-1", *conn, cwd=tmp_path
+    )
     assert first.code == 0, first.err
     assert first.out == "stored workflow.executed retry-1 at sequence 1\n"
 
-    again = await engram("publish", "workflow.executed", "--data", data, "--id", "retry-1",
-                         "--json", *conn, cwd=tmp_path)
+    again = await engram(
+        "publish",
+        "workflow.executed",
+        "--data",
+        data,
+        "--id",
+        "retry-1",
+        "--json",
+        *conn,
+        cwd=tmp_path,
+    )
     assert again.code == 0, again.err
     assert again.json() == {"id": "retry-1", "sequence": 1, "duplicate": True}
 
-    other = await engram("publish", "session.started", "--data", '{"session_id": "s-1"}',
-                         "--session-id", "s-1", "--json", *conn, cwd=tmp_path)
+    other = await engram(
+        "publish",
+        "session.started",
+        "--data",
+        '{"session_id": "s-1"}',
+        "--session-id",
+        "s-1",
+        "--json",
+        *conn,
+        cwd=tmp_path,
+    )
     assert other.code == 0, other.err
     reply = other.json()
     assert (reply["sequence"], reply["duplicate"]) == (2, False)
@@ -123,12 +143,22 @@ async def test_publish_prints_the_sequence_and_stores_a_retry_once(
     ("args", "needle"),
     [
         (["workflow.executed", "--data", "{not json"], "--data is not JSON"),
-        (["workflow.executed", "--data", '{"workflow_steps": ["a"], "duration": 1}'],
-         "data.success"),
-        (["workflow.executed", "--data", '{"workflow_steps": "a", "success": true, '
-          '"duration": 1}'], "data.workflow_steps"),
-        (["workflow.executed", "--data", json.dumps({**WORKFLOW, "duration": -1})],
-         "data.duration"),
+        (
+            ["workflow.executed", "--data", '{"workflow_steps": ["a"], "duration": 1}'],
+            "data.success",
+        ),
+        (
+            [
+                "workflow.executed",
+                "--data",
+                '{"workflow_steps": "a", "success": true, "duration": 1}',
+            ],
+            "data.workflow_steps",
+        ),
+        (
+            ["workflow.executed", "--data", json.dumps({**WORKFLOW, "duration": -1})],
+            "data.duration",
+        ),
     ],
     ids=["bad-json", "missing-field", "wrong-type", "out-of-range"],
 )
@@ -164,15 +194,31 @@ INGEST_LINES = [
     json.dumps({"id": "ev-1", "type": "workflow.executed", "namespace": "a", "data": WORKFLOW}),
     "",
     '{"type": "workflow.executed", "data": {',
-    json.dumps({"id": "ev-4", "type": "workflow.executed",
-                "data": {"workflow_steps": ["x"], "duration": 2}}),
+    json.dumps(
+        {
+            "id": "ev-4",
+            "type": "workflow.executed",
+            "data": {"workflow_steps": ["x"], "duration": 2},
+        }
+    ),
     json.dumps({"id": "ev-5", "type": "workflow.exploded", "data": {}}),
     "   ",
-    json.dumps({"id": "ev-7", "type": "session.started", "session_id": "s-1",
-                "data": {"session_id": "s-1"}}),
+    json.dumps(
+        {
+            "id": "ev-7",
+            "type": "session.started",
+            "session_id": "s-1",
+            "data": {"session_id": "s-1"},
+        }
+    ),
     "[1, 2]",
-    json.dumps({"id": "ev-9", "type": "task.executed",
-                "data": {"task_id": "t-1", "execution_summary": "ran", "success": "maybe"}}),
+    json.dumps(
+        {
+            "id": "ev-9",
+            "type": "task.executed",
+            "data": {"task_id": "t-1", "execution_summary": "ran", "success": "maybe"},
+        }
+    ),
 ]
 
 
@@ -187,10 +233,14 @@ async def test_ingest_reports_accepted_and_rejected_lines(conn: list[str], tmp_p
     lines = text.out.splitlines()
     assert lines[0] == "accepted 2 (of which 0 already stored), rejected 5"
     assert lines[1].startswith("  line 3: not JSON")
-    assert lines[2].startswith("  line 4: ") and "data.success" in lines[2]
-    assert lines[3].startswith("  line 5: ") and "workflow.exploded" in lines[3]
-    assert lines[4].startswith("  line 8: ") and "not an object" in lines[4]
-    assert lines[5].startswith("  line 9: ") and "data.success" in lines[5]
+    assert lines[2].startswith("  line 4: ")
+    assert "data.success" in lines[2]
+    assert lines[3].startswith("  line 5: ")
+    assert "workflow.exploded" in lines[3]
+    assert lines[4].startswith("  line 8: ")
+    assert "not an object" in lines[4]
+    assert lines[5].startswith("  line 9: ")
+    assert "data.success" in lines[5]
     assert len(lines) == 6
 
     again = await engram("ingest", path, "--json", *conn, cwd=tmp_path)
@@ -220,7 +270,8 @@ async def test_ingest_of_only_good_lines_exits_0(conn: list[str], tmp_path: Path
 
     missing = await engram("ingest", tmp_path / "nope.jsonl", *conn, cwd=tmp_path)
     assert missing.code == 2
-    assert "cannot read" in missing.err and "nope.jsonl" in missing.err
+    assert "cannot read" in missing.err
+    assert "nope.jsonl" in missing.err
 
 
 # -- tail ------------------------------------------------------------------------------------
@@ -245,13 +296,17 @@ async def test_tail_filters_and_stops_at_the_end(
     entries = everything.json_lines()
     assert [e["sequence"] for e in entries] == [1, 2, 3, 4]
     assert [e["event"]["type"] for e in entries] == [
-        "session.started", "workflow.executed", "workflow.executed", "session.ended",
+        "session.started",
+        "workflow.executed",
+        "workflow.executed",
+        "session.ended",
     ]
     assert entries[1]["subject"] == "memory.workflow.executed"
     assert entries[1]["event"]["data"]["workflow_steps"] == ["a"]
 
-    typed = await engram("tail", "--json", "--type", "workflow.executed", "--from-seq", "3",
-                         *conn, cwd=tmp_path)
+    typed = await engram(
+        "tail", "--json", "--type", "workflow.executed", "--from-seq", "3", *conn, cwd=tmp_path
+    )
     assert [(e["sequence"], e["event"]["data"]["success"]) for e in typed.json_lines()] == [
         (3, False)
     ]
@@ -344,22 +399,36 @@ async def test_schema_prints_json_schema(tmp_path: Path) -> None:
 async def test_server_down_exits_1_with_one_clear_line(tmp_path: Path) -> None:
     """A NATS server that is down makes a verb exit 1 with one line naming the URL."""
     result = await engram(
-        "status", "--json", "--nats-url", "nats://127.0.0.1:1", "--data-dir", tmp_path / "d",
+        "status",
+        "--json",
+        "--nats-url",
+        "nats://127.0.0.1:1",
+        "--data-dir",
+        tmp_path / "d",
         cwd=tmp_path,
     )
     assert result.code == 1
     assert result.out == ""
     lines = result.err.strip().splitlines()
-    assert lines == ["engram: cannot reach NATS at nats://127.0.0.1:1: no server answered "
-                     "(is it running?)"]
+    assert lines == [
+        "engram: cannot reach NATS at nats://127.0.0.1:1: no server answered (is it running?)"
+    ]
 
 
 async def test_embedded_default_publish_and_tail(tmp_path: Path) -> None:
     """With no --nats-url the CLI starts nats-server under --data-dir, stores the event there
     and stops the server; the next verb finds the same store."""
     data = tmp_path / "data"
-    published = await engram("publish", "workflow.executed", "--data", json.dumps(WORKFLOW),
-                             "--json", "--data-dir", data, cwd=tmp_path)
+    published = await engram(
+        "publish",
+        "workflow.executed",
+        "--data",
+        json.dumps(WORKFLOW),
+        "--json",
+        "--data-dir",
+        data,
+        cwd=tmp_path,
+    )
     assert published.code == 0, published.err
     assert published.json()["sequence"] == 1
     assert (data / "nats" / "jetstream").is_dir()
@@ -400,6 +469,22 @@ def metric_rows(reply: dict[str, Any]) -> dict[tuple[str, str], tuple[Any, ...]]
     }
 
 
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+async def _serving(proc: asyncio.subprocess.Process, log_path: Path) -> None:
+    """Wait until ``engram serve`` says its engine runs (so status never races its start)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if "engine running" in _text(log_path):
+            return
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"engram serve did not start: {_text(log_path)}")
+
+
 async def _status_until_caught_up(conn: list[str], cwd: Path, last: int) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     status: dict[str, Any] = {}
@@ -433,11 +518,16 @@ async def test_serve_queries_export_and_replay(
             *ENGRAM, "serve", *conn, cwd=tmp_path, env=_env(), stdout=log_file, stderr=log_file
         )
     try:
+        await _serving(serve, log_path)
         async with MemoryClient(settings=settings) as memory:
             for namespace, task_type, success, duration, cost in WORKFLOWS:
                 await memory.store_workflow(
-                    task_type=task_type, workflow_steps=[task_type, "check"], success=success,
-                    duration=duration, cost=cost, namespace=namespace,
+                    task_type=task_type,
+                    workflow_steps=[task_type, "check"],
+                    success=success,
+                    duration=duration,
+                    cost=cost,
+                    namespace=namespace,
                 )
         status = await _status_until_caught_up(conn, tmp_path, last=len(WORKFLOWS))
         assert status["stream"] == stream
@@ -456,8 +546,9 @@ async def test_serve_queries_export_and_replay(
             ("b", "code_generation"): (1, 0, 0.0, 8.0, 1.0),
         }
 
-        sql = await engram("sql", "SELECT count(*) AS n FROM workflows", "--json", *conn,
-                           cwd=tmp_path)
+        sql = await engram(
+            "sql", "SELECT count(*) AS n FROM workflows", "--json", *conn, cwd=tmp_path
+        )
         assert sql.code == 0, sql.err
         assert sql.json() == {"columns": ["n"], "rows": [{"n": 6}], "truncated": False}
         refused = await engram("sql", "DELETE FROM workflows", *conn, cwd=tmp_path)
@@ -476,21 +567,33 @@ async def test_serve_queries_export_and_replay(
         workflows = pq.read_table(export_dir / manifest["tables"]["workflows"]["path"])
         assert workflows.num_rows == len(WORKFLOWS)
         assert sorted(map(str, workflows.column("namespace").to_pylist())) == [
-            "a", "a", "a", "a", "b", "b"
+            "a",
+            "a",
+            "a",
+            "a",
+            "b",
+            "b",
         ]
-        assert sorted(workflows.column("duration").to_pylist()) == sorted(
-            w[3] for w in WORKFLOWS
-        )
+        assert sorted(workflows.column("duration").to_pylist()) == sorted(w[3] for w in WORKFLOWS)
 
         # A point-in-time directory is read directly even with a NATS URL given and an engine
         # answering queries: its own state, not the engine's.
         earlier_dir = tmp_path / "earlier"
-        earlier = await engram("replay", "--json", "--until-seq", str(UNTIL), *conn[:4],
-                               "--data-dir", earlier_dir, cwd=tmp_path)
+        earlier = await engram(
+            "replay",
+            "--json",
+            "--until-seq",
+            str(UNTIL),
+            *conn[:4],
+            "--data-dir",
+            earlier_dir,
+            cwd=tmp_path,
+        )
         assert earlier.code == 0, earlier.err
         assert (earlier.json()["messages"], earlier.json()["last_sequence"]) == (UNTIL, UNTIL)
-        as_of = await engram("metrics", "--json", *conn[:4], "--data-dir", earlier_dir,
-                             cwd=tmp_path)
+        as_of = await engram(
+            "metrics", "--json", *conn[:4], "--data-dir", earlier_dir, cwd=tmp_path
+        )
         assert as_of.code == 0, as_of.err
         assert metric_rows(as_of.json()) == {
             ("a", "code_generation"): (2, 1, 0.5, 15.0, 2.0),
@@ -505,11 +608,11 @@ async def test_serve_queries_export_and_replay(
         except TimeoutError:
             serve.kill()
             await serve.wait()
-    assert serve.returncode == 0, log_path.read_text()
+    assert serve.returncode == 0, _text(log_path)
+    assert "projection failed" not in _text(log_path)  # an idle fetch is not a failure
 
     replayed_dir = tmp_path / "replayed"
-    replayed = await engram("replay", "--json", *conn[:4], "--data-dir", replayed_dir,
-                            cwd=tmp_path)
+    replayed = await engram("replay", "--json", *conn[:4], "--data-dir", replayed_dir, cwd=tmp_path)
     assert replayed.code == 0, replayed.err
     assert replayed.json()["messages"] == len(WORKFLOWS)
     assert replayed.json()["dead_letters"] == 0
