@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Sequence
 
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError, TooManyStalledMsgsError
 
 from engine.errors import (
@@ -20,6 +18,7 @@ from engine.errors import (
     PublishFailedError,
 )
 from engine.events import Event, encode_event
+from engine.stream._ack_window import AckWindow
 from engine.stream.records import AppendResult
 
 __all__ = ["Appender", "EncodedEvent", "encode_for_append"]
@@ -52,9 +51,7 @@ class Appender:
         self._stream = stream
         self._timeout_s = timeout_s
         self._max_in_flight = max_in_flight
-        self._js: JetStreamContext = nc.jetstream(
-            timeout=timeout_s, publish_async_max_pending=max_in_flight
-        )
+        self._js: JetStreamContext = nc.jetstream(timeout=timeout_s)
 
     def _check_size(self, event_id: str, body: bytes) -> None:
         limit = self._nc.max_payload
@@ -115,68 +112,43 @@ class Appender:
         """Append many events in order, with at most ``max_in_flight`` acks outstanding.
 
         Returns one entry per input: its AppendResult, or the error that stopped it. Never
-        raises for a single event's failure; the caller decides what to retry. An event whose
-        ack does not come within ``timeout_s`` of being waited for is reported as unacknowledged
-        (it may or may not be stored; publishing it again is safe).
+        raises for a single event's failure; the caller decides what to retry. When no ack comes
+        for ``timeout_s`` the server has stalled: the batch stops, and each event not yet
+        acknowledged gets a PublishFailedError (publishing it again is safe: same id).
         """
-        results: list[AppendResult | EngramError | None] = [None] * len(batch)
-        window: deque[tuple[int, asyncio.Future[PubAck]]] = deque()
-        try:
+        errors: dict[int, EngramError] = {}
+        sent = 0
+        async with AckWindow(
+            self._nc, len(batch), max_in_flight=self._max_in_flight, timeout_s=self._timeout_s
+        ) as window:
             for index, (event_id, subject, body) in enumerate(batch):
-                if len(window) >= self._max_in_flight:
-                    await self._make_room(window, batch, results)
                 try:
                     self._check_size(event_id, body)
-                    # No wait_stall: it costs a task and a trip through the event loop per
-                    # message (so one socket write per message); the window above bounds the
-                    # acks in flight and times a stall out instead.
-                    future = await self._js.publish_async(
-                        subject, body, headers=self._headers(event_id, None)
-                    )
+                    if not await window.publish(
+                        index, subject, body, self._headers(event_id, None)
+                    ):
+                        break
                 except Exception as exc:  # recorded per event, the batch goes on
-                    results[index] = self._error(event_id, subject, exc)
-                    continue
-                window.append((index, future))
-            pending = [future for _, future in window if not future.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=self._timeout_s)
-            while window:
-                index, future = window.popleft()
-                results[index] = self._outcome(batch[index], future)
-        finally:
-            # Cancelled or failed midway: give the client's in-flight slots back.
-            for _, future in window:
-                future.cancel()
-        return [r for r in results if r is not None]
-
-    async def _make_room(
-        self,
-        window: deque[tuple[int, asyncio.Future[PubAck]]],
-        batch: Sequence[EncodedEvent],
-        results: list[AppendResult | EngramError | None],
-    ) -> None:
-        """Wait for the oldest ack (``timeout_s`` at most), then settle every finished one."""
-        oldest = window[0][1]
-        if not oldest.done():
-            await asyncio.wait((oldest,), timeout=self._timeout_s)
-        index, future = window.popleft()
-        results[index] = self._outcome(batch[index], future)
-        # One stream acks in order: when the oldest is in, usually many more are.
-        while window and window[0][1].done():
-            index, future = window.popleft()
-            results[index] = self._outcome(batch[index], future)
-
-    def _outcome(
-        self, encoded: EncodedEvent, future: asyncio.Future[PubAck]
-    ) -> AppendResult | EngramError:
-        event_id, subject, _ = encoded
-        if not future.done():
-            future.cancel()
-            return self._error(event_id, subject, TimeoutError())
-        if future.cancelled():
-            return self._error(event_id, subject, asyncio.CancelledError())
-        exc = future.exception()
-        if exc is not None:
-            return self._error(event_id, subject, exc)
-        ack = future.result()
-        return AppendResult(event_id, ack.seq, bool(ack.duplicate))
+                    errors[index] = self._error(event_id, subject, exc)
+                sent = index + 1
+            else:
+                await window.drain()
+        results: list[AppendResult | EngramError] = []
+        for index, outcome in enumerate(window.outcomes):
+            event_id, subject, _ = batch[index]
+            if isinstance(outcome, tuple):
+                results.append(AppendResult(event_id, outcome[0], outcome[1]))
+            elif outcome is not None:
+                results.append(self._error(event_id, subject, outcome))
+            elif index in errors:
+                results.append(errors[index])
+            elif index < sent:
+                results.append(self._error(event_id, subject, TimeoutError()))
+            else:
+                results.append(
+                    PublishFailedError(
+                        f"event {event_id} was not sent: JetStream acknowledged nothing for "
+                        f"{self._timeout_s:g}s, so the batch stopped; publish it again"
+                    )
+                )
+        return results
