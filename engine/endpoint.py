@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NatsClient
 
 from engine.connection import connect
-from engine.server import EmbeddedServer, read_server_record
+from engine.server import EmbeddedServer, read_server_record, start_lock
 from engine.settings import Settings
 
 __all__ = ["NatsEndpoint", "open_nats"]
@@ -34,16 +34,18 @@ async def open_nats(settings: Settings) -> AsyncIterator[NatsEndpoint]:
     if settings.nats.url:
         url, source = settings.nats.url, "url"
     else:
-        record = read_server_record(settings.server_dir)
-        if record is not None:
-            url, source = record.url, "embedded-running"
-        else:
-            server = EmbeddedServer(
-                settings.server_dir,
-                port=settings.embedded_port,
-                sync_always=settings.embedded_sync_always,
-            )
-            url, source = server.start(), "embedded-started"
+        # Two commands starting at once on one data dir must not start two servers.
+        with start_lock(settings.server_dir):
+            record = read_server_record(settings.server_dir)
+            if record is not None:
+                url, source = record.url, "embedded-running"
+            else:
+                server = EmbeddedServer(
+                    settings.server_dir,
+                    port=settings.embedded_port,
+                    sync_always=settings.embedded_sync_always,
+                )
+                url, source = server.start(), "embedded-started"
     try:
         nc = await connect(settings.nats, url)
         try:

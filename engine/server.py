@@ -6,6 +6,7 @@ for the embedded default and tests; production uses NATS's own packages (see dep
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +24,35 @@ import structlog
 
 from engine.errors import EmbeddedServerError
 
-__all__ = ["EmbeddedServer", "ServerRecord", "find_nats_server", "read_server_record"]
+__all__ = [
+    "EmbeddedServer",
+    "ServerRecord",
+    "find_nats_server",
+    "read_server_record",
+    "start_lock",
+]
 
 log = structlog.get_logger(__name__)
 
 RECORD_FILE = "server.json"
+
+
+@contextmanager
+def start_lock(server_dir: Path) -> Iterator[None]:
+    """An exclusive lock on ``server_dir`` held while deciding whether to start a server."""
+    try:
+        server_dir.mkdir(parents=True, exist_ok=True)
+        handle = (server_dir / "start.lock").open("a")
+    except OSError as exc:
+        raise EmbeddedServerError(
+            f"data directory {server_dir} is not usable: {exc.strerror or exc}"
+        ) from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find_nats_server() -> Path:
@@ -201,7 +228,9 @@ class EmbeddedServer:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout_s``); idempotent."""
         process, self._process = self._process, None
         self._url = None
-        (self.server_dir / RECORD_FILE).unlink(missing_ok=True)
+        record = read_server_record(self.server_dir)
+        if process is not None and (record is None or record.pid == process.pid):
+            (self.server_dir / RECORD_FILE).unlink(missing_ok=True)  # ours, not another's
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)

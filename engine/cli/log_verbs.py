@@ -194,6 +194,11 @@ async def stream_status(settings: Settings, nc: Any) -> dict[str, Any]:
 
 def cmd_schema(args: argparse.Namespace, _settings: Settings) -> int:
     """engram schema [TYPE]: the JSON Schema of one event type, or of all of them."""
+    if args.asyncapi:
+        from consumers.asyncapi import asyncapi_document
+
+        emit_json(asyncapi_document())
+        return EXIT_OK
     if args.type:
         model = typed_event_model(args.type)
         if model is None:

@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _verb(sub, "schema", "JSON Schema of the event types", nats=False)
     p.add_argument("type", nargs="?", help="one event type (default: all)")
+    p.add_argument("--asyncapi", action="store_true",
+                   help="the whole event and query API as an AsyncAPI 3.0 document")
     p.set_defaults(handler=log_verbs.cmd_schema)
 
     p = _verb(sub, "demo", "simulated agents publishing to engram (the main job)")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from engine.errors import InvalidEventError, UnknownEventTypeError
 from engine.events.envelope import Event, typed_event_model
@@ -103,7 +105,32 @@ def decode_event(
 _WIRE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """What ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)`` builds on every call."""
 
+# pydantic-core writes the same JSON as _WIRE_ENCODER, byte for byte, about three times faster,
+# except for three kinds of number, which the checks below catch (a false alarm, such as text
+# that looks like one, only costs the slower path):
+# - magnitudes in [1e-5, 1e-4): "0.00001" where json writes "1e-05";
+# - magnitudes in [1e-9, 1e-5): "1.5e-7" where json writes "1.5e-07" (json always writes two
+#   exponent digits, so a one-digit negative exponent ending a number means a difference);
+# - NaN and infinities (only in events never validated): "null" where json writes "NaN".
+_ONE_DIGIT_NEGATIVE_EXPONENT = re.compile(rb"e-[0-9][,\]}]")
+
+
+def _pydantic_wire_bytes(event: Event) -> bytes | None:
+    """The wire bytes as pydantic-core writes them, or None where they may differ."""
+    try:
+        body = event.__pydantic_serializer__.to_json(event, exclude_none=True)
+    except PydanticSerializationError:
+        return None  # the reference path raises its own error
+    if b"0.0000" in body or b"null" in body or _ONE_DIGIT_NEGATIVE_EXPONENT.search(body):
+        return None
+    return body
+
 
 def encode_event(event: Event) -> bytes:
-    """The canonical wire bytes of ``event`` (compact JSON, UTF-8)."""
-    return _WIRE_ENCODER.encode(event.to_json_dict()).encode()
+    """The canonical wire bytes of ``event``: compact JSON in UTF-8, exactly
+    ``json.dumps(event.to_json_dict(), separators=(",", ":"), ensure_ascii=False).encode()``.
+    """
+    body = _pydantic_wire_bytes(event)
+    if body is None:
+        body = _WIRE_ENCODER.encode(event.to_json_dict()).encode()
+    return body

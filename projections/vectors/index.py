@@ -10,6 +10,7 @@ share it: hnswlib is safe with concurrent queries, not with a query during an ad
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from projections.vectors._rwlock import ReadWriteLock
 __all__ = ["IndexConfig", "LoadedIndex", "VectorIndex"]
 
 LabelFilter = Callable[[int], bool]
+_EXACT_CHUNK = 8192  # vectors read at once by the exact fallback (bounded memory)
 log = structlog.get_logger(__name__)
 
 
@@ -280,13 +282,16 @@ class VectorIndex:
     def _exact(
         self, query: npt.NDArray[np.float32], k: int, filter: LabelFilter | None
     ) -> list[tuple[int, float]]:
+        """Brute-force top-k over the labels ``filter`` accepts, read in bounded chunks."""
         labels = [int(x) for x in self._hnsw.get_ids_list()]
         if filter is not None:
             labels = [label for label in labels if filter(label)]
-        if not labels:
-            return []
-        stored = np.asarray(self._hnsw.get_items(labels, return_type="numpy"), dtype=np.float32)
-        norms = np.linalg.norm(stored, axis=1) * max(float(np.linalg.norm(query)), 1e-30)
-        distances = 1.0 - (stored @ query) / np.maximum(norms, 1e-30)
-        order = np.argsort(distances, kind="stable")[:k]
-        return [(labels[i], float(distances[i])) for i in order]
+        query_norm = max(float(np.linalg.norm(query)), 1e-30)
+        best: list[tuple[float, int]] = []  # (distance, label), at most k kept
+        for start in range(0, len(labels), _EXACT_CHUNK):
+            chunk = labels[start : start + _EXACT_CHUNK]
+            stored = np.asarray(self._hnsw.get_items(chunk, return_type="numpy"), np.float32)
+            norms = np.maximum(np.linalg.norm(stored, axis=1) * query_norm, 1e-30)
+            distances = 1.0 - (stored @ query) / norms
+            best = heapq.nsmallest(k, [*best, *zip(distances.tolist(), chunk, strict=True)])
+        return [(label, distance) for distance, label in best]
