@@ -65,6 +65,9 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "total_bytes": 4096,
         "location": "snapshots/snap-1",
     },
+    "memory.recalled": {"memory_ids": ["m-1", "m-2"]},
+    "context.suggested": {"task_description": "fix the login bug", "task_type": "debugging"},
+    "pattern.matched": {"pattern_id": "p-1", "task_type": "debugging"},
 }
 
 OPTIONAL: dict[str, dict[str, Any]] = {
@@ -94,6 +97,13 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "pattern.learned": {"pattern": {"steps": ["plan", "code"]}},
     "session.compacted": {},
     "snapshot.created": {"embedder": "hashing-256"},
+    "memory.recalled": {"query": "login bug", "verb": "search_similar"},
+    "context.suggested": {
+        "similar_memory_ids": ["m-1"],
+        "pattern_ids": ["p-1"],
+        "recommendations": ["Use the workflow plan -> code."],
+    },
+    "pattern.matched": {"task_description": "fix the login bug"},
 }
 
 

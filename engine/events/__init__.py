@@ -13,7 +13,15 @@ from engine.events.agent import (
     WorkflowExecuted,
 )
 from engine.events.codec import decode_event, encode_event, validate_event
-from engine.events.derived import PatternLearned, PatternType, SessionCompacted, SnapshotCreated
+from engine.events.derived import (
+    ContextSuggested,
+    MemoryRecalled,
+    PatternLearned,
+    PatternMatched,
+    PatternType,
+    SessionCompacted,
+    SnapshotCreated,
+)
 from engine.events.envelope import NAMESPACE_PATTERN, Event, typed_event_model
 from engine.events.factory import make_event
 from engine.events.registry import EVENT_TYPES, SUBJECT_PREFIX, EventSpec, spec_for, subject_for
@@ -21,6 +29,9 @@ from engine.events.upcasting import DEFAULT_UPCASTERS, Upcaster, UpcasterRegistr
 
 __all__ = [
     "DEFAULT_UPCASTERS",
+    "ContextSuggested",
+    "MemoryRecalled",
+    "PatternMatched",
     "EVENT_TYPES",
     "NAMESPACE_PATTERN",
     "SUBJECT_PREFIX",

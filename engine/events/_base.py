@@ -47,11 +47,15 @@ NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
 FiniteFloat = Annotated[float, AfterValidator(_finite)]
 
 
+_STRICT_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+"""What ``json.dumps(value, allow_nan=False, ensure_ascii=False)`` builds on every call."""
+
+
 def _json_encodable(value: dict[str, Any]) -> dict[str, Any]:
     # Any accepts what JSON cannot carry (NaN, lone surrogates, arbitrary objects): refuse it
     # here, not as a crash (or a silent NaN -> null) when the event is encoded.
     try:
-        json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+        _STRICT_JSON.encode(value).encode()
     except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         raise ValueError(
             "must hold only JSON values (text, finite numbers, booleans, null, lists, objects): "

@@ -8,7 +8,15 @@ from pydantic import Field
 
 from engine.events._base import EventData, Identifier, JsonObject, NonNegativeFloat, ShortText
 
-__all__ = ["PatternLearned", "PatternType", "SessionCompacted", "SnapshotCreated"]
+__all__ = [
+    "ContextSuggested",
+    "MemoryRecalled",
+    "PatternLearned",
+    "PatternMatched",
+    "PatternType",
+    "SessionCompacted",
+    "SnapshotCreated",
+]
 
 PatternType = Literal["workflow", "success", "failure"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -50,3 +58,31 @@ class SnapshotCreated(EventData):
     total_bytes: Count
     location: ShortText
     embedder: ShortText | None = None
+
+
+class MemoryRecalled(EventData):
+    """Memories were returned by a search; each one's ``reused_count`` grows (survives replay)."""
+
+    memory_ids: list[Identifier] = Field(min_length=1, max_length=1_000)
+    query: Annotated[str, Field(max_length=2_000)] = ""
+    verb: ShortText = "search_similar"
+
+
+class ContextSuggested(EventData):
+    """get_task_context answered an agent: what it suggested, so usage itself is recorded."""
+
+    task_description: Annotated[str, Field(max_length=10_000)]
+    task_type: ShortText
+    similar_memory_ids: list[Identifier] = Field(default_factory=list, max_length=1_000)
+    pattern_ids: list[Identifier] = Field(default_factory=list, max_length=1_000)
+    recommendations: list[Annotated[str, Field(max_length=2_000)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+
+class PatternMatched(EventData):
+    """A learned pattern matched a task an agent asked about."""
+
+    pattern_id: Identifier
+    task_type: ShortText
+    task_description: Annotated[str, Field(max_length=10_000)] = ""

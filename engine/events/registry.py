@@ -16,7 +16,14 @@ from engine.events.agent import (
     TaskExecuted,
     WorkflowExecuted,
 )
-from engine.events.derived import PatternLearned, SessionCompacted, SnapshotCreated
+from engine.events.derived import (
+    ContextSuggested,
+    MemoryRecalled,
+    PatternLearned,
+    PatternMatched,
+    SessionCompacted,
+    SnapshotCreated,
+)
 
 __all__ = ["EVENT_TYPES", "SUBJECT_PREFIX", "EventSpec", "spec_for", "subject_for", "type_of"]
 
@@ -51,6 +58,9 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("pattern.learned", PatternLearned, 1, "engine"),
         EventSpec("session.compacted", SessionCompacted, 1, "engine"),
         EventSpec("snapshot.created", SnapshotCreated, 1, "engine"),
+        EventSpec("memory.recalled", MemoryRecalled, 1, "engine"),
+        EventSpec("context.suggested", ContextSuggested, 1, "engine"),
+        EventSpec("pattern.matched", PatternMatched, 1, "engine"),
     )
 }
 
