@@ -1,0 +1,99 @@
+"""Saving the learner's state with its watermark in one file, atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ProjectionError
+from engine.events import PatternLearned
+from projections.learning.scoring import LearnerConfig
+from projections.learning.state import Announcement, LearnerState
+from projections.learning.stats import FeedbackStats, OutcomeStats, Snapshot, WorkflowStats
+from projections.task_types import TaskTypeClassifier
+
+__all__ = ["STATE_FILE", "dump_state", "load_state", "restore_state", "save_state"]
+
+STATE_FILE = "learner-state.json.gz"
+FORMAT = 1
+
+
+def dump_state(state: LearnerState) -> dict[str, Any]:
+    """A JSON-ready dict of ``state`` (order preserved, so reloads decide identically)."""
+    return {
+        "format": FORMAT,
+        "sequence": state.sequence,
+        "workflows": [
+            [ns, tt, [[key, asdict(stats)] for key, stats in by_key.items()]]
+            for (ns, tt), by_key in state.workflows.items()
+        ],
+        "outcomes": [[ns, tt, asdict(o)] for (ns, tt), o in state.outcomes.items()],
+        "feedback": [[pid, asdict(f)] for pid, f in state.feedback.items()],
+        "snapshots": [[pid, asdict(s)] for pid, s in state.snapshots.items()],
+        "pattern_scope": [[pid, list(scope)] for pid, scope in state.pattern_scope.items()],
+        "best": [[ns, tt, key] for (ns, tt), key in state.best.items()],
+        "announced": list(state.announced.items()),
+        "pending": [
+            [a.namespace, a.occurred_at, a.data.model_dump(mode="json")] for a in state.pending
+        ],
+    }
+
+
+def restore_state(
+    raw: dict[str, Any], config: LearnerConfig, classifier: TaskTypeClassifier
+) -> LearnerState:
+    if raw.get("format") != FORMAT:
+        raise ProjectionError(f"learner state format {raw.get('format')!r} is not {FORMAT}")
+    state = LearnerState(config, classifier)
+    state.sequence = int(raw["sequence"])
+    for ns, tt, items in raw["workflows"]:
+        state.workflows[(ns, tt)] = {key: WorkflowStats(**stats) for key, stats in items}
+    state.outcomes = {(ns, tt): OutcomeStats(**o) for ns, tt, o in raw["outcomes"]}
+    state.feedback = {pid: FeedbackStats(**f) for pid, f in raw["feedback"]}
+    state.snapshots = {pid: Snapshot(**s) for pid, s in raw["snapshots"]}
+    state.pattern_scope = {pid: (s[0], s[1], s[2], s[3]) for pid, s in raw["pattern_scope"]}
+    state.best = {(ns, tt): key for ns, tt, key in raw["best"]}
+    state.announced = {pid: int(v) for pid, v in raw["announced"]}
+    state.pending = [
+        Announcement(ns, when, PatternLearned.model_validate(data))
+        for ns, when, data in raw["pending"]
+    ]
+    return state
+
+
+def save_state(directory: Path, state: LearnerState) -> None:
+    """Write state and watermark together: a crash leaves the old file or the new one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    body = gzip.compress(json.dumps(dump_state(state), separators=(",", ":")).encode(), 5)
+    temp = directory / (STATE_FILE + ".tmp")
+    with temp.open("wb") as handle:
+        handle.write(body)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, directory / STATE_FILE)
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def load_state(
+    directory: Path, config: LearnerConfig, classifier: TaskTypeClassifier
+) -> LearnerState:
+    """The saved state, or a fresh one when nothing was saved. Raises ProjectionError when the
+    file is unreadable (never silently starts over: delete the directory to rebuild by replay)."""
+    path = directory / STATE_FILE
+    if not path.exists():
+        return LearnerState(config, classifier)
+    try:
+        raw = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, ValueError, EOFError) as exc:
+        raise ProjectionError(
+            f"learner state {path} is unreadable ({exc}); delete {directory} to rebuild it"
+        ) from None
+    return restore_state(raw, config, classifier)

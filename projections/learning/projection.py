@@ -1,0 +1,92 @@
+"""The learner projection: LearnerState fed from the log, saved with its watermark.
+
+Saving the whole state on every batch would cost O(state) per batch, so the state is saved every
+``save_every`` events (and on close). ``checkpoint()`` is the saved watermark: after a crash the
+runner restarts from it and the events after it are applied again (deterministically, so the
+same versions are decided). Acks before a save are harmless for the same reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from projections.learning.persistence import load_state, save_state
+from projections.learning.scoring import LearnerConfig
+from projections.learning.state import Announcement, LearnerState
+from projections.records import DeadLetter, SequencedEvent
+from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
+
+__all__ = ["LearnerProjection"]
+
+T = TypeVar("T")
+
+
+class LearnerProjection:
+    """Learns workflow, success and failure patterns; queues pattern.learned announcements."""
+
+    name = "patterns"
+
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        config: LearnerConfig | None = None,
+        classifier: TaskTypeClassifier | None = None,
+        save_every: int = 5_000,
+    ) -> None:
+        self.directory = directory
+        self.config = config or LearnerConfig()
+        self.classifier = classifier or KeywordTaskTypeClassifier()
+        self.save_every = save_every
+        self._lock = threading.Lock()
+        self.state = (
+            load_state(directory, self.config, self.classifier)
+            if directory is not None
+            else LearnerState(self.config, self.classifier)
+        )
+        self._saved = self.state.sequence
+        self._unsaved = 0
+
+    def checkpoint(self) -> int:
+        return self._saved
+
+    def apply(
+        self,
+        events: Sequence[SequencedEvent],
+        dead_letters: Sequence[DeadLetter],
+        last_sequence: int,
+    ) -> None:
+        with self._lock:
+            for item in events:
+                self.state.apply(item)
+            # Dead letters and ignored events still move the watermark.
+            self.state.sequence = max(self.state.sequence, last_sequence)
+            self._unsaved += len(events) + len(dead_letters)
+            if self._unsaved >= self.save_every:
+                self._save()
+
+    def _save(self) -> None:
+        if self.directory is not None and self.state.sequence > self._saved:
+            save_state(self.directory, self.state)
+            self._saved = self.state.sequence
+        self._unsaved = 0
+
+    def flush(self) -> None:
+        """Save now (the replay and the engine's shutdown call this)."""
+        with self._lock:
+            self._save()
+
+    def take_pending(self) -> list[Announcement]:
+        with self._lock:
+            return self.state.take_pending()
+
+    def read(self, query: Callable[[LearnerState], T]) -> T:
+        """Run a read-only ``query`` against the state under the lock."""
+        with self._lock:
+            return query(self.state)
+
+    def close(self) -> None:
+        self.flush()
