@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -14,21 +15,45 @@ from nats.aio.client import Client as NatsClient
 from consumers.deadletters import DeadLetterPublisher
 from consumers.instance import durable_name, instance_id
 from consumers.queries import QueryDispatcher, build_query_broker
+from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.runner import ProjectionRunner, RunnerSettings
 from engine.settings import Settings
 from engine.stream import EventLog
+from engine.stream.append import Appender
 from projections.base import Projection
+from projections.learning import LearnerProjection
 from projections.tables import TablesProjection, TableStore
 
-__all__ = ["Engine", "open_projections"]
+__all__ = ["Engine", "ProjectionSet", "open_projections"]
 
 log = structlog.get_logger(__name__)
 
 
-def open_projections(settings: Settings) -> tuple[TableStore, list[Projection]]:
+@dataclass
+class ProjectionSet:
+    """Every projection of an engine over one data directory."""
+
+    store: TableStore
+    tables: TablesProjection
+    learner: LearnerProjection
+
+    @property
+    def all(self) -> list[Projection]:
+        return [self.tables, self.learner]
+
+    def close(self) -> None:
+        for projection in self.all:
+            projection.close()
+
+
+def open_projections(settings: Settings) -> ProjectionSet:
     """Every projection of the engine over the data directory (the replay uses the same)."""
     store = TableStore.open(settings.data_dir)
-    return store, [TablesProjection(store)]
+    return ProjectionSet(
+        store=store,
+        tables=TablesProjection(store),
+        learner=LearnerProjection(settings.data_dir / "patterns"),
+    )
 
 
 class Engine:
@@ -47,10 +72,12 @@ class Engine:
         self.url = url
         self.log = EventLog(nc, settings.stream)
         self.runner_settings = runner_settings or RunnerSettings()
-        self.store, self.projections = open_projections(settings)
+        self.set = open_projections(settings)
+        self.projections = self.set.all
         self.instance = instance_id(settings.data_dir)
-        self.dispatcher = QueryDispatcher(self.store.reader)
+        self.dispatcher = QueryDispatcher(self.set.store.reader)
         self.dispatcher.register("status", self.status)
+        register_learning_verbs(self.dispatcher, self.set.learner)
         self.runners: list[ProjectionRunner] = []
 
     async def status(self, _payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -74,6 +101,14 @@ class Engine:
             "instance": self.instance,
         }
 
+    def _announcing(self, projection: Projection) -> dict[str, Any]:
+        if projection is self.set.learner:
+            appender = Appender(
+                self.nc, self.settings.stream.name, timeout_s=self.settings.nats.request_timeout_s
+            )
+            return {"announcer": self.set.learner, "appender": appender}
+        return {}
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop consuming and close the stores."""
         await self.log.ensure()
@@ -87,6 +122,7 @@ class Engine:
                 durable=durable_name(self.instance, projection.name),
                 settings=self.runner_settings,
                 dead_letters=dead_letters,
+                **self._announcing(projection),
             )
             for projection in self.projections
         ]
@@ -108,5 +144,4 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await broker.stop()
-            for projection in self.projections:
-                projection.close()
+            self.set.close()

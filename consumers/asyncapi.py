@@ -9,10 +9,12 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
 from consumers.queries.dispatch import QueryDispatcher
+from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.service import build_query_broker
 from engine import __version__
 from engine.events import EVENT_TYPES, typed_event_model
 from engine.settings import NatsSettings
+from projections.learning import LearnerProjection
 
 __all__ = ["asyncapi_document"]
 
@@ -20,6 +22,7 @@ __all__ = ["asyncapi_document"]
 def _documented_broker() -> NatsBroker:
     """A broker that is never connected: its publishers and subscribers are the documentation."""
     dispatcher = QueryDispatcher(lambda: None)  # type: ignore[arg-type, return-value]
+    register_learning_verbs(dispatcher, LearnerProjection(None))
     broker = build_query_broker(dispatcher, "nats://localhost:4222", NatsSettings())
     for name, spec in EVENT_TYPES.items():
         model = typed_event_model(name)

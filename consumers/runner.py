@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from nats.js import JetStreamContext
@@ -22,10 +23,22 @@ from nats.js.errors import NotFoundError
 from consumers.applying import apply_isolating
 from consumers.deadletters import DeadLetterPublisher
 from consumers.decoding import decode_batch
+from engine.events import Event
+from engine.stream import AppendResult
+from engine.stream.append import Appender, encode_for_append
 from engine.stream.read import to_stored
 from projections.base import Projection
 
-__all__ = ["ProjectionRunner", "RunnerSettings"]
+__all__ = ["Announcer", "ProjectionRunner", "RunnerSettings"]
+
+
+class Announcer(Protocol):
+    """A projection that derives events (e.g. pattern.learned) for the runner to publish.
+    ``take_pending`` returns what is not yet on the stream; deterministic event ids make a
+    repeated publish a duplicate JetStream drops."""
+
+    def take_pending(self) -> list[Event]: ...
+
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +68,8 @@ class ProjectionRunner:
         durable: str,
         settings: RunnerSettings | None = None,
         dead_letters: DeadLetterPublisher | None = None,
+        announcer: Announcer | None = None,
+        appender: Appender | None = None,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -64,6 +79,10 @@ class ProjectionRunner:
         self.dead_letters = dead_letters
         self.checkpoint = 0
         self.applied_batches = 0
+        self.announcer = announcer
+        self.appender = appender
+        if (announcer is None) != (appender is None):
+            raise ValueError("an announcer needs an appender to publish with, and vice versa")
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         with contextlib.suppress(NotFoundError):
@@ -113,13 +132,37 @@ class ProjectionRunner:
                         self.settings.batch_size, timeout=self.settings.max_wait_s
                     )
                 except TimeoutError:  # nats-py raises its own or asyncio's (both TimeoutError)
+                    await self._announce()  # nothing new: we are caught up
                     continue
                 if not msgs:  # nats-py returns [] when the pull expires with a status reply
                     continue
                 await self._handle(msgs)
+                if msgs[-1].metadata.num_pending == 0:
+                    await self._announce()
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _announce(self) -> None:
+        """Publish the derived events the projection decided (only once caught up with the
+        stream, so every earlier announcement of the same versions has been seen)."""
+        if self.announcer is None or self.appender is None:
+            return
+        pending = await asyncio.to_thread(self.announcer.take_pending)
+        if not pending:
+            return
+        results = await self.appender.append_many([encode_for_append(e) for e in pending])
+        failed = [r for r in results if not isinstance(r, AppendResult)]
+        fresh = sum(1 for r in results if isinstance(r, AppendResult) and not r.duplicate)
+        log.info(
+            "announced",
+            projection=self.projection.name,
+            events=len(pending),
+            new=fresh,
+            failed=len(failed),
+        )
+        for error in failed:
+            log.warning("announcement failed (retried when caught up again)", error=str(error))
 
     async def _handle(self, msgs: list) -> None:  # type: ignore[type-arg]
         stored = [to_stored(m) for m in msgs]

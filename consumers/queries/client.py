@@ -12,7 +12,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from consumers.queries.dispatch import QUERY_PREFIX, QueryDispatcher
+from consumers.queries.learning_verbs import register_learning_verbs
 from engine.errors import QueryError, UsageError
+from projections.learning import LearnerProjection
 from projections.tables import DATABASE_FILE, connect_database
 
 __all__ = ["EngineUnavailableError", "query_local", "query_remote"]
@@ -63,6 +65,8 @@ async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> 
     connection = connect_database(data_dir / DATABASE_FILE, read_only=True)
     try:
         dispatcher = QueryDispatcher(connection.cursor)
+        # Loaded read-only: never saved back (close() is not called).
+        register_learning_verbs(dispatcher, LearnerProjection(data_dir / "patterns"))
         return await dispatcher.handle(verb, payload)
     finally:
         connection.close()

@@ -44,7 +44,8 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         until_time=parse_time(args.until) if args.until else None,
     )
     target_settings = settings.model_copy(update={"data_dir": target})
-    _store, projections = open_projections(target_settings)
+    projection_set = open_projections(target_settings)
+    projections = projection_set.all
     try:
         async with open_nats(source) as endpoint:
             js = endpoint.nc.jetstream()
@@ -59,8 +60,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     on_batch=bar.advance,
                 )
     finally:
-        for projection in projections:
-            projection.close()
+        projection_set.close()
     result = {
         "data_dir": str(target),
         "messages": report.messages,

@@ -10,18 +10,31 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from engine.events import Event, make_event
 from projections.learning.persistence import load_state, save_state
 from projections.learning.scoring import LearnerConfig
 from projections.learning.state import Announcement, LearnerState
 from projections.records import DeadLetter, SequencedEvent
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
 
-__all__ = ["LearnerProjection"]
+__all__ = ["LearnerProjection", "announcement_event"]
 
 T = TypeVar("T")
+
+
+def announcement_event(announcement: Announcement) -> Event:
+    """The pattern.learned event of an announcement: id, time and body are deterministic."""
+    return make_event(
+        announcement.data,
+        namespace=announcement.namespace,
+        agent_id="engram-learner",
+        occurred_at=datetime.fromisoformat(announcement.occurred_at),
+        event_id=announcement.event_id,
+    )
 
 
 class LearnerProjection:
@@ -79,9 +92,11 @@ class LearnerProjection:
         with self._lock:
             self._save()
 
-    def take_pending(self) -> list[Announcement]:
+    def take_pending(self) -> list[Event]:
+        """pattern.learned events decided but not yet seen on the stream."""
         with self._lock:
-            return self.state.take_pending()
+            pending = self.state.take_pending()
+        return [announcement_event(a) for a in pending]
 
     def read(self, query: Callable[[LearnerState], T]) -> T:
         """Run a read-only ``query`` against the state under the lock."""
