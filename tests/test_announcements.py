@@ -1,0 +1,137 @@
+"""pattern.learned is announced exactly once per version: across a restart, a full replay into a
+new data directory, and two engines on one stream — with JetStream's duplicate window shrunk to
+one second, so the proof rests on the learner remembering the stream, not on dedup alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from consumers.app import Engine, open_projections
+from consumers.replay import replay
+from consumers.runner import RunnerSettings
+from engine.events import WorkflowExecuted, make_event
+from engine.settings import Settings, StreamSettings
+from engine.stream import EventLog, ReadRange
+
+FAST = RunnerSettings(batch_size=100, max_wait_s=0.1)
+
+
+@pytest.fixture
+def short_window(settings: Settings) -> Settings:
+    stream = StreamSettings(name=settings.stream.name, duplicate_window_s=1.0)
+    return settings.model_copy(update={"stream": stream})
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, nc: NatsClient, data_dir: Path) -> AsyncIterator[Engine]:
+    engine = Engine(
+        settings.model_copy(update={"data_dir": data_dir}),
+        nc,
+        str(settings.nats.url),
+        runner_settings=FAST,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    try:
+        yield engine
+    finally:
+        stop.set()
+        await task
+
+
+async def settle(engine: Engine, quiet_s: float = 0.6) -> None:
+    """Wait until every projection is caught up and no new event arrived for ``quiet_s``."""
+    async with asyncio.timeout(30):
+        last = -1
+        while True:
+            await asyncio.sleep(quiet_s)
+            status = await engine.status()
+            caught_up = status["projections"] and all(
+                p["lag"] == 0 for p in status["projections"].values()
+            )
+            if caught_up and status["last_sequence"] == last:
+                return
+            last = status["last_sequence"]
+
+
+async def announcements(log: EventLog) -> Counter[tuple[str, int]]:
+    seen: Counter[tuple[str, int]] = Counter()
+    async for stored in log.read(ReadRange(subject="memory.pattern.learned")):
+        data = json.loads(stored.data)["data"]
+        seen[(data["pattern_id"], data["version"])] += 1
+    return seen
+
+
+def _workflows(count: int, namespace: str = "default") -> list[object]:
+    return [
+        make_event(
+            WorkflowExecuted(
+                task_type="testing",
+                workflow_steps=["plan", f"s{i % 2}"],
+                success=i % 3 != 0,
+                duration=1.0,
+            ),
+            namespace=namespace,
+        )
+        for i in range(count)
+    ]
+
+
+async def test_announced_once_across_restart_replay_and_two_engines(
+    short_window: Settings, nc: NatsClient, tmp_path: Path
+) -> None:
+    """A plain subscriber sees each (pattern, version) once, whatever the engines do."""
+    log = EventLog(nc, short_window.stream)
+    await log.ensure()
+    heard: Counter[tuple[str, int]] = Counter()
+
+    async def on_message(msg: Msg) -> None:
+        data = json.loads(msg.data)["data"]
+        heard[(data["pattern_id"], data["version"])] += 1
+
+    subscription = await nc.subscribe("memory.pattern.learned", cb=on_message)
+    await log.append_many(_workflows(40))  # type: ignore[arg-type]
+    async with running(short_window, nc, tmp_path / "one") as engine:
+        await settle(engine)
+    first = await announcements(log)
+    assert first and set(first.values()) == {1}
+
+    # A restart after the duplicate window: nothing new to say, nothing said again.
+    await asyncio.sleep(1.2)
+    async with running(short_window, nc, tmp_path / "one") as engine:
+        await settle(engine)
+    assert await announcements(log) == first
+
+    # A full replay into a new directory, then an engine on it: still nothing new.
+    rebuilt = short_window.model_copy(update={"data_dir": tmp_path / "two"})
+    projection_set = open_projections(rebuilt)
+    await replay(log.js, log.stream_name, projection_set.all)
+    projection_set.close()
+    await asyncio.sleep(1.2)
+    async with running(short_window, nc, tmp_path / "two") as engine:
+        await settle(engine)
+    assert await announcements(log) == first
+
+    # Two engines at once on new history: every new version once.
+    async with (
+        running(short_window, nc, tmp_path / "one") as a,
+        running(short_window, nc, tmp_path / "three") as b,
+    ):
+        await log.append_many(_workflows(40))  # type: ignore[arg-type]
+        await settle(a)
+        await settle(b)
+    final = await announcements(log)
+    assert len(final) > len(first)
+    assert set(final.values()) == {1}
+    await asyncio.sleep(0.2)
+    await subscription.unsubscribe()
+    assert heard == final
