@@ -10,13 +10,14 @@ __all__ = [
     "EmbeddedServerError",
     "EmbedderError",
     "EmbedderUnavailableError",
+    "EngineUnavailableError",
     "EngramError",
     "IndexCorruptError",
     "IndexMismatchError",
     "InvalidEventError",
     "PayloadTooLargeError",
-    "PublishFailedError",
     "ProjectionError",
+    "PublishFailedError",
     "QueryError",
     "StoreLockedError",
     "UnknownEmbedderError",
@@ -113,3 +114,7 @@ class StoreLockedError(EngramError):
 
 class ProjectionError(EngramError):
     """A projection could not apply an event or commit a batch."""
+
+
+class EngineUnavailableError(QueryError):
+    """No engine answered on ``engram.query.*`` (start ``engram serve``)."""

@@ -3,6 +3,8 @@ decide the same, namespaces stay apart."""
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -186,7 +188,7 @@ def test_any_batching_and_save_restore_decide_the_same(data: st.DataObject) -> N
         whole.apply(item)
     resumed = _state()
     bounds = [0, *cuts, len(history)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         for item in history[a:b]:
             resumed.apply(item)
         resumed = restore_state(dump_state(resumed), LearnerConfig(), KeywordTaskTypeClassifier())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Sequence
 
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +33,7 @@ def _project(batches: Sequence[Sequence[SequencedEvent]]) -> dict[str, str]:
 
 def _cut(history: Sequence[SequencedEvent], cuts: Sequence[int]) -> list[list[SequencedEvent]]:
     bounds = [0, *cuts, len(history)]
-    return [list(history[a:b]) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [list(history[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @FAST

@@ -333,3 +333,14 @@ def test_namespace_a_query_never_returns_b_labels(
         assert {hit.label for hit in hits} <= a_labels
         wanted = {i for i in a_labels if collections is None or owners[i][1] in collections}
         assert len(hits) == min(k, len(wanted))
+
+
+def test_rebuild_from_the_same_batches_gives_the_same_neighbours(vectors: np.ndarray) -> None:
+    """Single-threaded builds from the same batches are identical: a replay matches the live."""
+    config = IndexConfig(m=16, ef_construction=100, ef=64, initial_capacity=8, num_threads=1)
+    live, replayed = VectorIndex(DIM, "hashing", config), VectorIndex(DIM, "hashing", config)
+    for built in (live, replayed):
+        for start in range(0, 200, 25):
+            built.add(np.arange(start, start + 25), vectors[start : start + 25])
+    queries = unit(np.random.default_rng(11), 30)
+    assert [live.search(q, 10) for q in queries] == [replayed.search(q, 10) for q in queries]

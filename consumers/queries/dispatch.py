@@ -11,11 +11,11 @@ import duckdb
 
 from consumers.queries import readers
 from engine.errors import EngramError, UsageError
+from engine.query_client import QUERY_PREFIX
 from projections.tables.export import export_parquet
 
 __all__ = ["QUERY_PREFIX", "QueryDispatcher", "error_reply"]
 
-QUERY_PREFIX = "engram.query."
 
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
 Extra = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]

@@ -105,7 +105,8 @@ async def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     """engram export --to DIR: every table as Parquet at one sequence."""
-    target = os.path.abspath(args.to)  # the engine may run elsewhere in the file system
+    # An absolute path: the engine answering may run in another working directory.
+    target = os.path.abspath(args.to)  # noqa: ASYNC240 - a string operation, no real I/O
     manifest = await ask(settings, "export", {"to": target})
     if args.json:
         emit_json(manifest)

@@ -10,11 +10,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "EventData",
+    "FiniteFloat",
     "Identifier",
     "JsonObject",
     "NonNegativeFloat",
     "ShortText",
-    "FiniteFloat",
     "Text",
 ]
 

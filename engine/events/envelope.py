@@ -45,7 +45,7 @@ class Event(BaseModel):
         if spec is None:
             raise ValueError(f"unknown event type {self.type!r}")
         if not isinstance(self.data, spec.model):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 - pydantic validators report through ValueError
                 f"data of a {self.type} event must be a {spec.model.__name__}, "
                 f"got {type(self.data).__name__}"
             )
@@ -84,5 +84,5 @@ _TYPED_MODELS = _build_typed_models()
 
 
 def typed_event_model(event_type: str) -> type[Event] | None:
-    """The envelope model whose ``data`` is the payload model of ``event_type`` (None if unknown)."""
+    """The envelope model whose ``data`` is the payload of ``event_type`` (None if unknown)."""
     return _TYPED_MODELS.get(event_type)

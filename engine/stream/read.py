@@ -113,5 +113,5 @@ async def read_stream(
         try:
             await sub.unsubscribe()
             await js.delete_consumer(stream, consumer.name)
-        except Exception:  # noqa: BLE001 - best effort: it expires by itself (inactive_threshold)
+        except Exception:
             pass

@@ -1,0 +1,52 @@
+"""Asking a running engine over NATS request-reply on ``engram.query.<verb>``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from engine.errors import EngineUnavailableError, QueryError, UsageError
+
+__all__ = ["QUERY_PREFIX", "query_remote"]
+
+QUERY_PREFIX = "engram.query."
+
+
+def _raise_for(reply: Mapping[str, Any]) -> dict[str, Any]:
+    if "error" in reply:
+        if reply.get("kind") == "usage":
+            raise UsageError(str(reply["error"]))
+        raise QueryError(str(reply["error"]))
+    return dict(reply)
+
+
+async def query_remote(
+    nc: NatsClient, verb: str, payload: Mapping[str, Any], timeout_s: float = 5.0
+) -> dict[str, Any]:
+    """Request ``verb`` from a running engine; raises EngineUnavailableError if none answers."""
+    try:
+        msg = await nc.request(
+            QUERY_PREFIX + verb, json.dumps(dict(payload)).encode(), timeout=timeout_s
+        )
+    except NoRespondersError:
+        raise EngineUnavailableError(
+            "no engine is serving queries on this NATS server (start engram serve)"
+        ) from None
+    except NatsTimeoutError:
+        raise EngineUnavailableError(
+            f"the engine did not answer {verb} within {timeout_s}s"
+        ) from None
+    try:
+        reply = json.loads(msg.data)
+    except json.JSONDecodeError:
+        raise QueryError(f"the engine answered {verb} with something that is not JSON") from None
+    if not isinstance(reply, dict):
+        raise QueryError(f"the engine answered {verb} with a {type(reply).__name__}")
+    return _raise_for(reply)
+
+
