@@ -4,7 +4,6 @@ decide the same, namespaces stay apart."""
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
