@@ -14,6 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypedDict, TypeVar, Unpack
 
+from nats.aio.client import Client as NatsClient
 from pydantic import ValidationError
 
 from engine.endpoint import open_nats
@@ -33,6 +34,7 @@ from engine.events import (
     make_event,
 )
 from engine.events.codec import explain_validation_error
+from engine.recall import RecallVerbs
 from engine.settings import Settings
 from engine.stream import AppendResult, EventLog
 
@@ -86,7 +88,7 @@ def _payload(model: type[D], fields: Mapping[str, Any]) -> D:
         ) from None
 
 
-class MemoryClient:
+class MemoryClient(RecallVerbs):
     """Async client of engram. Connects on ``__aenter__``; closes on ``__aexit__``.
 
     With ``url=None`` the settings decide (``ENGRAM_NATS_URL``, else the embedded server of the
@@ -112,6 +114,7 @@ class MemoryClient:
         self._ensure_stream = ensure_stream
         self._stack: AsyncExitStack | None = None
         self._log: EventLog | None = None
+        self._query_timeout_s = base.nats.request_timeout_s
         self.url: str | None = None
 
     async def __aenter__(self) -> MemoryClient:
@@ -142,6 +145,9 @@ class MemoryClient:
         stack, self._stack, self._log = self._stack, None, None
         if stack is not None:
             await stack.aclose()
+
+    def _connection(self) -> NatsClient:
+        return self.log.nc
 
     @property
     def log(self) -> EventLog:

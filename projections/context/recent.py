@@ -1,0 +1,67 @@
+"""The operational tier: a ring buffer of the most recent events and the active sessions.
+
+In memory only, rebuilt on start from the tail of the stream (``checkpoint`` tells the runner to
+start ``capacity`` events before the end), so it obeys the same rule as every projection: a
+replay gives the same buffer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from engine.events import SessionEnded, SessionStarted
+from projections.records import DeadLetter, SequencedEvent
+
+__all__ = ["RecentEvents"]
+
+
+class RecentEvents:
+    """Keeps the last ``capacity`` events and the sessions started but not ended."""
+
+    name = "recent"
+
+    def __init__(self, capacity: int = 10_000, *, stream_last_sequence: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self._events: deque[SequencedEvent] = deque(maxlen=capacity)
+        self._active: dict[tuple[str, str], SequencedEvent] = {}
+        self._start = max(0, stream_last_sequence - capacity)
+        self._applied = self._start
+        self._lock = threading.Lock()
+
+    def checkpoint(self) -> int:
+        return self._applied
+
+    def apply(
+        self,
+        events: Sequence[SequencedEvent],
+        dead_letters: Sequence[DeadLetter],
+        last_sequence: int,
+    ) -> None:
+        with self._lock:
+            for item in events:
+                if item.sequence <= self._applied:
+                    continue
+                self._events.append(item)
+                data = item.event.data
+                if isinstance(data, SessionStarted):
+                    self._active[(item.event.namespace, data.session_id)] = item
+                elif isinstance(data, SessionEnded):
+                    self._active.pop((item.event.namespace, data.session_id), None)
+            self._applied = max(self._applied, last_sequence)
+
+    def recent(self, namespace: str, limit: int | None = None) -> list[SequencedEvent]:
+        """Newest first, this namespace only."""
+        with self._lock:
+            found = [e for e in reversed(self._events) if e.event.namespace == namespace]
+        return found[:limit] if limit is not None else found
+
+    def active_sessions(self, namespace: str) -> list[SequencedEvent]:
+        with self._lock:
+            return [e for (ns, _), e in self._active.items() if ns == namespace]
+
+    def close(self) -> None:
+        return None
