@@ -14,17 +14,27 @@ from nats.aio.client import Client as NatsClient
 
 from consumers.deadletters import DeadLetterPublisher
 from consumers.instance import durable_name, instance_id
+from consumers.lease import AnnouncerLease
 from consumers.queries import QueryDispatcher, build_query_broker
 from consumers.queries.learning_verbs import register_learning_verbs
+from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.runner import ProjectionRunner, RunnerSettings
+from engine.errors import EngramError
+from engine.events import EventData, make_event
 from engine.settings import Settings
 from engine.stream import EventLog
-from engine.stream.append import Appender
+from engine.stream.append import Appender, encode_for_append
 from projections.base import Projection
+from projections.context import HeuristicTokenCounter, RecentEvents
+from projections.embedders import get_embedder
 from projections.learning import LearnerProjection
 from projections.tables import TablesProjection, TableStore
+from projections.vectors.index import IndexConfig
+from projections.vectors.projection import VectorProjection
 
-__all__ = ["Engine", "ProjectionSet", "open_projections"]
+__all__ = ["ACTIVE_FILE", "Engine", "ProjectionSet", "active_embedder", "open_projections"]
+
+ACTIVE_FILE = "ACTIVE"
 
 log = structlog.get_logger(__name__)
 
@@ -36,24 +46,59 @@ class ProjectionSet:
     store: TableStore
     tables: TablesProjection
     learner: LearnerProjection
+    vectors: VectorProjection
+    recent: RecentEvents
 
     @property
     def all(self) -> list[Projection]:
-        return [self.tables, self.learner]
+        """The persistent projections (what a replay rebuilds)."""
+        return [self.tables, self.learner, self.vectors]
+
+    @property
+    def live(self) -> list[Projection]:
+        """Everything a running engine feeds, the in-memory operational tier included."""
+        return [*self.all, self.recent]
 
     def close(self) -> None:
-        for projection in self.all:
+        for projection in self.live:
             projection.close()
 
 
-def open_projections(settings: Settings) -> ProjectionSet:
+def active_embedder(settings: Settings) -> str:
+    """The embedder serving searches: the last completed reindex, else the setting."""
+    marker = settings.vectors_dir / ACTIVE_FILE
+    if marker.exists():
+        return marker.read_text().strip() or settings.embedder
+    return settings.embedder
+
+
+def vector_projection(settings: Settings, embedder_name: str) -> VectorProjection:
+    embedder = get_embedder(embedder_name)
+    config = IndexConfig(
+        m=settings.index_m,
+        ef_construction=settings.index_ef_construction,
+        ef=settings.index_ef,
+        num_threads=1,
+    )
+    return VectorProjection(settings.vectors_dir / embedder.name, embedder, config=config)
+
+
+def open_projections(settings: Settings, stream_last_sequence: int = 0) -> ProjectionSet:
     """Every projection of the engine over the data directory (the replay uses the same)."""
     store = TableStore.open(settings.data_dir)
-    return ProjectionSet(
-        store=store,
-        tables=TablesProjection(store),
-        learner=LearnerProjection(settings.data_dir / "patterns"),
-    )
+    try:
+        return ProjectionSet(
+            store=store,
+            tables=TablesProjection(store),
+            learner=LearnerProjection(settings.data_dir / "patterns"),
+            vectors=vector_projection(settings, active_embedder(settings)),
+            recent=RecentEvents(
+                settings.recent_capacity, stream_last_sequence=stream_last_sequence
+            ),
+        )
+    except BaseException:
+        store.close()
+        raise
 
 
 class Engine:
@@ -72,13 +117,39 @@ class Engine:
         self.url = url
         self.log = EventLog(nc, settings.stream)
         self.runner_settings = runner_settings or RunnerSettings()
-        self.set = open_projections(settings)
-        self.projections = self.set.all
         self.instance = instance_id(settings.data_dir)
-        self.dispatcher = QueryDispatcher(self.set.store.reader)
-        self.dispatcher.register("status", self.status)
-        register_learning_verbs(self.dispatcher, self.set.learner)
         self.runners: list[ProjectionRunner] = []
+        self._set: ProjectionSet | None = None
+        self.appender = Appender(
+            nc, settings.stream.name, timeout_s=settings.nats.request_timeout_s
+        )
+
+    @property
+    def set(self) -> ProjectionSet:
+        if self._set is None:
+            raise EngramError("the engine is not running")
+        return self._set
+
+    def _dispatcher(self, projections: ProjectionSet) -> QueryDispatcher:
+        dispatcher = QueryDispatcher(projections.store.reader)
+        dispatcher.register("status", self.status)
+        register_learning_verbs(dispatcher, projections.learner)
+        MemoryVerbs(
+            projections.vectors,
+            projections.learner,
+            projections.recent,
+            HeuristicTokenCounter(),
+            self._publish,
+        ).register(dispatcher)
+        return dispatcher
+
+    async def _publish(self, data: EventData, namespace: str) -> None:
+        """Record a usage event (memory.recalled, context.suggested, pattern.matched)."""
+        event = make_event(data, namespace=namespace, agent_id="engram-query")
+        try:
+            await self.appender.append(encode_for_append(event))
+        except EngramError as exc:
+            log.warning("usage event not recorded", type=event.type, error=str(exc))
 
     async def status(self, _payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Stream state and, per projection, its checkpoint and lag."""
@@ -103,17 +174,17 @@ class Engine:
 
     def _announcing(self, projection: Projection) -> dict[str, Any]:
         if projection is self.set.learner:
-            appender = Appender(
-                self.nc, self.settings.stream.name, timeout_s=self.settings.nats.request_timeout_s
-            )
-            return {"announcer": self.set.learner, "appender": appender}
+            lease = AnnouncerLease(self.log.js, self.settings.stream.name, self.instance)
+            return {"announcer": self.set.learner, "appender": self.appender, "lease": lease}
         return {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop consuming and close the stores."""
-        await self.log.ensure()
+        info = await self.log.ensure()
         dead_letters = DeadLetterPublisher(self.log.js, self.settings.stream)
         await dead_letters.ensure()
+        self._set = open_projections(self.settings, info.state.last_seq)
+        dispatcher = self._dispatcher(self._set)
         self.runners = [
             ProjectionRunner(
                 self.log.js,
@@ -124,16 +195,17 @@ class Engine:
                 dead_letters=dead_letters,
                 **self._announcing(projection),
             )
-            for projection in self.projections
+            for projection in self._set.live
         ]
-        broker = build_query_broker(self.dispatcher, self.url, self.settings.nats)
+        broker = build_query_broker(dispatcher, self.url, self.settings.nats)
         await broker.start()
         tasks = [asyncio.create_task(r.run(stop), name=r.projection.name) for r in self.runners]
         log.info(
             "engine running",
-            projections=[p.name for p in self.projections],
+            projections=[p.name for p in self._set.live],
+            embedder=self._set.vectors.embedder.name,
             instance=self.instance,
-            queries=self.dispatcher.verbs,
+            queries=dispatcher.verbs,
         )
         try:
             await stop.wait()
@@ -144,4 +216,5 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await broker.stop()
-            self.set.close()
+            self._set.close()
+            self._set = None

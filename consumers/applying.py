@@ -49,7 +49,7 @@ def apply_isolating(
                 sequence=item.sequence,
                 subject=item.event.subject,
                 stored_at=item.stored_at,
-                kind="application_failed",
+                kind=getattr(exc, "dead_letter_kind", "application_failed"),
                 reason=f"{projection.name} could not apply {item.event.type}: {exc!r}",
                 body=encode_event(item.event),
                 projection=projection.name,

@@ -23,6 +23,7 @@ from nats.js.errors import NotFoundError
 from consumers.applying import apply_isolating
 from consumers.deadletters import DeadLetterPublisher
 from consumers.decoding import decode_batch
+from consumers.lease import AnnouncerLease
 from engine.events import Event
 from engine.stream import AppendResult
 from engine.stream.append import Appender, encode_for_append
@@ -70,6 +71,7 @@ class ProjectionRunner:
         dead_letters: DeadLetterPublisher | None = None,
         announcer: Announcer | None = None,
         appender: Appender | None = None,
+        lease: AnnouncerLease | None = None,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -81,6 +83,7 @@ class ProjectionRunner:
         self.applied_batches = 0
         self.announcer = announcer
         self.appender = appender
+        self.lease = lease
         if (announcer is None) != (appender is None):
             raise ValueError("an announcer needs an appender to publish with, and vice versa")
 
@@ -148,6 +151,8 @@ class ProjectionRunner:
         stream, so every earlier announcement of the same versions has been seen)."""
         if self.announcer is None or self.appender is None:
             return
+        if self.lease is not None and not await self.lease.held():
+            return  # another engine announces; ours are the same events, deterministically
         pending = await asyncio.to_thread(self.announcer.take_pending)
         if not pending:
             return

@@ -99,6 +99,8 @@ class VectorIndexError(EngramError):
 class DimensionMismatchError(VectorIndexError):
     """A vector's dimension differs from the index's dimension."""
 
+    dead_letter_kind = "dimension_mismatch"
+
 
 class IndexMismatchError(VectorIndexError):
     """A saved index was built by another embedder or dimension than the one expected."""

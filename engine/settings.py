@@ -61,6 +61,13 @@ class Settings(BaseModel):
     """fsync every write on the embedded server (no loss on power failure; slower)."""
     log_json: bool = False
     log_level: str = "info"
+    embedder: str = "hashing"
+    """Embedder of the vector index: hashing (default, offline, lexical) or minilm (semantic)."""
+    index_m: Annotated[int, Field(ge=2, le=256)] = 16
+    index_ef_construction: Annotated[int, Field(ge=1)] = 200
+    index_ef: Annotated[int, Field(ge=1)] = 200
+    recent_capacity: Annotated[int, Field(ge=1)] = 10_000
+    """Events kept by the operational tier (the in-memory ring buffer)."""
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -89,6 +96,10 @@ class Settings(BaseModel):
                 for e in exc.errors(include_url=False)
             ]
             raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.data_dir / "vectors"
 
     @property
     def server_dir(self) -> Path:

@@ -8,8 +8,11 @@ from typing import Any
 
 from consumers.queries.dispatch import QueryDispatcher
 from consumers.queries.learning_verbs import register_learning_verbs
+from consumers.queries.memory_verbs import MemoryVerbs
 from engine.errors import EngineUnavailableError
 from engine.query_client import query_remote
+from engine.settings import Settings
+from projections.context import HeuristicTokenCounter, RecentEvents
 from projections.learning import LearnerProjection
 from projections.tables import DATABASE_FILE, connect_database
 
@@ -17,6 +20,8 @@ __all__ = ["EngineUnavailableError", "query_local", "query_remote"]
 
 
 async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    from consumers.app import active_embedder, vector_projection
+
     """Answer ``verb`` from ``data_dir``'s database opened read-only (no engine needed).
 
     Raises StoreLockedError when an engine holds the database (ask it over NATS instead).
@@ -24,8 +29,16 @@ async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> 
     connection = connect_database(data_dir / DATABASE_FILE, read_only=True)
     try:
         dispatcher = QueryDispatcher(connection.cursor)
-        # Loaded read-only: never saved back (close() is not called).
-        register_learning_verbs(dispatcher, LearnerProjection(data_dir / "patterns"))
+        # Loaded read-only: never saved back (close() is not called). Usage events are not
+        # recorded either: nothing is published from a directory read.
+        learner = LearnerProjection(data_dir / "patterns")
+        register_learning_verbs(dispatcher, learner)
+        if verb in {"search", "task_context", "assemble_context"}:
+            settings = Settings(data_dir=data_dir)
+            vectors = vector_projection(settings, active_embedder(settings))
+            MemoryVerbs(
+                vectors, learner, RecentEvents(1), HeuristicTokenCounter(), publish=None
+            ).register(dispatcher)
         return await dispatcher.handle(verb, payload)
     finally:
         connection.close()

@@ -6,6 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from consumers.queries.dispatch import QueryDispatcher
+from consumers.queries.params import (
+    limit_param,
+    namespace_param,
+    number_param,
+    required_text,
+    text_param,
+)
 from engine.errors import UsageError
 from projections.learning import LearnerProjection
 from projections.learning import queries as q
@@ -13,73 +20,61 @@ from projections.learning import queries as q
 __all__ = ["LEARNING_VERBS", "register_learning_verbs"]
 
 
-def _str(payload: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
-    value = payload.get(key, default)
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"{key} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _num(payload: Mapping[str, Any], key: str, default: float) -> float:
-    value = payload.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"{key} must be a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _limit(payload: Mapping[str, Any], default: int) -> int:
-    value = payload.get("limit", default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError("limit must be a positive integer")
-    return value
-
-
-def _ns(payload: Mapping[str, Any]) -> str:
-    return _str(payload, "namespace", "default") or "default"
-
-
-def _required(payload: Mapping[str, Any], key: str) -> str:
-    value = _str(payload, key)
-    if not value:
-        raise UsageError(f"{key} is required")
-    return value
-
-
 def _verbs(learner: LearnerProjection) -> dict[str, Any]:
     def patterns(p: Mapping[str, Any]) -> dict[str, Any]:
-        rate = _num(p, "min_success_rate", 0.7)
-        tt = _str(p, "task_type")
+        rate = number_param(p, "min_success_rate", 0.7)
+        tt = text_param(p, "task_type")
         return {
-            "patterns": learner.read(lambda s: q.retrieve_workflow_patterns(s, _ns(p), tt, rate))
+            "patterns": learner.read(
+                lambda s: q.retrieve_workflow_patterns(s, namespace_param(p), tt, rate)
+            )
         }
 
     def best(p: Mapping[str, Any]) -> dict[str, Any]:
-        tt = _required(p, "task_type")
-        target = _str(p, "optimization_target", "success_rate") or "success_rate"
-        return {"workflow": learner.read(lambda s: q.best_workflow(s, _ns(p), tt, target))}  # type: ignore[arg-type]
+        tt = required_text(p, "task_type")
+        target = text_param(p, "optimization_target", "success_rate") or "success_rate"
+        return {
+            "workflow": learner.read(lambda s: q.best_workflow(s, namespace_param(p), tt, target))
+        }
 
     def task_metrics(p: Mapping[str, Any]) -> dict[str, Any]:
-        tt = _str(p, "task_type")
-        return {"metrics": learner.read(lambda s: q.task_success_metrics(s, _ns(p), tt))}
+        tt = text_param(p, "task_type")
+        return {
+            "metrics": learner.read(lambda s: q.task_success_metrics(s, namespace_param(p), tt))
+        }
 
     def search(p: Mapping[str, Any]) -> dict[str, Any]:
-        tt, kind, limit = _str(p, "task_type"), _str(p, "pattern_type"), _limit(p, 10)
-        return {"patterns": learner.read(lambda s: q.search_patterns(s, _ns(p), tt, kind, limit))}
+        tt, kind, limit = (
+            text_param(p, "task_type"),
+            text_param(p, "pattern_type"),
+            limit_param(p, 10),
+        )
+        return {
+            "patterns": learner.read(
+                lambda s: q.search_patterns(s, namespace_param(p), tt, kind, limit)
+            )
+        }
 
     def listing(p: Mapping[str, Any]) -> dict[str, Any]:
-        kind, limit = _str(p, "pattern_type"), _limit(p, 50)
-        return {"patterns": learner.read(lambda s: q.list_patterns(s, _ns(p), kind, limit))}
+        kind, limit = text_param(p, "pattern_type"), limit_param(p, 50)
+        return {
+            "patterns": learner.read(lambda s: q.list_patterns(s, namespace_param(p), kind, limit))
+        }
 
     def learning(p: Mapping[str, Any]) -> dict[str, Any]:
-        return learner.read(lambda s: q.learning_metrics(s, _ns(p)))
+        return learner.read(lambda s: q.learning_metrics(s, namespace_param(p)))
 
     def extract(p: Mapping[str, Any]) -> dict[str, Any]:
-        regex = _required(p, "task_type_pattern")
-        kind = _str(p, "pattern_type", "success") or "success"
+        regex = required_text(p, "task_type_pattern")
+        kind = text_param(p, "pattern_type", "success") or "success"
         if kind not in ("success", "failure", "workflow"):
             raise UsageError("pattern_type must be success, failure or workflow")
-        n = int(_num(p, "min_samples", 5))
-        return {"pattern": learner.read(lambda s: q.extract_pattern(s, _ns(p), regex, kind, n))}  # type: ignore[arg-type]
+        n = int(number_param(p, "min_samples", 5))
+        return {
+            "pattern": learner.read(
+                lambda s: q.extract_pattern(s, namespace_param(p), regex, kind, n)
+            )
+        }
 
     return {
         "patterns": patterns,

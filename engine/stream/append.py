@@ -9,7 +9,7 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NoStreamResponseError, TooManyStalledMsgsError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from engine.errors import (
     ConcurrencyConflictError,
@@ -80,7 +80,7 @@ class Appender:
                 f"no JetStream stream answered for {subject}: is stream {self._stream} created "
                 "(engram serve creates it) and does it capture memory.>?"
             )
-        if isinstance(exc, NatsTimeoutError | asyncio.TimeoutError | TooManyStalledMsgsError):
+        if isinstance(exc, NatsTimeoutError | asyncio.TimeoutError):
             return PublishFailedError(
                 f"no acknowledgement for event {event_id} within {self._timeout_s:g}s: it may or "
                 "may not be stored; publish the same event again (same id) and it is stored once"

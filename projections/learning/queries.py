@@ -65,7 +65,7 @@ def retrieve_workflow_patterns(
 
 
 def best_workflow(
-    state: LearnerState, namespace: str, task_type: str, target: Target = "success_rate"
+    state: LearnerState, namespace: str, task_type: str, target: str = "success_rate"
 ) -> dict[str, Any] | None:
     """The workflow to use for ``task_type``, or None without enough evidence (no workflow with
     ``min_samples`` executions). For duration/cost, the fastest/cheapest among the reliable."""
@@ -173,7 +173,7 @@ def extract_pattern(
     state: LearnerState,
     namespace: str,
     task_type_pattern: str,
-    pattern_type: Literal["success", "failure", "workflow"] = "success",
+    pattern_type: str = "success",
     min_samples: int = 5,
 ) -> dict[str, Any] | None:
     """Seed 001's extract_pattern: pool every task type matching a regex; None below

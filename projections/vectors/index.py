@@ -43,9 +43,9 @@ class IndexConfig:
     ``initial_capacity`` is where a new index starts; it grows by ``growth`` before it is full.
     """
 
-    m: int = 32
+    m: int = 16
     ef_construction: int = 200
-    ef: int = 160
+    ef: int = 200
     initial_capacity: int = 1024
     growth: float = 2.0
     num_threads: int = -1
@@ -218,7 +218,7 @@ class VectorIndex:
         """
         directory = Path(path)
         meta = persistence.read_metadata(directory, verify=verify)
-        persistence.check_compatible(meta, expected_embedder, expected_dim)
+        persistence.check_compatible(meta.embedder, meta.dimension, expected_embedder, expected_dim)
         base = config or IndexConfig()
         capacity = max(base.initial_capacity, meta.count)
         merged = IndexConfig(

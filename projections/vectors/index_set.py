@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import numpy.typing as npt
 
-from engine.errors import IndexCorruptError
+from engine.errors import IndexCorruptError, VectorIndexError
 from projections.vectors import persistence
 from projections.vectors.index import IndexConfig, LabelFilter, VectorIndex
 
@@ -122,6 +122,11 @@ class IndexSet:
     ) -> None:
         """Save changed indexes under ``root``, then commit the manifest (see the module doc)."""
         base = Path(root)
+        extra = dict(extra_meta or {})
+        try:
+            json.dumps(extra)
+        except (TypeError, ValueError) as exc:
+            raise VectorIndexError(f"extra_meta is not JSON-serialisable: {exc}") from exc
         entries = []
         for key in self.keys():
             namespace, collection = key
@@ -131,8 +136,10 @@ class IndexSet:
             if self._saved_at.get(key) != mutations or not directory.is_dir():
                 index.save(directory, watermark, {"namespace": namespace, "collection": collection})
                 self._saved_at[key] = mutations
-            entries.append({"namespace": namespace, "collection": collection,
-                            "directory": str(directory.relative_to(base))})  # fmt: skip
+            relative = str(directory.relative_to(base))
+            entries.append(
+                {"namespace": namespace, "collection": collection, "directory": relative}
+            )
         base.mkdir(parents=True, exist_ok=True)
         manifest = {
             "format": persistence.FORMAT_VERSION,
@@ -140,7 +147,7 @@ class IndexSet:
             "dimension": self.dimension,
             "watermark": watermark,
             "indexes": entries,
-            "extra": dict(extra_meta or {}),
+            "extra": extra,
         }
         persistence.write_json_atomic(base / MANIFEST_NAME, manifest)
 
@@ -162,17 +169,13 @@ class IndexSet:
         try:
             manifest = json.loads((base / MANIFEST_NAME).read_text(encoding="utf-8"))
             watermark = int(manifest["watermark"])
+            built_by = (str(manifest["embedder"]), int(manifest["dimension"]))
             listed = [
                 (e["namespace"], e["collection"], e["directory"]) for e in manifest["indexes"]
             ]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"{base / MANIFEST_NAME} is not an index set manifest") from exc
-        fake = persistence.IndexMetadata(
-            embedder=str(manifest.get("embedder")), dimension=int(manifest.get("dimension", -1)),
-            m=0, ef_construction=0, count=0, watermark=watermark,
-            index_file="", index_bytes=0, index_blake2b="",
-        )  # fmt: skip
-        persistence.check_compatible(fake, expected_embedder, expected_dim)
+        persistence.check_compatible(*built_by, expected_embedder, expected_dim)
         index_set = cls(expected_embedder, expected_dim, config)
         for namespace, collection, directory in listed:
             try:

@@ -149,12 +149,14 @@ def read_metadata(directory: Path, *, verify: bool = True) -> IndexMetadata:
     return meta
 
 
-def check_compatible(meta: IndexMetadata, expected_embedder: str, expected_dim: int) -> None:
-    """Raise IndexMismatchError unless ``meta`` was built by this embedder and dimension."""
-    if meta.embedder != expected_embedder or meta.dimension != expected_dim:
+def check_compatible(
+    embedder: str, dimension: int, expected_embedder: str, expected_dim: int
+) -> None:
+    """Raise IndexMismatchError unless a saved (embedder, dimension) is the expected one."""
+    if embedder != expected_embedder or dimension != expected_dim:
         raise IndexMismatchError(
-            f"the saved index was built by embedder {meta.embedder!r} with dimension "
-            f"{meta.dimension}, but {expected_embedder!r} with dimension {expected_dim} is "
+            f"the saved index was built by embedder {embedder!r} with dimension "
+            f"{dimension}, but {expected_embedder!r} with dimension {expected_dim} is "
             "configured; reindex by replay (engram reindex) instead of mixing vectors"
         )
 

@@ -1,0 +1,84 @@
+"""A lease so that at most one engine of a stream publishes derived events at a time.
+
+Deterministic ids already make a second publish of the same pattern version a duplicate that
+JetStream does not store twice. But a plain NATS subscriber sees every publish, stored or not, so
+two engines announcing the same version would both be heard. The lease is a JetStream KV entry
+(bucket TTL ``ttl_s``) created by one engine and renewed with compare-and-set on its revision;
+when the holder stops renewing, the entry expires and another engine takes over.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
+from nats.js.kv import KeyValue
+
+__all__ = ["AnnouncerLease"]
+
+log = structlog.get_logger(__name__)
+
+BUCKET = "ENGRAM_LEASES"
+
+
+class AnnouncerLease:
+    """``await lease.held()`` is True while this engine may announce for ``stream``."""
+
+    def __init__(self, js: JetStreamContext, stream: str, holder: str, ttl_s: float = 10.0) -> None:
+        self._js = js
+        self._key = f"announcer.{stream}"
+        self._holder = holder.encode()
+        self._ttl_s = ttl_s
+        self._kv: KeyValue | None = None
+        self._revision: int | None = None
+        self._renewed = 0.0
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            try:
+                self._kv = await self._js.key_value(BUCKET)
+            except BucketNotFoundError:
+                self._kv = await self._js.create_key_value(bucket=BUCKET, ttl=self._ttl_s)
+        return self._kv
+
+    async def held(self) -> bool:
+        """Take or renew the lease; False when another engine holds it."""
+        if self._revision is not None and time.monotonic() - self._renewed < self._ttl_s / 3:
+            return True
+        kv = await self._bucket()
+        try:
+            if self._revision is None:
+                self._revision = await kv.create(self._key, self._holder)
+                log.info("announcer lease taken", key=self._key)
+            else:
+                self._revision = await kv.update(self._key, self._holder, last=self._revision)
+        except (KeyWrongLastSequenceError, APIError):
+            if self._revision is not None:
+                log.warning("announcer lease lost", key=self._key)
+            self._revision = await self._adopt(kv)
+            if self._revision is None:
+                return False
+        self._renewed = time.monotonic()
+        return True
+
+    async def _adopt(self, kv: KeyValue) -> int | None:
+        """The lease's revision when it is ours already (this engine, restarted), else None."""
+        try:
+            entry = await kv.get(self._key)
+        except (KeyNotFoundError, APIError):
+            return None
+        if entry.value != self._holder or entry.revision is None:
+            return None
+        try:
+            return await kv.update(self._key, self._holder, last=entry.revision)
+        except (KeyWrongLastSequenceError, APIError):
+            return None
+        self._renewed = time.monotonic()
+        return True
