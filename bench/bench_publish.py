@@ -6,11 +6,15 @@ Usage::
     .venv/bin/python bench/bench_publish.py --n 20000 --nats-url nats://127.0.0.1:4222
 
 The SDK side pays what a user pays: typed payload models and ``MemoryClient.event`` (validation),
-then ``MemoryClient.publish_many`` (encoding and publishing, all acks awaited). The raw side
+then one ``MemoryClient.publish_many`` (encoding, publishing, every ack awaited). The raw side
 publishes the same bodies with the same headers (``Nats-Msg-Id``, ``Nats-Expected-Stream``) and
-the same maximum of acks in flight through ``js.publish_async``, then awaits every ack. The
-stream is deleted and created again before every run, so each starts from an empty stream; each
-side runs ``--rounds`` times in alternating order and the best run counts.
+the same maximum of acks in flight through ``js.publish_async`` (``wait_stall`` left unset, as
+its default: setting it costs a task per message), then awaits every ack. The stream is deleted
+and created again before every run, so each starts from an empty stream; each side runs
+``--rounds`` times in alternating order and the best run (wall time) counts. The harness's
+prepared inputs are frozen out of the cyclic GC before each run; what a run allocates (the SDK's
+events, raw's futures) is collected as usual. "client CPU" is this process's CPU time per event:
+steadier than wall time on a busy machine.
 
 With ``--nats-url`` the server must be a scratch one: the stream ``--stream`` (subjects
 ``memory.>``) is deleted and created again, and no other stream there may capture ``memory.>``.
@@ -47,6 +51,7 @@ from engine.events import (
     TaskExecuted,
     WorkflowExecuted,
 )
+from engine.logconfig import configure_logging
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import encode_for_append
@@ -296,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="afterwards, cProfile one SDK run and print the top LINES functions by own time",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    configure_logging(level="warning")
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         if args.nats_url:

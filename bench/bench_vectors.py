@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import EmbedderUnavailableError
+from engine.logconfig import configure_logging
 from projections.embedders import Embedder, HashingEmbedder, get_embedder
 from projections.vectors import IndexConfig, VectorIndex
 
@@ -300,18 +301,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="builds per side; best counts")
     parser.add_argument("--ef-sweep", type=lambda s: [int(x) for x in s.split(",")],
                         default=[32, 64, 128, 256, 512])  # fmt: skip
-    parser.add_argument("--recall-only", action="store_true", help="skip embedders/relevance")
+    parser.add_argument("--recall-only", action="store_true", help="skip raw, embedders")
     parser.add_argument("--minilm-queries", type=int, default=300)
     parser.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--m", type=int, default=0, help="0: the IndexConfig default")
+    parser.add_argument("--ef-construction", type=int, default=0, help="0: the default")
+    parser.add_argument("--ef", type=int, default=0, help="0: the IndexConfig default")
     args = parser.parse_args(argv)
+    configure_logging(level="warning")  # keep resize/save debug lines out of the table
 
-    config = IndexConfig()
+    defaults = IndexConfig()
+    config = IndexConfig(
+        m=args.m or defaults.m,
+        ef_construction=args.ef_construction or defaults.ef_construction,
+        ef=args.ef or defaults.ef,
+    )
     note = f"M={config.m}, ef_construction={config.ef_construction}, ef={config.ef}"
     print(f"# bench_vectors: {args.data} n={args.n} dim={args.dim} {note}", file=sys.stderr)
     data, queries = make_data(args.data, args.n, args.queries, args.dim, args.seed)
-    index = run_build(args, data, config)
+    if args.recall_only:  # one build, no raw comparison
+        index, seconds = build_index(data, config, args.batch)
+        ROWS.append(("build, VectorIndex.add (vectors/s)", f"{len(data) / seconds:,.0f}"))
+    else:
+        index = run_build(args, data, config)
     run_recall(args, index, data, queries)
     lines = [] if args.recall_only else run_embedders(args, index)
 

@@ -87,7 +87,7 @@ def _workflows(count: int, namespace: str = "default") -> list[object]:
 
 
 async def test_announced_once_across_restart_replay_and_two_engines(
-    short_window: Settings, nc: NatsClient, tmp_path: Path
+    event_log: EventLog, short_window: Settings, nc: NatsClient, tmp_path: Path
 ) -> None:
     """A plain subscriber sees each (pattern, version) once, whatever the engines do."""
     log = EventLog(nc, short_window.stream)

@@ -41,7 +41,14 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> Strea
     try:
         current = await js.stream_info(settings.name)
     except NotFoundError:
-        info = await js.add_stream(wanted)
+        try:
+            info = await js.add_stream(wanted)
+        except APIError as exc:
+            raise ConfigurationError(
+                f"cannot create stream {settings.name} on {', '.join(settings.subjects)}: "
+                f"{exc.description} (another stream on this server already captures those "
+                "subjects: use its name with --stream / ENGRAM_STREAM__NAME)"
+            ) from None
         log.info("stream created", stream=settings.name, subjects=list(settings.subjects))
         return info
     config = current.config

@@ -31,13 +31,18 @@ __all__ = ["MERGE_RULES", "TableChanges", "fold_batch", "workflow_key"]
 Row = dict[str, Any]
 
 
+# What json.dumps builds on every call with these options, built once (same output).
+_KEY_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 def workflow_key(steps: Sequence[str]) -> str:
     """An injective text key of a step sequence (JSON), used to group identical workflows."""
-    return json.dumps(list(steps), ensure_ascii=False, separators=(",", ":"))
+    return _KEY_ENCODER.encode(list(steps))
 
 
 def _json(value: dict[str, Any]) -> str | None:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False) if value else None
+    return _METADATA_ENCODER.encode(value) if value else None
 
 
 @dataclass

@@ -7,6 +7,12 @@ Commit order (the exactly-once effect depends on it):
   4. upsert the checkpoint to the batch's last sequence
   5. COMMIT            <- only now may the caller ack the messages
 A crash before 5 leaves nothing of the batch; a redelivery after 5 is skipped by sequence.
+
+Speed: DuckDB spends milliseconds per statement whatever the row count, and more on
+``ON CONFLICT`` (it plans a merge against the table). So step 2 first inserts the rows of the
+insert-only tables with a plain INSERT; the primary key refuses an event id stored already (the
+same event published again after the dedup window), and then the whole batch is rolled back and
+written again with ``ON CONFLICT DO NOTHING``: the same rows either way.
 """
 
 from __future__ import annotations
@@ -89,7 +95,11 @@ class TableStore:
         self._connection = connection
         self._db = connection.cursor()
         self._lock = threading.Lock()
+        self._checkpointed: set[str] = set()
+        """Projections whose checkpoint row is committed: step 4 is then a plain UPDATE."""
         with self._lock:
+            # _write hands its Arrow batch to DuckDB as a Python variable (see there).
+            self._db.execute("SET python_enable_replacements = true")
             for statement in create_statements():
                 self._db.execute(statement)
 
@@ -126,53 +136,79 @@ class TableStore:
     ) -> None:
         """Apply one batch and move the checkpoint, all or nothing (see the module docstring)."""
         with self._lock:
-            self._db.execute("BEGIN TRANSACTION")
             try:
-                for table, rows in changes.inserts.items():
-                    self._write(
-                        f"INSERT INTO {table} BY NAME SELECT * FROM _batch ON CONFLICT DO NOTHING",
-                        table,
-                        rows,
-                    )
-                for table, keyed in changes.upserts.items():
-                    self._write(_merge_sql(table, "_batch"), table, list(keyed.values()))
-                if dead_letters:
-                    self._write(
-                        "INSERT INTO dead_letters BY NAME SELECT * FROM _batch "
-                        "ON CONFLICT DO NOTHING",
-                        "dead_letters",
-                        [
-                            {
-                                "projection": d.projection,
-                                "sequence": d.sequence,
-                                "subject": d.subject,
-                                "stored_at": d.stored_at,
-                                "kind": d.kind,
-                                "reason": d.reason,
-                                "raw": d.raw,
-                                "raw_size": d.raw_size,
-                            }
-                            for d in dead_letters
-                        ],
-                    )
+                self._transaction(
+                    projection, changes, dead_letters, last_sequence, last_stored_at, plain=True
+                )
+            except duckdb.ConstraintException:
+                # An inserted key is stored already (or twice in the batch), or a NOT NULL column
+                # is empty: all rolled back. Again, skipping stored keys; a NOT NULL violation
+                # raises again, as it did before the plain INSERT was tried.
+                self._transaction(
+                    projection, changes, dead_letters, last_sequence, last_stored_at, plain=False
+                )
+
+    def _transaction(
+        self,
+        projection: str,
+        changes: TableChanges,
+        dead_letters: Sequence[DeadLetter],
+        last_sequence: int,
+        last_stored_at: datetime | None,
+        *,
+        plain: bool,
+    ) -> None:
+        insert = "INSERT INTO {table} BY NAME SELECT * FROM _batch"
+        if not plain:
+            insert += " ON CONFLICT DO NOTHING"
+        self._db.execute("BEGIN TRANSACTION")
+        try:
+            for table, rows in changes.inserts.items():
+                self._write(insert.format(table=table), table, rows)
+            for table, keyed in changes.upserts.items():
+                self._write(_merge_sql(table, "_batch"), table, list(keyed.values()))
+            if dead_letters:
+                self._write(
+                    "INSERT INTO dead_letters BY NAME SELECT * FROM _batch ON CONFLICT DO NOTHING",
+                    "dead_letters",
+                    [
+                        {
+                            "projection": d.projection,
+                            "sequence": d.sequence,
+                            "subject": d.subject,
+                            "stored_at": d.stored_at,
+                            "kind": d.kind,
+                            "reason": d.reason,
+                            "raw": d.raw,
+                            "raw_size": d.raw_size,
+                        }
+                        for d in dead_letters
+                    ],
+                )
+            if projection in self._checkpointed:
+                self._db.execute(
+                    "UPDATE checkpoints SET sequence = ?, stored_at = ? WHERE projection = ?",
+                    [last_sequence, last_stored_at, projection],
+                )
+            else:
                 self._db.execute(
                     "INSERT INTO checkpoints VALUES (?, ?, ?) ON CONFLICT (projection) DO UPDATE "
                     "SET sequence = EXCLUDED.sequence, stored_at = EXCLUDED.stored_at",
                     [projection, last_sequence, last_stored_at],
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._checkpointed.add(projection)
 
     def _write(self, sql: str, table: str, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
-        self._db.register("_batch", _arrow(table, rows))
-        try:
-            self._db.execute(sql)
-        finally:
-            self._db.unregister("_batch")
+        # ``FROM _batch`` in ``sql`` reads this local variable (DuckDB's replacement scan of the
+        # calling frame): a millisecond less per statement than register() + unregister().
+        _batch = _arrow(table, rows)
+        self._db.execute(sql)
 
     def close(self) -> None:
         with self._lock:
