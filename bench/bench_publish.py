@@ -155,24 +155,25 @@ async def recreate_stream(client: MemoryClient) -> None:
     await client.log.ensure()
 
 
-def settle_heap() -> None:
-    """Collect, then freeze what lives (the harness's inputs) out of the cyclic GC's sight.
+def settle_heap(freeze: bool) -> None:
+    """Collect; then, with ``freeze``, move what lives (the harness's inputs) out of GC's sight.
 
-    Without it every full collection during a timed run walks the 100,000 prepared inputs,
-    a cost of the harness, not of either publishing path; what a run allocates is still
-    collected as usual.
+    Unfrozen, every full collection during a timed run also walks the 100,000 prepared inputs:
+    a cost of the harness, not of either publishing path, and it lands mostly on the side that
+    keeps more objects alive. What a run allocates is collected as usual either way.
     """
     gc.collect()
-    gc.freeze()
+    if freeze:
+        gc.freeze()
 
 
 async def stored_count(client: MemoryClient) -> int:
     return (await client.log.state()).messages
 
 
-async def run_sdk(client: MemoryClient, specs: Sequence[PayloadSpec]) -> Run:
+async def run_sdk(client: MemoryClient, specs: Sequence[PayloadSpec], freeze: bool) -> Run:
     await recreate_stream(client)
-    settle_heap()
+    settle_heap(freeze)
     cpu_start, start = time.process_time(), time.perf_counter()
     events = build_events(client, specs)
     built = time.perf_counter()
@@ -195,16 +196,15 @@ async def run_raw(
     nc: NatsClient,
     batch: Sequence[tuple[str, str, bytes]],
     max_in_flight: int,
+    freeze: bool,
 ) -> Run:
     await recreate_stream(client)
     stream = client.log.stream_name
     js = nc.jetstream(timeout=5.0, publish_async_max_pending=max_in_flight)
-    settle_heap()
+    settle_heap(freeze)
     cpu_start, start = time.process_time(), time.perf_counter()
     futures = [
-        await js.publish_async(
-            subject, body, headers={MSG_ID: event_id, EXPECTED_STREAM: stream}
-        )
+        await js.publish_async(subject, body, headers={MSG_ID: event_id, EXPECTED_STREAM: stream})
         for event_id, subject, body in batch
     ]
     await js.publish_async_completed()
@@ -235,21 +235,27 @@ async def bench(args: argparse.Namespace, url: str, data_dir: Path) -> None:
             # The raw side publishes the very bodies the SDK produces (built once, untimed).
             batch = [encode_for_append(e) for e in build_events(client, specs)]
             mean_body = sum(len(body) for _, _, body in batch) / len(batch)
-            print(f"{args.n:,} events, mean body {mean_body:.0f} bytes, "
-                  f"max in flight {args.max_in_flight:,}, {args.rounds} rounds (best counts)")
+            gc_note = "frozen out of" if args.gc_freeze else "left to"
+            print(
+                f"{args.n:,} events, mean body {mean_body:.0f} bytes, "
+                f"max in flight {args.max_in_flight:,}, {args.rounds} rounds (best counts), "
+                f"inputs {gc_note} the GC"
+            )
 
             runs: dict[str, list[Run]] = {"sdk": [], "raw": []}
             sides: dict[str, Callable[[], Awaitable[Run]]] = {
-                "sdk": lambda: run_sdk(client, specs),
-                "raw": lambda: run_raw(client, nc, batch, args.max_in_flight),
+                "sdk": lambda: run_sdk(client, specs, args.gc_freeze),
+                "raw": lambda: run_raw(client, nc, batch, args.max_in_flight, args.gc_freeze),
             }
             for round_no in range(args.rounds):
                 order = ["sdk", "raw"] if round_no % 2 == 0 else ["raw", "sdk"]
                 for side in order:
                     run = await sides[side]()
                     runs[side].append(run)
-                    print(f"  round {round_no + 1} {side}  {_rate(args.n, run.wall_s)}  "
-                          f"(client CPU {run.cpu_s * 1e6 / args.n:5.1f} us/event)")
+                    print(
+                        f"  round {round_no + 1} {side}  {_rate(args.n, run.wall_s)}  "
+                        f"(client CPU {run.cpu_s * 1e6 / args.n:5.1f} us/event)"
+                    )
 
             if args.profile:
                 await recreate_stream(client)
@@ -296,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-in-flight", type=int, default=Settings().publish_max_in_flight)
     parser.add_argument("--rounds", type=int, default=2, help="runs per side, best counts (2)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--no-gc-freeze", dest="gc_freeze", action="store_false",
+        help="leave the prepared inputs to the cyclic GC during timed runs (see settle_heap)",
+    )  # fmt: skip
     parser.add_argument(
         "--profile", type=int, default=0, metavar="LINES",
         help="afterwards, cProfile one SDK run and print the top LINES functions by own time",

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -83,13 +84,28 @@ def _serve(settings: Settings, data_dir: Path) -> subprocess.Popen[bytes]:
     )
 
 
-async def _checkpoint(nc: NatsClient) -> int | None:
+async def _status(nc: NatsClient) -> dict[str, Any] | None:
     try:
         reply = await nc.request("engram.query.status", b"{}", timeout=0.5)
-    except Exception:
+    except Exception:  # not up yet, or being killed
         return None
-    body = json.loads(reply.data)
-    return int(body["projections"]["tables"]["checkpoint"]) if "projections" in body else None
+    body: dict[str, Any] = json.loads(reply.data)
+    return body if body.get("projections") else None
+
+
+async def _checkpoint(nc: NatsClient) -> int | None:
+    status = await _status(nc)
+    return None if status is None else int(status["projections"]["tables"]["checkpoint"])
+
+
+async def _settled(nc: NatsClient) -> bool:
+    """Every projection caught up, twice in a row (announcements may still be appended)."""
+    for _ in range(2):
+        status = await _status(nc)
+        if status is None or any(p["lag"] for p in status["projections"].values()):
+            return False
+        await asyncio.sleep(0.5)
+    return True
 
 
 async def test_sigkill_during_projection_then_restart_equals_clean_replay(
@@ -121,8 +137,8 @@ async def test_sigkill_during_projection_then_restart_equals_clean_replay(
             kills += 1
     process = _serve(settings, data_dir)
     try:
-        async with asyncio.timeout(90):
-            while await _checkpoint(nc) != total:
+        async with asyncio.timeout(120):
+            while not await _settled(nc):
                 await asyncio.sleep(0.05)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -53,9 +53,7 @@ class AckWindow:
     the block is dropped.
     """
 
-    def __init__(
-        self, nc: NatsClient, size: int, *, max_in_flight: int, timeout_s: float
-    ) -> None:
+    def __init__(self, nc: NatsClient, size: int, *, max_in_flight: int, timeout_s: float) -> None:
         self.outcomes: list[Ack | Exception | None] = [None] * size
         self._nc = nc
         self._max_in_flight = max(1, max_in_flight)

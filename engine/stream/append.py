@@ -106,9 +106,7 @@ class Appender:
             raise self._error(event_id, subject, exc) from exc
         return AppendResult(event_id, ack.seq, bool(ack.duplicate))
 
-    async def append_many(
-        self, batch: Sequence[EncodedEvent]
-    ) -> list[AppendResult | EngramError]:
+    async def append_many(self, batch: Sequence[EncodedEvent]) -> list[AppendResult | EngramError]:
         """Append many events in order, with at most ``max_in_flight`` acks outstanding.
 
         Returns one entry per input: its AppendResult, or the error that stopped it. Never
