@@ -134,4 +134,5 @@ async def test_announced_once_across_restart_replay_and_two_engines(
     assert set(final.values()) == {1}
     await asyncio.sleep(0.2)
     await subscription.unsubscribe()
-    assert heard == final, (sorted(set(heard) - set(final))[:5], sorted(set(final) - set(heard))[:5])
+    missing, extra = sorted(set(final) - set(heard)), sorted(set(heard) - set(final))
+    assert heard == final, (missing[:5], extra[:5])

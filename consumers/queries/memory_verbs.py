@@ -22,7 +22,13 @@ from consumers.queries.params import (
     text_param,
 )
 from engine.errors import UsageError
-from engine.events import ContextSuggested, EventData, MemoryRecalled, PatternMatched
+from engine.events import (
+    EVENT_TYPES,
+    ContextSuggested,
+    EventData,
+    MemoryRecalled,
+    PatternMatched,
+)
 from projections.context import TIERS, Candidate, RecentEvents, TokenCounter, assemble
 from projections.context.describe import describe_event
 from projections.learning import LearnerProjection
@@ -174,7 +180,12 @@ class MemoryVerbs:
         found: list[Candidate] = []
         window_start = self.recent.checkpoint() - self.recent.capacity
         if "operational" in tiers:
-            recent = self.recent.recent(namespace, limit=50)
+            # What agents did; the engine's own events (announcements, usage) are not context.
+            recent = [
+                e
+                for e in self.recent.recent(namespace, limit=200)
+                if EVENT_TYPES[e.event.type].publisher == "agent"
+            ][:50]
             sessions = self.recent.active_sessions(namespace)
             texts = [describe_event(e.event) for e in recent]
             texts += [describe_event(s.event, active=True) for s in sessions]

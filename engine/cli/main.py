@@ -40,7 +40,7 @@ def _verb(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli import demo, log_verbs, query_verbs, rebuild_verbs, serve
+    from engine.cli import demo, log_verbs, memory_verbs, query_verbs, rebuild_verbs, serve
 
     parser = argparse.ArgumentParser(
         prog="engram", description="engram: an event-sourced memory engine for AI agents"
@@ -106,9 +106,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _verb(sub, "schema", "JSON Schema of the event types", nats=False)
     p.add_argument("type", nargs="?", help="one event type (default: all)")
-    p.add_argument("--asyncapi", action="store_true",
-                   help="the whole event and query API as an AsyncAPI 3.0 document")
+    p.add_argument(
+        "--asyncapi",
+        action="store_true",
+        help="the whole event and query API as an AsyncAPI 3.0 document",
+    )
     p.set_defaults(handler=log_verbs.cmd_schema)
+
+    p = _verb(sub, "search", "similar past tasks, decisions and knowledge")
+    p.add_argument("text")
+    p.add_argument("--top-k", type=int, default=5, dest="top_k")
+    p.add_argument("--threshold", type=float, default=0.0, help="minimum similarity (0..1)")
+    p.add_argument("--success-only", action="store_true", dest="success_only")
+    p.add_argument("--collection", action="append", choices=["tasks", "decisions", "knowledge"])
+    p.add_argument("--task-type", dest="task_type")
+    p.add_argument("--namespace")
+    p.set_defaults(handler=memory_verbs.cmd_search)
+
+    p = _verb(sub, "patterns", "learned workflow patterns, best first")
+    p.add_argument("--task-type", dest="task_type")
+    p.add_argument("--min-success-rate", type=float, default=0.7, dest="min_success_rate")
+    p.add_argument("--namespace")
+    p.set_defaults(handler=memory_verbs.cmd_patterns)
+
+    p = _verb(sub, "best-workflow", "the workflow to use for a task type")
+    p.add_argument("--task-type", required=True, dest="task_type")
+    p.add_argument("--target", choices=["success_rate", "duration", "cost"], default="success_rate")
+    p.add_argument("--namespace")
+    p.set_defaults(handler=memory_verbs.cmd_best_workflow)
+
+    p = _verb(sub, "context", "context for a task within a token budget")
+    p.add_argument("text")
+    p.add_argument("--max-tokens", type=int, default=1_000, dest="max_tokens")
+    p.add_argument("--tier", action="append", choices=["operational", "working", "longterm"])
+    p.add_argument("--namespace")
+    p.set_defaults(handler=memory_verbs.cmd_context)
+
+    p = _verb(sub, "task-context", "similar tasks, matching patterns and recommendations")
+    p.add_argument("text")
+    p.add_argument("--top-k", type=int, default=5, dest="top_k")
+    p.add_argument("--namespace")
+    p.set_defaults(handler=memory_verbs.cmd_task_context)
+
+    p = _verb(sub, "learning", "learning metrics: success rate, workflows, learned task types")
+    p.add_argument("--namespace")
+    p.set_defaults(handler=memory_verbs.cmd_learning)
 
     p = _verb(sub, "demo", "simulated agents publishing to engram (the main job)")
     p.add_argument("--events", type=int, default=300, help="workflows to simulate")

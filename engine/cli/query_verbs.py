@@ -13,7 +13,7 @@ from engine.endpoint import open_nats
 from engine.errors import EngramError, StoreLockedError
 from engine.settings import Settings
 
-__all__ = ["ask", "cmd_export", "cmd_metrics", "cmd_sql", "cmd_status"]
+__all__ = ["ask", "cmd_export", "cmd_metrics", "cmd_sql", "cmd_status", "print_table"]
 
 
 async def ask(settings: Settings, verb: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +35,7 @@ async def ask(settings: Settings, verb: str, payload: dict[str, Any]) -> dict[st
         return await query_remote(endpoint.nc, verb, payload, settings.nats.request_timeout_s)
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     if not rows:
         print("(no rows)")
         return
@@ -63,7 +63,7 @@ async def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     rows = reply[verb]
     if args.workflows:
-        _table(
+        print_table(
             rows,
             [
                 "namespace",
@@ -76,7 +76,7 @@ async def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
             ],
         )
     else:
-        _table(
+        print_table(
             rows,
             [
                 "namespace",
@@ -97,7 +97,7 @@ async def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(reply)
     else:
-        _table(reply["rows"], reply["columns"])
+        print_table(reply["rows"], reply["columns"])
         if reply.get("truncated"):
             print(f"(truncated at {args.limit} rows)")
     return EXIT_OK
