@@ -48,5 +48,3 @@ async def query_remote(
     if not isinstance(reply, dict):
         raise QueryError(f"the engine answered {verb} with a {type(reply).__name__}")
     return _raise_for(reply)
-
-

@@ -1,94 +1,259 @@
-"""engram demo: simulated orchestrator agents publishing their work to engram.
+"""engram demo: orchestrators that remember versus one that does not, on the embedded server.
 
-Runs on the embedded nats-server under the data directory and leaves it there, so the events can
-be explored afterwards with ``engram tail`` / ``engram status``.
+It runs the engine in-process (unless ``engram serve`` already runs on the data directory),
+listens to ``memory.pattern.learned`` like any other service would, simulates the two
+orchestrators, then prints and plots success over time, shows a similarity search and an
+assembled context, and leaves the data directory for the CLI to explore.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
 import time
-from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.aio.msg import Msg
 
 from engine.cli._common import EXIT_OK, emit_json
-from engine.cli.log_verbs import stream_status
 from engine.client import MemoryClient
-from engine.demo.world import World
+from engine.demo.plot import plot_success
+from engine.demo.simulation import Orchestrator, rolling_rate
+from engine.demo.world import TASK_WORLD, Candidate, Outcome, TaskSpec, World
+from engine.endpoint import open_nats
+from engine.errors import EngineUnavailableError
+from engine.events import KnowledgeKind
+from engine.query_client import query_remote
 from engine.settings import Settings
 
 __all__ = ["cmd_demo"]
 
-AGENTS = ("planner-1", "coder-1", "analyst-1", "releaser-1")
+WINDOW = 40
+KNOWLEDGE: tuple[tuple[KnowledgeKind, str, str], ...] = (
+    (
+        "procedure",
+        "Release checklist",
+        "Build, run the tests, deploy a canary, watch error rates for ten minutes, then promote.",
+    ),
+    (
+        "incident",
+        "Outage after a direct deploy",
+        "A release deployed without a canary broke checkout; roll back, then add a canary stage.",
+    ),
+    (
+        "knowledge",
+        "Debugging memory leaks",
+        "Reproduce under load, bisect the commit range, patch, and add a regression test.",
+    ),
+)
+
+
+@contextlib.asynccontextmanager
+async def _engine(settings: Settings, nc: Any, url: str) -> AsyncIterator[str]:
+    """An in-process engine, unless one already answers on this server."""
+    try:
+        await query_remote(nc, "status", {}, timeout_s=1.0)
+        yield "already running (engram serve)"
+        return
+    except EngineUnavailableError:
+        pass
+    from consumers.app import Engine
+    from consumers.runner import RunnerSettings
+
+    engine = Engine(
+        settings, nc, url, runner_settings=RunnerSettings(batch_size=200, max_wait_s=0.05)
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(EngineUnavailableError):
+                    await query_remote(nc, "status", {}, timeout_s=0.5)
+                    break
+                await asyncio.sleep(0.05)
+        yield "in-process"
+    finally:
+        stop.set()
+        await task
 
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Simulate ``--events`` workflows across sessions and agents, then report the stream."""
-    world = World(args.seed)
+    """Simulate ``--tasks`` tasks for each orchestrator and show what memory changed."""
     started = time.monotonic()
-    counts: Counter[str] = Counter()
-    async with MemoryClient(settings=settings) as memory:
-        await memory.add_knowledge(
-            kind="procedure",
-            title="Release checklist",
-            content="Build, run the tests, deploy a canary, watch error rates, then promote.",
-            knowledge_id="kb-release-checklist",
-            event_id="demo-kb-release-checklist",
+    heard: list[dict[str, Any]] = []
+
+    async def on_learned(msg: Msg) -> None:
+        heard.append(json.loads(msg.data)["data"])
+
+    async with (
+        open_nats(settings) as endpoint,
+        _engine(settings, endpoint.nc, endpoint.url) as engine_mode,
+    ):
+        subscription = await endpoint.nc.subscribe("memory.pattern.learned", cb=on_learned)
+        client_settings = settings.model_copy(
+            update={"nats": settings.nats.model_copy(update={"url": endpoint.url})}
         )
-        counts["knowledge.added"] += 1
-        session_size = 5
-        for index in range(args.events):
-            session_id = f"demo-session-{index // session_size:04d}"
-            agent = AGENTS[index % len(AGENTS)]
-            if index % session_size == 0:
-                await memory.start_session(session_id, goal="demo orchestration", agent_id=agent)
-                counts["session.started"] += 1
-            spec, request = world.next_task()
-            candidate = world.rng.choice(spec.candidates)
-            outcome = world.run(spec, candidate, request)
-            await memory.store_workflow(
-                task_type=spec.task_type,
-                request=request,
-                workflow_steps=candidate.steps,
-                success=outcome.success,
-                duration=outcome.duration,
-                cost=outcome.cost,
-                agent_id=agent,
-                session_id=session_id,
+        async with MemoryClient(settings=client_settings, namespace="demo") as memory:
+            for kind, title, content in KNOWLEDGE:
+                await memory.add_knowledge(
+                    kind=kind,
+                    title=title,
+                    content=content,
+                    knowledge_id=title.lower().replace(" ", "-"),
+                    event_id=f"demo-kb-{title.lower().replace(' ', '-')}",
+                )
+
+            def recorder(namespace: str, agent: str) -> Any:
+                count = 0
+
+                async def record(
+                    spec: TaskSpec, candidate: Candidate, request: str, outcome: Outcome
+                ) -> None:
+                    nonlocal count
+                    count += 1
+                    session = f"{namespace}-session-{count // 10:04d}"
+                    await memory.store_workflow(
+                        task_type=spec.task_type,
+                        request=request,
+                        workflow_steps=candidate.steps,
+                        success=outcome.success,
+                        duration=outcome.duration,
+                        cost=outcome.cost,
+                        namespace=namespace,
+                        agent_id=agent,
+                        session_id=session,
+                    )
+                    await memory.store_execution(
+                        task_id=f"{namespace}-task-{count:05d}",
+                        task_type=spec.task_type,
+                        execution_summary=outcome.summary,
+                        success=outcome.success,
+                        error_patterns=outcome.error_patterns,
+                        namespace=namespace,
+                        agent_id=agent,
+                        session_id=session,
+                    )
+
+                return record
+
+            async def recall(task_type: str) -> tuple[str, ...] | None:
+                best = await memory.get_best_workflow_for_task(task_type)
+                return None if best is None else tuple(best.workflow_steps)
+
+            with_memory = Orchestrator(
+                World(args.seed), recall, recorder("demo", "orchestrator"), seed=args.seed
             )
-            await memory.store_execution(
-                task_id=f"task-{index:05d}",
-                execution_summary=outcome.summary,
-                success=outcome.success,
-                task_type=spec.task_type,
-                error_patterns=outcome.error_patterns,
-                agent_id=agent,
-                session_id=session_id,
+            baseline = Orchestrator(
+                World(args.seed + 1),
+                None,
+                recorder("baseline", "orchestrator-no-memory"),
+                seed=args.seed + 1,
             )
-            counts["workflow.executed"] += 1
-            counts["task.executed"] += 1
-            if index % session_size == session_size - 1:
-                await memory.end_session(session_id, success=outcome.success, agent_id=agent)
-                counts["session.ended"] += 1
-        status = await stream_status(settings, memory.log.nc)
-        url = memory.url
-    elapsed = time.monotonic() - started
+            for _ in range(args.tasks):
+                await with_memory.step()
+                await baseline.step()
+            await asyncio.sleep(1.0)  # let the engine project the last events
+            search = await memory.search_similar("worker leaks memory under load", top_k=3)
+            context = await memory.assemble_context(
+                "Roll out the new release to production", max_tokens=160
+            )
+            task_context = await memory.get_task_context("Deploy the API to staging")
+            learning = await memory.get_learning_metrics()
+        await asyncio.sleep(0.2)
+        await subscription.unsubscribe()
+
+    memory_curve = rolling_rate(with_memory.log.outcomes, WINDOW)
+    baseline_curve = rolling_rate(baseline.log.outcomes, WINDOW)
+    picture = plot_success(
+        memory_curve, baseline_curve, settings.data_dir / "demo-success.png", WINDOW
+    )
     summary = {
-        "published": dict(counts),
-        "seconds": round(elapsed, 2),
-        "nats_url": url,
+        "tasks_per_orchestrator": args.tasks,
+        "success_rate_with_memory": round(with_memory.log.success_rate, 3),
+        "success_rate_without_memory": round(baseline.log.success_rate, 3),
+        "last_window_with_memory": round(memory_curve[-1], 3) if memory_curve else None,
+        "last_window_without_memory": round(baseline_curve[-1], 3) if baseline_curve else None,
+        "choices_from_memory": with_memory.log.recalled,
+        "patterns_heard": len(heard),
+        "best_workflows": {
+            name: metrics.model_dump() for name, metrics in learning.metrics_by_task_type.items()
+        },
+        "plot": str(picture) if picture else None,
+        "engine": engine_mode,
+        "seconds": round(time.monotonic() - started, 1),
         "data_dir": str(settings.data_dir),
-        "stream": status,
     }
     if args.json:
         emit_json(summary)
-    else:
-        print(f"published {sum(counts.values())} events in {elapsed:.1f}s:")
-        for name, count in sorted(counts.items()):
-            print(f"  {name:>18}: {count}")
-        print(
-            f"stream {status['stream']}: {status['messages']} messages, "
-            f"sequences {status['first_sequence']}..{status['last_sequence']}, "
-            f"{status['bytes']:,} bytes"
-        )
-        print(f"explore: engram tail --data-dir {settings.data_dir} --type workflow.executed")
+        return EXIT_OK
+    _print_report(summary, memory_curve, baseline_curve, heard, search, context, task_context)
     return EXIT_OK
+
+
+def _print_report(
+    summary: dict[str, Any],
+    memory_curve: list[float],
+    baseline: list[float],
+    heard: list[dict[str, Any]],
+    search: Any,
+    context: Any,
+    task_context: Any,
+) -> None:
+    print(
+        f"engram demo: {summary['tasks_per_orchestrator']} tasks per orchestrator "
+        f"in {summary['seconds']} s (engine {summary['engine']})\n"
+    )
+    print(f"success rate over the last {WINDOW} tasks:")
+    print("   task   with engram   without memory")
+    step = max(1, len(memory_curve) // 8)
+    for index in [*range(step - 1, len(memory_curve), step)][:8]:
+        print(f"  {index + 1:5d}   {memory_curve[index]:10.0%}   {baseline[index]:14.0%}")
+    print(
+        f"\noverall: {summary['success_rate_with_memory']:.0%} with engram, "
+        f"{summary['success_rate_without_memory']:.0%} without "
+        f"({summary['choices_from_memory']} choices came from memory)"
+    )
+    if summary["plot"]:
+        print(f"plot: {summary['plot']}")
+    else:
+        print("plot: install matplotlib (pip install -e '.[demo]') to get the PNG")
+    print(f"\nheard {len(heard)} memory.pattern.learned announcements; current best per task:")
+    for spec in TASK_WORLD:
+        best = [
+            h
+            for h in heard
+            if h["task_type"] == spec.task_type
+            and h["pattern"].get("is_best")
+            and h["pattern"].get("namespace") == "demo"
+        ]
+        if best:
+            last = best[-1]
+            truth = (
+                " (the truly best)"
+                if tuple(last["pattern"]["workflow_steps"]) == spec.best.steps
+                else ""
+            )
+            print(
+                f"  {spec.task_type:16} {' -> '.join(last['pattern']['workflow_steps'])}: "
+                f"{last['success_rate']:.0%} over {last['sample_size']} runs{truth}"
+            )
+    print("\nsimilar to 'worker leaks memory under load':")
+    for hit in search:
+        print(f"  {hit.similarity_score:.2f} [{hit.collection}] {hit.text[:90]}".replace("\n", " / "))
+    print("\nrecommendations for 'Deploy the API to staging':")
+    for sentence in task_context.recommendations:
+        print(f"  - {sentence}")
+    print(
+        f"\ncontext for 'Roll out the new release to production' "
+        f"({context.total_tokens}/{context.max_tokens} tokens):"
+    )
+    for chunk in context.chunks:
+        print(f"  [{chunk.tier}/{chunk.source}] {chunk.text[:100]}")
+    print(
+        f"\nexplore it: engram patterns --data-dir {summary['data_dir']} --namespace demo "
+        "--min-success-rate 0"
+    )

@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=memory_verbs.cmd_learning)
 
     p = _verb(sub, "demo", "simulated agents publishing to engram (the main job)")
-    p.add_argument("--events", type=int, default=300, help="workflows to simulate")
+    p.add_argument("--tasks", type=int, default=400, help="tasks per orchestrator")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(handler=demo.cmd_demo)
     return parser

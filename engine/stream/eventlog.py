@@ -67,9 +67,9 @@ class EventLog:
         """Append already-encoded ``(id, subject, body)`` triples (the bulk fast path)."""
         return await self._appender.append_many(batch)
 
-    def read(self, rng: ReadRange | None = None, *, batch: int = 1_000) -> AsyncIterator[
-        StoredMessage
-    ]:
+    def read(
+        self, rng: ReadRange | None = None, *, batch: int = 1_000
+    ) -> AsyncIterator[StoredMessage]:
         """Stored messages in sequence order within ``rng`` (default: the whole log)."""
         return read_stream(self.js, self.settings.name, rng or ReadRange(), batch=batch)
 

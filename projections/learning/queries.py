@@ -6,6 +6,7 @@ import re
 from typing import Any, Literal
 
 from engine.errors import UsageError
+from projections.learning.scoring import wilson_lower_bound
 from projections.learning.state import LearnerState, workflow_pattern_id
 from projections.learning.stats import WorkflowStats
 
@@ -37,6 +38,7 @@ def _workflow_pattern(
         "executions": s.executions,
         "successes": s.successes,
         "success_rate": s.success_rate,
+        "success_rate_lower_bound": wilson_lower_bound(s.successes, s.executions),
         "avg_duration": s.avg_duration,
         "avg_cost": s.avg_cost,
         "last_seen": s.last_seen,
@@ -74,10 +76,15 @@ def best_workflow(
     patterns = retrieve_workflow_patterns(state, namespace, task_type, min_success_rate=0.0)
     if not patterns:
         return None
+    # Most credible success, not the luckiest: rank by the Wilson lower bound.
+    credible = max(
+        patterns,
+        key=lambda p: (p["success_rate_lower_bound"], p["executions"], -p["avg_duration"]),
+    )
     if target == "success_rate":
-        return patterns[0]
-    floor = patterns[0]["success_rate"] - RELIABILITY_MARGIN
-    reliable = [p for p in patterns if p["success_rate"] >= floor]
+        return credible
+    floor = credible["success_rate_lower_bound"] - RELIABILITY_MARGIN
+    reliable = [p for p in patterns if p["success_rate_lower_bound"] >= floor]
     if target == "duration":
         return min(reliable, key=lambda p: (p["avg_duration"], -p["success_rate"]))
     costed = [p for p in reliable if p["avg_cost"] is not None]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-__all__ = ["LearnerConfig", "clamp", "confidence"]
+__all__ = ["LearnerConfig", "clamp", "confidence", "wilson_lower_bound"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +34,18 @@ def confidence(
     evidence = samples / (samples + config.evidence_half) if samples > 0 else 0.0
     votes = config.feedback_weight * (helpful - unhelpful)
     return round(clamp(evidence + votes + adjustment), 6)
+
+
+def wilson_lower_bound(successes: int, trials: int, z: float = 1.96) -> float:
+    """The lower end of the 95% Wilson interval of a success rate.
+
+    Ranking by it instead of the raw rate keeps 3 lucky runs (3/3, bound 0.44) from beating a
+    workflow proven over 70 (60/70, bound 0.76): the evidence a best workflow needs.
+    """
+    if trials <= 0:
+        return 0.0
+    p = successes / trials
+    z2 = z * z
+    centre = p + z2 / (2 * trials)
+    margin = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
+    return round(max(0.0, (centre - margin) / (1 + z2 / trials)), 6)

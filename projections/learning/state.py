@@ -22,7 +22,7 @@ from engine.events import (
     TaskExecuted,
     WorkflowExecuted,
 )
-from projections.learning.scoring import LearnerConfig, confidence
+from projections.learning.scoring import LearnerConfig, confidence, wilson_lower_bound
 from projections.learning.stats import FeedbackStats, OutcomeStats, Snapshot, WorkflowStats
 from projections.learning.terms import summary_terms
 from projections.records import SequencedEvent
@@ -138,7 +138,7 @@ class LearnerState:
         """Re-rank workflows of ``scope``; returns the pattern ids whose best flag flipped."""
         namespace, task_type = scope
         candidates = [
-            (s.success_rate, s.executions, -s.avg_duration, key)
+            (wilson_lower_bound(s.successes, s.executions), s.executions, -s.avg_duration, key)
             for key, s in self.workflows.get(scope, {}).items()
             if s.executions >= self.config.min_samples
         ]
