@@ -28,9 +28,13 @@ from engine.events import (
 )
 from engine.settings import Settings
 from engine.stream import EventLog
+from projections.embedders import HashingEmbedder
+from projections.learning import LearnerProjection
+from projections.learning.persistence import dump_state
 from projections.tables import DATABASE_FILE, TablesProjection, TableStore, table_digests
+from projections.vectors.projection import VectorProjection
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _history(start: int, count: int) -> list[Event]:
@@ -149,7 +153,25 @@ async def test_sigkill_during_projection_then_restart_equals_clean_replay(
     live = TableStore.open(data_dir)
     assert live.reader().execute("SELECT count(*) FROM workflows").fetchone() == (8_000,)
     clean = TableStore.in_memory()
-    await replay(event_log.js, event_log.stream_name, [TablesProjection(clean)])
+    embedder = HashingEmbedder()
+    clean_vectors = VectorProjection(None, embedder)
+    clean_learner = LearnerProjection(None)
+    await replay(
+        event_log.js, event_log.stream_name, [TablesProjection(clean), clean_vectors, clean_learner]
+    )
     assert table_digests(live.reader()) == table_digests(clean.reader())
     live.close()
+    # The vector memory and the learner: nothing lost, nothing doubled either.
+    live_vectors = VectorProjection(data_dir / "vectors" / embedder.name, embedder)
+    assert {k: m.to_json() for k, m in live_vectors.memories.items()} == {
+        k: m.to_json() for k, m in clean_vectors.memories.items()
+    }
+    assert len(live_vectors.memories) == 6_000
+    for query in ("did thing 77", "did thing 15012"):
+        found = live_vectors.search(namespace="default", text=query, top_k=3)
+        assert [h["id"] for h in found] == [
+            h["id"] for h in clean_vectors.search(namespace="default", text=query, top_k=3)
+        ]
+    live_learner = LearnerProjection(data_dir / "patterns")
+    assert dump_state(live_learner.state) == dump_state(clean_learner.state)
     assert (data_dir / DATABASE_FILE).exists()

@@ -1,0 +1,663 @@
+"""Learning and recall latency (issue 5): the query verbs over NATS request-reply, storage, and
+the delay from a workflow.executed to the memory.pattern.learned it causes.
+
+Usage::
+
+    .venv/bin/python bench/bench_queries.py                       # 100,000 memories, 10,000 wf
+    .venv/bin/python bench/bench_queries.py --embedder minilm --memories 10000
+    .venv/bin/python bench/bench_queries.py --nats-url nats://127.0.0.1:4222 --profile
+
+One run:
+
+1. fills a fresh stream (embedded nats-server in a temporary directory, or ``--nats-url``) with
+   ``--memories`` task.executed events (templated, varied summaries over the nine task types,
+   some failing with error patterns) and ``--workflows`` workflow.executed events (four candidate
+   step sequences per task type, each with its own hidden success rate), interleaved, all in
+   namespace ``bench``, through ``EventLog.append_many`` in chunks;
+2. runs an in-process ``consumers.app.Engine`` (default ``Settings`` but the data directory, the
+   stream and ``--embedder``; default ``RunnerSettings``, as ``engram serve``) until every
+   projection's lag is 0 and the stream is quiet;
+3. from a ``MemoryClient`` on its own NATS connection, times ``--calls`` sequential calls of each
+   query verb (after ``--warmup`` untimed ones) and of ``store_workflow`` (publish + ack);
+   ``search_similar`` publishes memory.recalled per call, as in production, so the projections
+   work in the background while the later verbs are timed;
+4. ``--probes`` times: three runs of a new step sequence in a new task type (the third creates
+   the pattern), from the third publish's ack to the resulting memory.pattern.learned arriving on
+   a plain nats-py subscription on a third connection.
+
+Beside each verb's end-to-end figures it reports the handler alone (the same verb answered by an
+in-process dispatcher over the same projections, no NATS), so transport and compute can be told
+apart. ``--profile`` adds a cProfile of those in-process handlers (``asyncio.to_thread`` inlined
+so the worker-thread part is profiled too), top functions by cumulative time.
+
+With ``--nats-url`` the server must be a scratch one: the stream ``--stream`` (subjects
+``memory.>``) is deleted and created again, and no other stream there may capture ``memory.>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import itertools
+import json
+import os
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
+
+from consumers.app import Engine, ProjectionSet
+from consumers.queries import QueryDispatcher
+from consumers.queries.learning_verbs import register_learning_verbs
+from consumers.queries.memory_verbs import MemoryVerbs
+from engine.client import MemoryClient
+from engine.events import Event, TaskExecuted, WorkflowExecuted, make_event
+from engine.logconfig import configure_logging
+from engine.server import EmbeddedServer
+from engine.settings import NatsSettings, Settings, StreamSettings
+from engine.stream import EventLog
+from projections.context import HeuristicTokenCounter
+
+NAMESPACE = "bench"
+TARGETS_MS = {
+    "retrieve_workflow_patterns": 10.0,
+    "get_best_workflow_for_task": 10.0,
+    "get_task_success_metrics": 10.0,
+    "assemble_context": 25.0,
+}
+SEED_FIGURES_MS = {"retrieve_workflow_patterns": 8.7, "store_workflow": 2.3}
+
+# Per task type: actions, objects, details (success), failure reasons, error patterns.
+CORPUS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "code_generation": (
+        ("Implemented", "Generated", "Scaffolded", "Wrote", "Added"),
+        ("a CSV export endpoint", "the pagination helper", "a retry decorator",
+         "the OAuth callback handler", "a typed config loader", "the webhook dispatcher",
+         "a rate limiter middleware", "the invoice PDF renderer"),
+        ("with type hints and docstrings", "behind a feature flag", "reusing the shared client",
+         "following the repository conventions", "with input validation"),
+        ("the generated code did not compile", "an import cycle appeared",
+         "the schema it relied on had changed", "the linter rejected the module"),
+        ("ImportError", "SyntaxError", "mypy: incompatible types", "circular import"),
+    ),
+    "data_analysis": (
+        ("Analysed", "Summarised", "Aggregated", "Explored", "Charted"),
+        ("last week's churn dataset", "the checkout funnel events", "regional sales figures",
+         "support ticket volumes", "the A/B test results", "API latency percentiles",
+         "monthly active users", "the cohort retention table"),
+        ("and reported the trend", "grouped by region", "with a confidence interval",
+         "and flagged two anomalies", "into a dashboard-ready table"),
+        ("the source table had null timestamps", "the query ran out of memory",
+         "two columns had inconsistent units", "the export was truncated"),
+        ("MemoryError", "KeyError: 'region'", "timeout reading parquet", "division by zero"),
+    ),
+    "testing": (
+        ("Wrote unit tests for", "Added integration tests for", "Raised coverage of",
+         "Stabilised the flaky tests of", "Added property-based tests for"),
+        ("the tokenizer", "the payment client", "the session store", "the CSV parser",
+         "the search ranking", "the retry policy", "the auth middleware", "the report builder"),
+        ("to 92% line coverage", "with pytest fixtures", "including edge cases",
+         "and mocked the network", "running in under a minute"),
+        ("the fixture database was not reachable", "a test depended on wall-clock time",
+         "the mock drifted from the real API", "the suite timed out in CI"),
+        ("AssertionError", "fixture 'db' not found", "pytest timeout", "flaky: passed on rerun"),
+    ),
+    "deployment": (
+        ("Deployed", "Rolled out", "Released", "Promoted", "Shipped"),
+        ("the payment service", "the search API", "the notification worker",
+         "the analytics pipeline", "the web frontend", "the auth gateway",
+         "the billing cron jobs", "the image resizer"),
+        ("to staging with a canary", "to production behind a flag", "with zero downtime",
+         "after the smoke tests passed", "via the helm chart"),
+        ("the readiness probe failed", "the migration locked the orders table",
+         "the canary error rate spiked", "the image pull was rate limited"),
+        ("CrashLoopBackOff", "ImagePullBackOff", "migration lock timeout", "readiness probe 503"),
+    ),
+    "debugging": (
+        ("Fixed", "Traced", "Investigated", "Patched", "Diagnosed"),
+        ("a memory leak in the resizing worker", "the failing login test",
+         "a race in the session cache", "the crash on empty uploads",
+         "an off-by-one in pagination", "a deadlock in the job queue",
+         "the wrong currency rounding", "a null pointer in the report export"),
+        ("and added a regression test", "by bisecting the commit range",
+         "after reproducing it under load", "with a one-line guard", "and documented the cause"),
+        ("the bug did not reproduce locally", "the stack trace pointed into a vendored library",
+         "logs from the incident had expired", "the fix broke another test"),
+        ("NullPointerException", "segmentation fault", "deadlock detected", "TimeoutError"),
+    ),
+    "system_design": (
+        ("Designed", "Proposed", "Sketched", "Reviewed", "Specified"),
+        ("the storage layer for the event pipeline", "a sharding scheme for orders",
+         "the caching strategy for search", "the multi-region failover",
+         "an outbox for webhooks", "the rate limiting architecture",
+         "the permissions model", "the data retention policy"),
+        ("with a written trade-off analysis", "and got sign-off from the team",
+         "with capacity estimates", "including a migration plan", "as an ADR"),
+        ("the requirements kept changing", "the load estimates were missing",
+         "the review found a single point of failure", "the cost exceeded the budget"),
+        ("unresolved review comments", "missing capacity numbers", "SPOF in design",
+         "budget exceeded"),
+    ),
+    "documentation": (
+        ("Documented", "Rewrote the docs of", "Wrote a guide for", "Updated the README of",
+         "Added examples to"),
+        ("the public query API", "the deployment runbook", "the SDK quickstart",
+         "the configuration options", "the event schema", "the on-call playbook",
+         "the CLI commands", "the migration steps"),
+        ("with runnable examples", "and fixed broken links", "for new contributors",
+         "with diagrams", "and a troubleshooting section"),
+        ("the API changed during the review", "the examples failed to run",
+         "the docs build broke on a bad link", "nobody could confirm the behaviour"),
+        ("broken link", "docs build failed", "example raised an exception", "outdated screenshot"),
+    ),
+    "optimization": (
+        ("Optimised", "Sped up", "Reduced the latency of", "Cut the memory use of", "Profiled"),
+        ("the slow orders query", "the search endpoint", "the nightly batch job",
+         "the image thumbnailer", "the JSON serializer", "the report generator",
+         "the cache warm-up", "the startup path"),
+        ("by adding a composite index", "by batching the writes", "by caching the hot keys",
+         "from 2.3 s to 180 ms", "by removing an N+1 query"),
+        ("the benchmark was too noisy to tell", "the index made writes slower",
+         "the cache returned stale data", "the profile pointed at the database driver"),
+        ("regression in p99", "stale cache read", "lock contention", "out of memory"),
+    ),
+    "general": (
+        ("Summarised", "Organised", "Triaged", "Answered", "Planned"),
+        ("the meeting notes for the team", "the incoming support requests",
+         "the backlog for next sprint", "a question about the roadmap",
+         "the onboarding checklist", "the vendor comparison",
+         "the weekly status update", "the retro action items"),
+        ("and shared them in the channel", "with owners and dates", "in five bullet points",
+         "for the product manager", "and filed follow-up tickets"),
+        ("the request was ambiguous", "the needed context was missing",
+         "the stakeholders disagreed", "the source document was unavailable"),
+        ("missing context", "ambiguous request", "permission denied", "no owner"),
+    ),
+}  # fmt: skip
+TASK_TYPES = tuple(CORPUS)
+STEP_POOL = (
+    "plan", "search_code", "read_files", "write_patch", "run_tests", "lint", "review",
+    "summarise", "fetch_docs", "query_db", "deploy", "rollback", "notify", "profile",
+    "benchmark", "write_docs", "ask_human", "reproduce", "bisect", "draft_design",
+)  # fmt: skip
+HIDDEN_RATES = (0.92, 0.8, 0.62, 0.4)
+QUERY_TEXTS = (
+    "fix the memory leak in the image resizing worker",
+    "deploy the search API to production with a canary",
+    "write unit tests for the CSV parser with edge cases",
+    "speed up the slow orders query with an index",
+    "analyse the churn dataset by region",
+    "design a sharding scheme for the orders table",
+    "document the SDK quickstart with examples",
+    "implement a retry decorator for the payment client",
+    "summarise the meeting notes and file follow-up tickets",
+    "investigate the deadlock in the job queue",
+    "the canary error rate spiked after the release",
+    "flaky integration test of the session store timed out in CI",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    task_type: str
+    steps: tuple[str, ...]
+    rate: float
+    duration: float
+    cost: float
+
+
+def candidates(seed: int) -> dict[str, list[Candidate]]:
+    """Four step sequences per task type, each with a hidden success rate, duration and cost."""
+    rng = random.Random(seed * 7 + 1)
+    found: dict[str, list[Candidate]] = {}
+    for task_type in TASK_TYPES:
+        rates = list(HIDDEN_RATES)
+        rng.shuffle(rates)
+        found[task_type] = [
+            Candidate(
+                task_type,
+                ("plan", *rng.sample(STEP_POOL[1:], rng.randint(2, 5))),
+                rate,
+                rng.uniform(10, 240),
+                round(rng.uniform(0.01, 0.5), 4),
+            )
+            for rate in rates
+        ]
+    return found
+
+
+def summary(rng: random.Random, task_type: str, success: bool) -> tuple[str, list[str]]:
+    actions, objects, details, reasons, errors = CORPUS[task_type]
+    action, obj = rng.choice(actions), rng.choice(objects)
+    ticket = f"{rng.choice(('ENG', 'OPS', 'DATA', 'WEB'))}-{rng.randint(100, 9999)}"
+    if success:
+        text = f"{action} {obj} {rng.choice(details)} ({ticket}, {rng.randint(1, 40)} files)."
+        return text, []
+    text = f"{action} {obj} failed: {rng.choice(reasons)}; see {ticket}."
+    return text, [rng.choice(errors)]
+
+
+def generate(memories: int, workflows: int, seed: int) -> Iterator[Event]:
+    """``memories`` task.executed and ``workflows`` workflow.executed events, interleaved."""
+    rng = random.Random(seed)
+    kinds = [True] * workflows + [False] * memories
+    rng.shuffle(kinds)
+    by_type = candidates(seed)
+    clock = datetime.now(UTC) - timedelta(days=30)
+    step = timedelta(days=29) / max(1, len(kinds))
+    for count, is_workflow in enumerate(kinds):
+        clock += step
+        task_type = rng.choice(TASK_TYPES)
+        data: TaskExecuted | WorkflowExecuted
+        if is_workflow:
+            c = rng.choice(by_type[task_type])
+            data = WorkflowExecuted(
+                task_type=task_type,
+                request=summary(rng, task_type, True)[0],
+                workflow_steps=list(c.steps),
+                success=rng.random() < c.rate,
+                duration=round(max(0.5, rng.gauss(c.duration, c.duration / 5)), 3),
+                cost=round(c.cost * rng.uniform(0.8, 1.2), 4),
+            )
+        else:
+            success = rng.random() < 0.75
+            text, errors = summary(rng, task_type, success)
+            data = TaskExecuted(
+                task_id=f"task-{count:07d}",
+                execution_summary=text,
+                success=success,
+                # Most agents say the type; the rest are classified from the summary.
+                task_type=task_type if rng.random() < 0.9 else None,
+                error_patterns=errors,
+                metadata={"files": rng.randint(1, 40)},
+            )
+        yield make_event(
+            data,
+            namespace=NAMESPACE,
+            agent_id=rng.choice(("planner", "coder", "reviewer", "tester", "deployer")),
+            occurred_at=clock,
+            event_id=f"bq-{seed}-{count:09d}",
+        )
+
+
+async def fill(log: EventLog, memories: int, workflows: int, seed: int) -> int:
+    with contextlib.suppress(NotFoundError):
+        await log.js.delete_stream(log.stream_name)
+    await log.ensure()
+    events = generate(memories, workflows, seed)
+    while chunk := list(itertools.islice(events, 10_000)):
+        results = await log.append_many(chunk)
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            raise SystemExit(f"fill: {len(failed)} appends failed, first: {failed[0]}")
+    state = await log.state()
+    if state.messages != memories + workflows:
+        raise SystemExit(f"fill: {state.messages} stored, expected {memories + workflows}")
+    return state.last_sequence
+
+
+async def catch_up(engine: Engine, target: int, limit_s: float) -> dict[str, float]:
+    """Wait until every projection has applied ``target`` and the stream is quiet (the
+    learner's own announcements are applied too); returns seconds to ``target`` per projection."""
+    started = time.perf_counter()
+    reached: dict[str, float] = {}
+    last_print, previous = started, -1
+    while True:
+        await asyncio.sleep(0.25)
+        status = await engine.status()
+        now = time.perf_counter()
+        projections = status["projections"]
+        for name, p in projections.items():
+            if name not in reached and p["checkpoint"] >= target:
+                reached[name] = now - started
+        if projections and all(p["lag"] == 0 for p in projections.values()):
+            if status["last_sequence"] == previous:
+                return reached
+        previous = status["last_sequence"]
+        if now - last_print > 15:
+            last_print = now
+            done = ", ".join(f"{n} {p['checkpoint']:,}" for n, p in projections.items())
+            print(f"  {now - started:5.0f} s: {done} of {status['last_sequence']:,}", flush=True)
+        if now - started > limit_s:
+            raise SystemExit(f"projections not caught up after {limit_s:.0f} s: {projections}")
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    name: str
+    samples_ms: tuple[float, ...]
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples_ms)
+
+
+async def timed(
+    name: str, call: Callable[[int], Awaitable[Any]], calls: int, warmup: int
+) -> Figures:
+    for i in range(warmup):
+        await call(i)
+    samples = []
+    for i in range(calls):
+        start = time.perf_counter()
+        await call(i)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return Figures(name, tuple(samples))
+
+
+def direct_dispatcher(projections: ProjectionSet) -> QueryDispatcher:
+    """The engine's verbs over the same projections, answered in-process and recording nothing
+    (no usage events), so the handler's own time can be measured and profiled."""
+    dispatcher = QueryDispatcher(projections.store.reader)
+    register_learning_verbs(dispatcher, projections.learner)
+    MemoryVerbs(
+        projections.vectors,
+        projections.learner,
+        projections.recent,
+        HeuristicTokenCounter(),
+        None,
+    ).register(dispatcher)
+    return dispatcher
+
+
+def payloads(seed: int) -> dict[str, tuple[str, str, Callable[[int], dict[str, Any]]]]:
+    """SDK method name -> (dispatcher verb, description, request payload of call i)."""
+    rng = random.Random(seed + 3)
+    texts = [f"{q} ({rng.choice(TASK_TYPES)})" for q in QUERY_TEXTS] + list(QUERY_TEXTS)
+    ns = {"namespace": NAMESPACE}
+
+    def tt(i: int) -> str:
+        return TASK_TYPES[i % len(TASK_TYPES)]
+
+    return {
+        "retrieve_workflow_patterns": (
+            "patterns",
+            "task type rotates, min_success_rate 0.7",
+            lambda i: {**ns, "task_type": tt(i), "min_success_rate": 0.7},
+        ),
+        "get_best_workflow_for_task": (
+            "best_workflow",
+            "task type rotates, target success_rate",
+            lambda i: {**ns, "task_type": tt(i), "optimization_target": "success_rate"},
+        ),
+        "get_task_success_metrics": (
+            "task_metrics",
+            "task type rotates",
+            lambda i: {**ns, "task_type": tt(i)},
+        ),
+        "search_similar": (
+            "search",
+            f"{len(texts)} texts rotate, top_k 5",
+            lambda i: {**ns, "text": texts[i % len(texts)], "top_k": 5},
+        ),
+        "assemble_context": (
+            "assemble_context",
+            "max_tokens 500, all three tiers",
+            lambda i: {**ns, "task_description": texts[i % len(texts)], "max_tokens": 500},
+        ),
+    }
+
+
+def sdk_call(memory: MemoryClient, method: str, payload: Callable[[int], dict[str, Any]]) -> Any:
+    async def call(i: int) -> Any:
+        p = payload(i)
+        if method == "retrieve_workflow_patterns":
+            return await memory.retrieve_workflow_patterns(p["task_type"], p["min_success_rate"])
+        if method == "get_best_workflow_for_task":
+            return await memory.get_best_workflow_for_task(p["task_type"])
+        if method == "get_task_success_metrics":
+            return await memory.get_task_success_metrics(p["task_type"])
+        if method == "search_similar":
+            return await memory.search_similar(p["text"], top_k=p["top_k"])
+        return await memory.assemble_context(p["task_description"], max_tokens=p["max_tokens"])
+
+    return call
+
+
+@contextlib.contextmanager
+def inline_threads() -> Iterator[None]:
+    """Run ``asyncio.to_thread`` work inline, so cProfile (one thread) sees it."""
+
+    async def inline(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    original = asyncio.to_thread
+    asyncio.to_thread = inline
+    try:
+        yield
+    finally:
+        asyncio.to_thread = original
+
+
+async def profile_handler(
+    dispatcher: QueryDispatcher, verb: str, payload: Callable[[int], dict[str, Any]], calls: int
+) -> str:
+    profiler = cProfile.Profile()
+    with inline_threads():
+        profiler.enable()
+        for i in range(calls):
+            await dispatcher.handle(verb, payload(i))
+        profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.strip_dirs().sort_stats("cumulative").print_stats(18)
+    return out.getvalue()
+
+
+async def probe_learned(
+    memory: MemoryClient, listener: Any, probes: int, run_id: str
+) -> tuple[Figures, Figures]:
+    """Per probe: a new task type and step sequence, three successful runs; the third creates
+    the pattern. Times the third publish's ack -> pattern.learned heard (and publish -> heard)."""
+    heard: dict[str, asyncio.Future[float]] = {}
+
+    async def on_learned(msg: Msg) -> None:
+        at = time.perf_counter()
+        data = json.loads(msg.data)["data"]
+        future = heard.get(data["task_type"])
+        if future is not None and not future.done() and data["pattern_type"] == "workflow":
+            future.set_result(at)
+
+    sub = await listener.subscribe("memory.pattern.learned", cb=on_learned)
+    from_ack, from_publish = [], []
+    loop = asyncio.get_running_loop()
+    try:
+        for k in range(probes):
+            task_type = f"probe_{run_id}_{k:03d}"
+            steps = ["plan", f"probe_step_{k}", "verify"]
+            heard[task_type] = loop.create_future()
+            for _ in range(2):
+                await memory.store_workflow(
+                    task_type=task_type, workflow_steps=steps, success=True, duration=5.0
+                )
+            await asyncio.sleep(0.3)  # the first two are applied: the third is timed alone
+            start = time.perf_counter()
+            await memory.store_workflow(
+                task_type=task_type, workflow_steps=steps, success=True, duration=5.0
+            )
+            acked = time.perf_counter()
+            received = await asyncio.wait_for(heard[task_type], timeout=10.0)
+            from_ack.append((received - acked) * 1e3)
+            from_publish.append((received - start) * 1e3)
+            await asyncio.sleep(0.2)
+    finally:
+        await sub.unsubscribe()
+    return (
+        Figures("pattern.learned (ack -> heard)", tuple(from_ack)),
+        Figures("pattern.learned (publish -> heard)", tuple(from_publish)),
+    )
+
+
+async def store_calls(memory: MemoryClient, calls: int, warmup: int, seed: int) -> Figures:
+    rng = random.Random(seed + 5)
+    by_type = candidates(seed)
+
+    async def call(_i: int) -> int:
+        c = rng.choice(by_type[rng.choice(TASK_TYPES)])
+        return await memory.store_workflow(
+            task_type=c.task_type,
+            workflow_steps=c.steps,
+            success=rng.random() < c.rate,
+            duration=round(c.duration, 3),
+            cost=c.cost,
+            request="benchmark workflow run",
+        )
+
+    return await timed("store_workflow", call, calls, warmup)
+
+
+def row(f: Figures, note: str, handler: Figures | None = None) -> str:
+    target = TARGETS_MS.get(f.name)
+    seed = SEED_FIGURES_MS.get(f.name)
+    verdict = ""
+    if target is not None:
+        verdict = f"< {target:.0f} ms: {'met' if f.pct(0.99) < target else 'MISSED'}"
+    if seed is not None:
+        beat = "beaten" if f.mean < seed else "not beaten"
+        verdict += ("; " if verdict else "") + f"seed mean {seed} ms: {beat}"
+    direct = f"{handler.p50:.2f} / {handler.pct(0.99):.2f}" if handler else "-"
+    return (
+        f"| `{f.name}` | {note} | {len(f.samples_ms)} | {f.p50:.2f} | {f.pct(0.99):.2f} | "
+        f"{f.mean:.2f} | {direct} | {verdict or '-'} |"
+    )
+
+
+async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
+    stream = StreamSettings(name=args.stream)
+    settings = Settings(
+        data_dir=tmp / "engine",
+        nats=NatsSettings(url=url),
+        stream=stream,
+        embedder=args.embedder,
+    )
+    engine_nc = await nats.connect(url, name="engram-bench-engine")
+    client_nc = await nats.connect(url, name="engram-bench-listener")
+    stop = asyncio.Event()
+    engine_task: asyncio.Task[None] | None = None
+    try:
+        log = EventLog(engine_nc, stream)
+        started = time.perf_counter()
+        last = await fill(log, args.memories, args.workflows, args.seed)
+        fill_s = time.perf_counter() - started
+        total = args.memories + args.workflows
+        print(f"filled {total:,} events in {fill_s:.1f} s ({total / fill_s:,.0f}/s)", flush=True)
+
+        engine = Engine(settings, engine_nc, url)
+        started = time.perf_counter()
+        engine_task = asyncio.create_task(engine.run(stop))
+        reached = await catch_up(engine, last, args.max_project_s)
+        project_s = time.perf_counter() - started
+        per = ", ".join(f"{n} {s:.1f} s" for n, s in sorted(reached.items(), key=lambda x: x[1]))
+        print(f"projections caught up in {project_s:.1f} s ({per})", flush=True)
+
+        direct = direct_dispatcher(engine.set)
+        load_before = os.getloadavg()[0]
+        results: list[tuple[Figures, str, Figures | None]] = []
+        profiles: dict[str, str] = {}
+        async with MemoryClient(
+            settings=settings, namespace=NAMESPACE, ensure_stream=False
+        ) as memory:
+            for method, (verb, note, payload) in payloads(args.seed).items():
+                figures = await timed(
+                    method, sdk_call(memory, method, payload), args.calls, args.warmup
+                )
+
+                async def handled(i: int, verb: str = verb, payload: Any = payload) -> Any:
+                    return await direct.handle(verb, payload(i))
+
+                handler = await timed(method, handled, args.calls, args.warmup)
+                results.append((figures, note, handler))
+                print(f"  {method}: p50 {figures.p50:.2f} ms, p99 {figures.pct(0.99):.2f} ms",
+                      flush=True)  # fmt: skip
+                if args.profile:
+                    profiles[method] = await profile_handler(direct, verb, payload, args.calls)
+            store = await store_calls(memory, args.calls, args.warmup, args.seed)
+            results.append((store, "SDK publish, waits for the JetStream ack", None))
+            await catch_up(engine, 0, args.max_project_s)
+            learned = await probe_learned(memory, client_nc, args.probes, f"{os.getpid()}")
+        load_after = os.getloadavg()[0]
+        for figures in learned:
+            results.append((figures, f"{args.probes} new patterns, 3rd of 3 runs timed", None))
+
+        patterns = engine.set.learner.read(lambda s: len(s.snapshots))
+        print()
+        print(f"{args.memories:,} task.executed + {args.workflows:,} workflow.executed in "
+              f"namespace {NAMESPACE!r}; embedder {engine.set.vectors.embedder.name}; "
+              f"{len(engine.set.vectors.memories):,} memories indexed, {patterns} patterns "
+              f"learned; fill {fill_s:.0f} s, projections {project_s:.0f} s")  # fmt: skip
+        print()
+        print("| call | workload | calls | p50 ms | p99 ms | mean ms | "
+              "handler alone p50 / p99 ms | target |")  # fmt: skip
+        print("|---|---|---:|---:|---:|---:|---:|---|")
+        for figures, note, handler in results:
+            print(row(figures, note, handler))
+        print(f"\n{os.cpu_count()} CPUs; 1-minute load average {load_before:.2f} before the "
+              f"timed calls, {load_after:.2f} after")  # fmt: skip
+        for method, text in profiles.items():
+            print(f"\n### cProfile: {method} handler, {args.calls} in-process calls\n")
+            print("```")
+            print(text.strip())
+            print("```")
+    finally:
+        stop.set()
+        if engine_task is not None:
+            await engine_task
+        with contextlib.suppress(Exception):
+            await engine_nc.jetstream().delete_stream(args.stream)
+        await client_nc.drain()
+        await engine_nc.drain()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--memories", type=int, default=100_000,
+                        help="task.executed events (100,000)")  # fmt: skip
+    parser.add_argument("--workflows", type=int, default=10_000,
+                        help="workflow.executed events (10,000)")  # fmt: skip
+    parser.add_argument("--embedder", choices=("hashing", "minilm"), default="hashing")
+    parser.add_argument("--calls", type=int, default=500, help="timed calls per verb (500)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls first (20)")
+    parser.add_argument("--probes", type=int, default=20,
+                        help="new patterns timed to pattern.learned (20)")  # fmt: skip
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the in-process handlers of each verb")  # fmt: skip
+    parser.add_argument("--max-project-s", type=float, default=3_600.0,
+                        help="give up when projections are not caught up by then")  # fmt: skip
+    parser.add_argument("--nats-url", help="use this (scratch) server instead of an embedded one")
+    parser.add_argument("--stream", default="ENGRAM_BENCH_Q", help="stream to (re)create")
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args(argv)
+    configure_logging(level="warning")
+    with tempfile.TemporaryDirectory(prefix="engram-bench-q-") as tmp:
+        if args.nats_url:
+            asyncio.run(bench(args, args.nats_url, Path(tmp)))
+            return 0
+        with EmbeddedServer(Path(tmp) / "nats") as server:
+            asyncio.run(bench(args, server.url, Path(tmp)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
