@@ -134,14 +134,64 @@ class Engine:
         dispatcher = QueryDispatcher(projections.store.reader)
         dispatcher.register("status", self.status)
         register_learning_verbs(dispatcher, projections.learner)
-        MemoryVerbs(
+        self._memory_verbs = MemoryVerbs(
             projections.vectors,
             projections.learner,
             projections.recent,
             HeuristicTokenCounter(),
             self._publish,
-        ).register(dispatcher)
+        )
+        self._memory_verbs.register(dispatcher)
         return dispatcher
+
+    def _runner(
+        self, projection: Projection, dead_letters: DeadLetterPublisher, name: str | None = None
+    ) -> ProjectionRunner:
+        return ProjectionRunner(
+            self.log.js,
+            self.settings.stream.name,
+            projection,
+            durable=durable_name(self.instance, name or projection.name),
+            settings=self.runner_settings,
+            dead_letters=dead_letters,
+            **self._announcing(projection),
+        )
+
+    async def _watch_embedder(
+        self,
+        stop: asyncio.Event,
+        dead_letters: DeadLetterPublisher,
+        tasks: dict[str, asyncio.Task[None]],
+    ) -> None:
+        """Blue/green: when a reindex activates another embedder, tail its index to the end of
+        the stream, then switch searches to it and retire the old index's runner."""
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            wanted = active_embedder(self.settings)
+            current = self.set.vectors
+            if stop.is_set() or wanted == current.embedder.name:
+                continue
+            try:
+                fresh = await asyncio.to_thread(vector_projection, self.settings, wanted)
+            except EngramError as exc:
+                log.error("cannot switch embedder", embedder=wanted, error=str(exc))
+                continue
+            runner = self._runner(fresh, dead_letters, name=f"vectors_{fresh.embedder.name}")
+            task = asyncio.create_task(runner.run(stop), name=f"vectors-{wanted}")
+            target = (await self.log.state()).last_sequence
+            while runner.checkpoint < target and not stop.is_set():  # noqa: ASYNC110 - polls a counter
+                await asyncio.sleep(0.05)
+            self._memory_verbs.vectors = fresh
+            self.set.vectors = fresh
+            old_task = tasks.pop("vectors")
+            old_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await old_task
+            self.runners = [r for r in self.runners if r.projection is not current] + [runner]
+            tasks["vectors"] = task
+            await asyncio.to_thread(current.close)
+            log.info("switched embedder", old=current.embedder.name, new=wanted)
 
     async def _publish(self, data: EventData, namespace: str) -> None:
         """Record a usage event (memory.recalled, context.suggested, pattern.matched)."""
@@ -185,21 +235,11 @@ class Engine:
         await dead_letters.ensure()
         self._set = open_projections(self.settings, info.state.last_seq)
         dispatcher = self._dispatcher(self._set)
-        self.runners = [
-            ProjectionRunner(
-                self.log.js,
-                self.settings.stream.name,
-                projection,
-                durable=durable_name(self.instance, projection.name),
-                settings=self.runner_settings,
-                dead_letters=dead_letters,
-                **self._announcing(projection),
-            )
-            for projection in self._set.live
-        ]
+        self.runners = [self._runner(p, dead_letters) for p in self._set.live]
         broker = build_query_broker(dispatcher, self.url, self.settings.nats)
         await broker.start()
-        tasks = [asyncio.create_task(r.run(stop), name=r.projection.name) for r in self.runners]
+        tasks = {r.projection.name: asyncio.create_task(r.run(stop)) for r in self.runners}
+        watcher = asyncio.create_task(self._watch_embedder(stop, dead_letters, tasks))
         log.info(
             "engine running",
             projections=[p.name for p in self._set.live],
@@ -210,9 +250,12 @@ class Engine:
         try:
             await stop.wait()
         finally:
-            for task in tasks:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            for task in tasks.values():
                 task.cancel()
-            for task in tasks:
+            for task in tasks.values():
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await broker.stop()

@@ -243,7 +243,9 @@ def _print_report(
             )
     print("\nsimilar to 'worker leaks memory under load':")
     for hit in search:
-        print(f"  {hit.similarity_score:.2f} [{hit.collection}] {hit.text[:90]}".replace("\n", " / "))
+        print(
+            f"  {hit.similarity_score:.2f} [{hit.collection}] {hit.text[:90]}".replace("\n", " / ")
+        )
     print("\nrecommendations for 'Deploy the API to staging':")
     for sentence in task_context.recommendations:
         print(f"  - {sentence}")

@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue into an existing directory")
     p.set_defaults(handler=rebuild_verbs.cmd_replay)
 
+    p = _verb(sub, "reindex", "build the vector index with another embedder, then switch")
+    p.add_argument("--embedder", required=True, help="hashing or minilm")
+    p.set_defaults(handler=rebuild_verbs.cmd_reindex)
+
     p = _verb(sub, "metrics", "task success metrics per task type")
     p.add_argument("--task-type")
     p.add_argument("--namespace")

@@ -13,7 +13,7 @@ from engine.errors import UsageError
 from engine.settings import Settings
 from engine.stream import ReadRange
 
-__all__ = ["cmd_replay", "parse_time"]
+__all__ = ["cmd_reindex", "cmd_replay", "parse_time"]
 
 
 def parse_time(text: str) -> datetime:
@@ -77,5 +77,35 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             f"replayed {report.messages} events (sequences {report.first_sequence}.."
             f"{report.last_sequence}) into {target} in {report.seconds:.2f}s "
             f"({report.events_per_second:,.0f} events/s), {report.dead_letters} dead letters"
+        )
+    return EXIT_OK
+
+
+async def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """engram reindex --embedder NAME: build the new index beside the live one, then switch."""
+    from consumers.reindex import reindex
+
+    async with open_nats(settings) as endpoint:
+        js = endpoint.nc.jetstream()
+        info = await js.stream_info(settings.stream.name)
+        with Progress(f"reindex ({args.embedder})", info.state.messages) as bar:
+            report = await reindex(
+                js, settings.stream.name, settings, args.embedder, on_batch=bar.advance
+            )
+    result = {
+        "embedder": args.embedder,
+        "active": True,
+        "messages": report.messages,
+        "last_sequence": report.last_sequence,
+        "seconds": round(report.seconds, 3),
+        "events_per_second": round(report.events_per_second, 1),
+    }
+    if args.json:
+        emit_json(result)
+    else:
+        print(
+            f"index for {args.embedder} built from {report.messages} events in "
+            f"{report.seconds:.1f}s and made active (a running engine switches over once it "
+            "has tailed it to the end of the stream)"
         )
     return EXIT_OK

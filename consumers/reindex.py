@@ -1,0 +1,54 @@
+"""Reindex (blue/green): build a vector index with another embedder beside the live one.
+
+The new index is one more projection replayed from the stream into its own directory
+(``vectors/<embedder>``); the live engine keeps serving from the old index meanwhile. Only when
+the new one has caught up is it made active (the ``ACTIVE`` marker, replaced atomically); a
+running engine notices, tails the new index to the stream's end and then switches searches over.
+Vectors of two models never meet in one index: each index refuses another embedder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from nats.js import JetStreamContext
+
+from consumers.replay import ReplayReport, replay
+from engine.settings import Settings
+
+__all__ = ["activate", "reindex"]
+
+
+def activate(settings: Settings, embedder_name: str) -> Path:
+    """Make ``embedder_name`` the active index (atomic: temp file, then rename)."""
+    from consumers.app import ACTIVE_FILE
+
+    settings.vectors_dir.mkdir(parents=True, exist_ok=True)
+    marker = settings.vectors_dir / ACTIVE_FILE
+    temp = marker.with_suffix(".tmp")
+    temp.write_text(embedder_name + "\n")
+    os.replace(temp, marker)
+    return marker
+
+
+async def reindex(
+    js: JetStreamContext,
+    stream: str,
+    settings: Settings,
+    embedder_name: str,
+    *,
+    on_batch: Callable[[int], None] | None = None,
+) -> ReplayReport:
+    """Replay the stream into the index of ``embedder_name`` (resuming a partial build), then
+    activate it. Raises UnknownEmbedderError / EmbedderUnavailableError before any work."""
+    from consumers.app import vector_projection
+
+    projection = vector_projection(settings, embedder_name)
+    try:
+        report = await replay(js, stream, [projection], on_batch=on_batch)
+    finally:
+        projection.close()
+    activate(settings, projection.embedder.name)
+    return report
