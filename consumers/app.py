@@ -28,7 +28,7 @@ from projections.base import Projection
 from projections.context import HeuristicTokenCounter, RecentEvents
 from projections.embedders import get_embedder
 from projections.learning import LearnerProjection
-from projections.tables import TablesProjection, TableStore
+from projections.tables import DATABASE_FILE, TablesProjection, TableStore
 from projections.vectors.index import IndexConfig
 from projections.vectors.projection import VectorProjection
 
@@ -228,11 +228,25 @@ class Engine:
             return {"announcer": self.set.learner, "appender": self.appender, "lease": lease}
         return {}
 
+    async def _restore_snapshot(self) -> None:
+        """An empty data directory starts from the newest valid snapshot, if there is one, so
+        start-up replays only the tail whatever the history's length."""
+        from consumers.snapshotting import default_store, restore_latest
+
+        store = default_store(self.log.js, self.settings)
+        manifest = await restore_latest(self.log.js, self.settings, store, self.settings.data_dir)
+        if manifest is not None:
+            log.info(
+                "started from snapshot", snapshot=manifest.snapshot_id, sequence=manifest.sequence
+            )
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop consuming and close the stores."""
         info = await self.log.ensure()
         dead_letters = DeadLetterPublisher(self.log.js, self.settings.stream)
         await dead_letters.ensure()
+        if not (self.settings.data_dir / DATABASE_FILE).exists():
+            await self._restore_snapshot()
         self._set = open_projections(self.settings, info.state.last_seq)
         dispatcher = self._dispatcher(self._set)
         self.runners = [self._runner(p, dead_letters) for p in self._set.live]

@@ -16,16 +16,6 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from consumers.replay import replay
-from engine.events import (
-    DecisionLogged,
-    DecisionOutcome,
-    Event,
-    SessionEnded,
-    SessionStarted,
-    TaskExecuted,
-    WorkflowExecuted,
-    make_event,
-)
 from engine.settings import Settings
 from engine.stream import EventLog
 from projections.embedders import HashingEmbedder
@@ -33,38 +23,9 @@ from projections.learning import LearnerProjection
 from projections.learning.persistence import dump_state
 from projections.tables import DATABASE_FILE, TablesProjection, TableStore, table_digests
 from projections.vectors.projection import VectorProjection
+from tests.histories import realistic_history
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _history(start: int, count: int) -> list[Event]:
-    """A realistic mix: sessions with workflows, tasks and decisions with outcomes."""
-    events: list[Event] = []
-    for i in range(start, start + count):
-        ns = ("default", "team-a")[i % 2]
-        session = f"s{i // 10}"
-        kind = i % 10
-        if kind == 0:
-            data: object = SessionStarted(session_id=session)
-        elif kind == 9:
-            data = SessionEnded(session_id=session, success=i % 3 == 0)
-        elif kind in (1, 2, 3, 4):
-            data = WorkflowExecuted(
-                request="Fix the crash in the parser" if i % 4 else None,
-                workflow_steps=["plan", "code", f"v{i % 5}"],
-                success=i % 7 != 0,
-                duration=float(i % 50),
-            )
-        elif kind in (5, 6):
-            data = TaskExecuted(
-                task_id=f"t{i}", execution_summary=f"did thing {i}", success=i % 5 != 0
-            )
-        elif kind == 7:
-            data = DecisionLogged(decision_id=f"d{i // 10}", actor="planner", decision="go")
-        else:
-            data = DecisionOutcome(decision_id=f"d{i // 10}", success=True)
-        events.append(make_event(data, namespace=ns, session_id=session, event_id=f"e{i}"))  # type: ignore[arg-type]
-    return events
 
 
 def _serve(settings: Settings, data_dir: Path) -> subprocess.Popen[bytes]:
@@ -119,7 +80,7 @@ async def test_sigkill_during_projection_then_restart_equals_clean_replay(
     exactly the tables of a clean replay."""
     data_dir = tmp_path / "engine"
     total = 20_000
-    results = await event_log.append_many(_history(0, total // 2))
+    results = await event_log.append_many(realistic_history(0, total // 2))
     assert all(not isinstance(r, Exception) for r in results)
     kills = 0
     seen: list[int] = []
@@ -127,7 +88,7 @@ async def test_sigkill_during_projection_then_restart_equals_clean_replay(
         process = _serve(settings, data_dir)
         try:
             if round_number == 2:  # more history arrives while the engine runs
-                await event_log.append_many(_history(total // 2, total // 2))
+                await event_log.append_many(realistic_history(total // 2, total // 2))
             async with asyncio.timeout(60):
                 while True:
                     checkpoint = await _checkpoint(nc)

@@ -12,7 +12,7 @@ from projections.records import DeadLetter, SequencedEvent
 from projections.tables import TablesProjection, TableStore, table_digests
 from tests.strategies.events import histories, splits
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _differing(a: dict[str, str], b: dict[str, str]) -> list[str]:

@@ -87,7 +87,36 @@ def build_parser() -> argparse.ArgumentParser:
     until.add_argument("--until-seq", type=int, dest="until_seq")
     p.add_argument("--batch-size", type=int, default=5_000)
     p.add_argument("--resume", action="store_true", help="continue into an existing directory")
+    p.add_argument(
+        "--from-snapshot",
+        nargs="?",
+        const="latest",
+        dest="from_snapshot",
+        help="start from a snapshot (ID, or the newest valid one) and replay the tail",
+    )
+    p.add_argument(
+        "--snapshots-dir",
+        dest="snapshots_dir",
+        help="snapshots in a directory instead of the stream's Object Store bucket",
+    )
     p.set_defaults(handler=rebuild_verbs.cmd_replay)
+
+    p = _verb(sub, "snapshot", "snapshot every projection at one sequence (verifiable)")
+    p.add_argument("--to", help="a directory instead of the stream's Object Store bucket")
+    p.add_argument("--at-seq", type=int, dest="at_seq", help="default: the last sequence")
+    p.set_defaults(handler=rebuild_verbs.cmd_snapshot)
+
+    p = _verb(sub, "compact", "purge stream history a verified snapshot covers (opt-in)")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        required=True,
+        dest="older_than",
+        help="only events stored more than this many seconds ago",
+    )
+    p.add_argument("--dry-run", action="store_true", dest="dry_run")
+    p.add_argument("--snapshots-dir", dest="snapshots_dir")
+    p.set_defaults(handler=rebuild_verbs.cmd_compact)
 
     p = _verb(sub, "reindex", "build the vector index with another embedder, then switch")
     p.add_argument("--embedder", required=True, help="hashing or minilm")

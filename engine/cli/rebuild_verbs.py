@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.cli._common import EXIT_OK, emit_json
 from engine.cli.progress import Progress
@@ -13,7 +15,7 @@ from engine.errors import UsageError
 from engine.settings import Settings
 from engine.stream import ReadRange
 
-__all__ = ["cmd_reindex", "cmd_replay", "parse_time"]
+__all__ = ["cmd_compact", "cmd_reindex", "cmd_replay", "cmd_snapshot", "parse_time"]
 
 
 def parse_time(text: str) -> datetime:
@@ -44,6 +46,18 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         until_time=parse_time(args.until) if args.until else None,
     )
     target_settings = settings.model_copy(update={"data_dir": target})
+    restored = None
+    if args.from_snapshot:
+        from consumers.snapshotting import restore_latest
+
+        async with open_nats(source) as endpoint:
+            js = endpoint.nc.jetstream()
+            store = _snapshot_store(args, js, settings)
+            restored = await restore_latest(
+                js, target_settings, store, target, snapshot_id=args.from_snapshot
+            )
+        if restored is None:
+            print("engram: no valid snapshot found: replaying the whole stream", file=sys.stderr)
     projection_set = open_projections(target_settings)
     projections = projection_set.all
     try:
@@ -63,6 +77,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         projection_set.close()
     result = {
         "data_dir": str(target),
+        "snapshot": restored.snapshot_id if restored else None,
         "messages": report.messages,
         "dead_letters": report.dead_letters,
         "first_sequence": report.first_sequence,
@@ -107,5 +122,76 @@ async def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
             f"index for {args.embedder} built from {report.messages} events in "
             f"{report.seconds:.1f}s and made active (a running engine switches over once it "
             "has tailed it to the end of the stream)"
+        )
+    return EXIT_OK
+
+
+def _snapshot_store(args: argparse.Namespace, js: Any, settings: Settings) -> Any:
+    from consumers.snapshotting import default_store
+    from projections.snapshots.stores import DirectorySnapshots
+
+    directory = getattr(args, "to", None) or getattr(args, "snapshots_dir", None)
+    return DirectorySnapshots(Path(directory)) if directory else default_store(js, settings)
+
+
+async def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
+    """engram snapshot [--to DIR]: every projection at one sequence, verifiable, stored."""
+    from consumers.snapshotting import take_snapshot
+
+    async with open_nats(settings) as endpoint:
+        js = endpoint.nc.jetstream()
+        store = _snapshot_store(args, js, settings)
+        with Progress("snapshot", None) as bar:
+            manifest = await take_snapshot(
+                endpoint.nc, settings, store, at_seq=args.at_seq, on_batch=bar.advance
+            )
+    result = {
+        "snapshot_id": manifest.snapshot_id,
+        "sequence": manifest.sequence,
+        "files": len(manifest.files),
+        "total_bytes": manifest.total_bytes,
+        "location": store.location,
+        "embedder": manifest.embedder,
+    }
+    if args.json:
+        emit_json(result)
+    else:
+        print(
+            f"snapshot {manifest.snapshot_id} covers sequences 1..{manifest.sequence}: "
+            f"{len(manifest.files)} files, {manifest.total_bytes:,} bytes in {store.location}"
+        )
+    return EXIT_OK
+
+
+async def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
+    """engram compact [--dry-run] --older-than SECONDS: purge what a verified snapshot covers."""
+    from consumers.compaction import compact, plan_compaction
+
+    async with open_nats(settings) as endpoint:
+        js = endpoint.nc.jetstream()
+        store = _snapshot_store(args, js, settings)
+        plan = await plan_compaction(js, settings, store, args.older_than)
+        purged = 0 if args.dry_run else await compact(js, settings, plan)
+    result = {
+        "dry_run": args.dry_run,
+        "snapshot_id": plan.snapshot_id,
+        "snapshot_sequence": plan.snapshot_sequence,
+        "first_sequence": plan.first_sequence,
+        "purge_below": plan.purge_below,
+        "would_purge": plan.messages,
+        "purged": purged,
+        "cutoff": plan.cutoff,
+    }
+    if args.json:
+        emit_json(result)
+    elif plan.snapshot_id is None:
+        print("nothing to compact: no verified snapshot covers any of the stream")
+    else:
+        verb = "would purge" if args.dry_run else "purged"
+        count = plan.messages if args.dry_run else purged
+        print(
+            f"{verb} {count} events (sequences {plan.first_sequence}..{plan.purge_below - 1}, "
+            f"stored before {plan.cutoff}); snapshot {plan.snapshot_id} (sequence "
+            f"{plan.snapshot_sequence}) plus the tail rebuilds everything"
         )
     return EXIT_OK

@@ -1,0 +1,81 @@
+"""Turning a projection directory into snapshot files and back.
+
+A snapshot holds: each DuckDB table as one Parquet file (zstd), the vector index directory of
+the active embedder as it was saved (index files, memories, manifest), and the learner's state
+file. Packing reads a directory whose projections were all flushed at one sequence.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from engine.errors import ProjectionError
+from projections.learning.persistence import STATE_FILE
+from projections.tables.schema import TABLES
+from projections.tables.store import DATABASE_FILE, TableStore, connect_database
+
+__all__ = ["pack", "unpack"]
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def pack(data_dir: Path, embedder: str) -> dict[str, bytes]:
+    """The files of a snapshot of ``data_dir`` (whose projections are flushed and closed)."""
+    files: dict[str, bytes] = {}
+    connection = connect_database(data_dir / DATABASE_FILE, read_only=True)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            for table in TABLES.values():
+                target = Path(scratch) / f"{table.name}.parquet"
+                order = ", ".join(table.order)
+                connection.execute(
+                    f"COPY (SELECT * FROM {table.name} ORDER BY {order}) TO {_literal(target)} "
+                    "(FORMAT parquet, COMPRESSION zstd)"
+                )
+                files[f"tables/{table.name}.parquet"] = target.read_bytes()
+    finally:
+        connection.close()
+    vectors = data_dir / "vectors" / embedder
+    for path in sorted(p for p in vectors.rglob("*") if p.is_file()):
+        if not path.name.endswith(".tmp"):
+            files[f"vectors/{embedder}/{path.relative_to(vectors)}"] = path.read_bytes()
+    learner = data_dir / "patterns" / STATE_FILE
+    if learner.exists():
+        files[f"patterns/{STATE_FILE}"] = learner.read_bytes()
+    return files
+
+
+def unpack(files: dict[str, bytes], data_dir: Path) -> None:
+    """Materialise a verified snapshot into an empty ``data_dir``."""
+    if (data_dir / DATABASE_FILE).exists():
+        raise ProjectionError(f"{data_dir} already holds a database: restore into a new one")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        store = TableStore.open(data_dir)
+        try:
+            cursor = store.reader()
+            cursor.execute("BEGIN TRANSACTION")
+            for table in TABLES.values():
+                body = files.get(f"tables/{table.name}.parquet")
+                if body is None:
+                    raise ProjectionError(f"snapshot has no table {table.name}")
+                source = Path(scratch) / f"{table.name}.parquet"
+                source.write_bytes(body)
+                cursor.execute(
+                    f"INSERT INTO {table.name} SELECT * FROM read_parquet({_literal(source)})"
+                )
+            cursor.execute("COMMIT")
+        except (duckdb.Error, ProjectionError):
+            store.close()
+            raise
+        store.close()
+    for name, body in files.items():
+        if name.startswith(("vectors/", "patterns/")):
+            path = data_dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
