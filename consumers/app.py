@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -240,6 +241,35 @@ class Engine:
                 "started from snapshot", snapshot=manifest.snapshot_id, sequence=manifest.sequence
             )
 
+    async def _snapshot_policy(self, stop: asyncio.Event) -> None:
+        """Snapshot every ``snapshot_every_events`` new events or ``snapshot_every_s`` seconds
+        (whichever comes first), so a restart on an empty directory replays only a tail."""
+        from consumers.snapshotting import default_store, take_snapshot
+
+        every_n, every_s = self.settings.snapshot_every_events, self.settings.snapshot_every_s
+        if not every_n and not every_s:
+            return
+        store = default_store(self.log.js, self.settings)
+        ids = await store.snapshot_ids()
+        covered = int(ids[-1]) if ids and ids[-1].isdigit() else 0
+        since = time.monotonic()
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5.0)
+            last = (await self.log.state()).last_sequence
+            fresh = last - covered
+            due = (every_n and fresh >= every_n) or (
+                every_s and fresh > 0 and time.monotonic() - since >= every_s
+            )
+            if stop.is_set() or not due:
+                continue
+            try:
+                manifest = await take_snapshot(self.nc, self.settings, store)
+            except EngramError as exc:
+                log.error("scheduled snapshot failed", error=str(exc))
+                continue
+            covered, since = manifest.sequence + 1, time.monotonic()  # +1: its own event
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop consuming and close the stores."""
         info = await self.log.ensure()
@@ -254,6 +284,7 @@ class Engine:
         await broker.start()
         tasks = {r.projection.name: asyncio.create_task(r.run(stop)) for r in self.runners}
         watcher = asyncio.create_task(self._watch_embedder(stop, dead_letters, tasks))
+        snapshots = asyncio.create_task(self._snapshot_policy(stop))
         log.info(
             "engine running",
             projections=[p.name for p in self._set.live],
@@ -264,9 +295,10 @@ class Engine:
         try:
             await stop.wait()
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for helper in (watcher, snapshots):
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
             for task in tasks.values():
                 task.cancel()
             for task in tasks.values():

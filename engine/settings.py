@@ -68,6 +68,10 @@ class Settings(BaseModel):
     index_ef: Annotated[int, Field(ge=1)] = 200
     recent_capacity: Annotated[int, Field(ge=1)] = 10_000
     """Events kept by the operational tier (the in-memory ring buffer)."""
+    snapshot_every_events: Annotated[int, Field(ge=0)] = 50_000
+    """engram serve snapshots after this many new events (0: never by count)."""
+    snapshot_every_s: Annotated[float, Field(ge=0)] = 1_800.0
+    """... or after this many seconds with new events (0: never by time)."""
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -219,3 +219,54 @@ def test_pack_unpack_then_tail_equals_applying_everything(
     apply(restored, [e for e in history[cut:]])
     assert state_of(restored) == expected
     restored.close()
+
+
+async def test_serve_snapshots_by_policy_and_an_empty_engine_starts_from_it(
+    event_log: EventLog, settings: Settings, nc: NatsClient, tmp_path: Path
+) -> None:
+    """engram serve's policy snapshots into the stream's Object Store bucket after N events; an
+    engine started on an empty data directory restores it and replays only the tail, ending in
+    the same state as the engine that built everything."""
+    from consumers.app import Engine
+    from consumers.runner import RunnerSettings
+    from consumers.snapshotting import default_store
+
+    policy = settings.model_copy(update={"snapshot_every_events": 1_000, "snapshot_every_s": 0})
+    fast = RunnerSettings(batch_size=200, max_wait_s=0.1)
+
+    async def run_until_snapshot(data_dir: Path) -> dict[str, str]:
+        engine = Engine(
+            policy.model_copy(update={"data_dir": data_dir}),
+            nc,
+            str(settings.nats.url),
+            runner_settings=fast,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(engine.run(stop))
+        try:
+            async with asyncio.timeout(90):
+                while not await default_store(event_log.js, policy).snapshot_ids():
+                    await asyncio.sleep(0.2)
+                while True:
+                    status = await engine.status()
+                    last = status["last_sequence"]
+                    if status["projections"] and all(
+                        p["checkpoint"] == last for p in status["projections"].values()
+                    ):
+                        break
+                    await asyncio.sleep(0.1)
+            return table_digests(engine.set.store.reader(), exclude=frozenset({"checkpoints"}))
+        finally:
+            stop.set()
+            await task
+
+    await event_log.append_many(realistic_history(0, 1_500))
+    first = await run_until_snapshot(tmp_path / "first")
+    [snapshot_id] = await default_store(event_log.js, policy).snapshot_ids()
+    await event_log.append_many(realistic_history(1_500, 200))
+    second = await run_until_snapshot(tmp_path / "second")
+    assert (tmp_path / "second" / "snapshot-work").exists() is False
+    assert int(snapshot_id) >= 1_500
+    reference, _ = await rebuilt(event_log, settings, tmp_path / "reference", None)
+    assert second == {k: v for k, v in reference["tables"].items() if k != "checkpoints"}
+    assert first != second  # the second one also saw the tail
