@@ -121,6 +121,8 @@ class Engine:
         self.instance = instance_id(settings.data_dir)
         self.runners: list[ProjectionRunner] = []
         self._set: ProjectionSet | None = None
+        self.restored_from: str | None = None
+        """The snapshot this engine's empty data directory was restored from, if any."""
         self.appender = Appender(
             nc, settings.stream.name, timeout_s=settings.nats.request_timeout_s
         )
@@ -237,6 +239,7 @@ class Engine:
         store = default_store(self.log.js, self.settings)
         manifest = await restore_latest(self.log.js, self.settings, store, self.settings.data_dir)
         if manifest is not None:
+            self.restored_from = manifest.snapshot_id
             log.info(
                 "started from snapshot", snapshot=manifest.snapshot_id, sequence=manifest.sequence
             )
