@@ -183,3 +183,19 @@ async def test_append_without_a_stream_fails_clearly(nc: NatsClient, settings: S
     assert settings.stream.name in message
     assert "memory.>" in message
     assert settings.stream.name not in [info.config.name for info in await log.js.streams_info()]
+
+
+async def test_wrong_expected_stream_in_a_batch_is_reported_at_once(
+    nc: NatsClient, event_log: EventLog
+) -> None:
+    """A batch aimed at a stream name that does not capture the subjects fails fast, each
+    event with the server's reason, instead of waiting for a timeout."""
+    import time
+
+    wrong = Appender(nc, "NOT_THIS_STREAM", timeout_s=5.0)
+    events = [make_event(SessionStarted(session_id=f"s{i}")) for i in range(5)]
+    started = time.monotonic()
+    results = await wrong.append_many([encode_for_append(e) for e in events])
+    assert time.monotonic() - started < 2.0
+    assert all(isinstance(r, PublishFailedError) for r in results)
+    assert "stream" in str(results[0]).lower()
