@@ -40,9 +40,11 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import itertools
 import json
+import multiprocessing
 import os
 import pstats
 import random
@@ -50,6 +52,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,6 +70,7 @@ from consumers.queries.memory_verbs import MemoryVerbs
 from engine.client import MemoryClient
 from engine.events import Event, TaskExecuted, WorkflowExecuted, make_event
 from engine.logconfig import configure_logging
+from engine.query_client import query_remote
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
@@ -407,15 +411,15 @@ def payloads(seed: int) -> dict[str, tuple[str, str, Callable[[int], dict[str, A
             "task type rotates",
             lambda i: {**ns, "task_type": tt(i)},
         ),
-        "search_similar": (
-            "search",
-            f"{len(texts)} texts rotate, top_k 5",
-            lambda i: {**ns, "text": texts[i % len(texts)], "top_k": 5},
-        ),
         "assemble_context": (
             "assemble_context",
             "max_tokens 500, all three tiers",
             lambda i: {**ns, "task_description": texts[i % len(texts)], "max_tokens": 500},
+        ),
+        "search_similar": (
+            "search",
+            f"{len(texts)} texts rotate, top_k 5",
+            lambda i: {**ns, "text": texts[i % len(texts)], "top_k": 5},
         ),
     }
 
@@ -466,11 +470,46 @@ async def profile_handler(
     return out.getvalue()
 
 
-async def probe_learned(
-    memory: MemoryClient, listener: Any, probes: int, run_id: str
-) -> tuple[Figures, Figures]:
+class GcPauses:
+    """Durations of the garbage collector's full (generation 2) collections while active."""
+
+    def __init__(self) -> None:
+        self.pauses_ms: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses_ms.append((time.perf_counter() - self._started) * 1e3)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+async def settled(memory: MemoryClient, limit_s: float = 120.0) -> None:
+    """Wait (over the status verb) until every projection's lag is 0 on a quiet stream."""
+    previous, deadline = -1, time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        status = await query_remote(memory.log.nc, "status", {}, timeout_s=5.0)
+        lags = [p["lag"] for p in status["projections"].values()]
+        if lags and not any(lags) and status["last_sequence"] == previous:
+            return
+        previous = status["last_sequence"]
+        await asyncio.sleep(0.25)
+    raise SystemExit(f"projections not settled within {limit_s:.0f} s")
+
+
+async def probe_learned(memory: MemoryClient, probes: int, run_id: str) -> list[Figures]:
     """Per probe: a new task type and step sequence, three successful runs; the third creates
-    the pattern. Times the third publish's ack -> pattern.learned heard (and publish -> heard)."""
+    the pattern. Times the third publish's ack -> pattern.learned heard (and publish -> heard),
+    on a plain nats-py subscription of its own connection."""
     heard: dict[str, asyncio.Future[float]] = {}
 
     async def on_learned(msg: Msg) -> None:
@@ -480,7 +519,10 @@ async def probe_learned(
         if future is not None and not future.done() and data["pattern_type"] == "workflow":
             future.set_result(at)
 
+    assert memory.url is not None
+    listener = await nats.connect(memory.url, name="engram-bench-listener")
     sub = await listener.subscribe("memory.pattern.learned", cb=on_learned)
+    await listener.flush()
     from_ack, from_publish = [], []
     loop = asyncio.get_running_loop()
     try:
@@ -504,10 +546,11 @@ async def probe_learned(
             await asyncio.sleep(0.2)
     finally:
         await sub.unsubscribe()
-    return (
+        await listener.drain()
+    return [
         Figures("pattern.learned (ack -> heard)", tuple(from_ack)),
         Figures("pattern.learned (publish -> heard)", tuple(from_publish)),
-    )
+    ]
 
 
 async def store_calls(memory: MemoryClient, calls: int, warmup: int, seed: int) -> Figures:
@@ -526,6 +569,39 @@ async def store_calls(memory: MemoryClient, calls: int, warmup: int, seed: int) 
         )
 
     return await timed("store_workflow", call, calls, warmup)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientJob:
+    """What the timing client needs (picklable: it may run in another process)."""
+
+    url: str
+    stream: str
+    calls: int
+    warmup: int
+    probes: int
+    seed: int
+
+
+async def client_phase(job: ClientJob) -> list[Figures]:
+    """Every timed SDK call, in order: the query verbs, store_workflow, the probes."""
+    settings = Settings(nats=NatsSettings(url=job.url), stream=StreamSettings(name=job.stream))
+    found = []
+    async with MemoryClient(settings=settings, namespace=NAMESPACE, ensure_stream=False) as memory:
+        for method, (_verb, _note, payload) in payloads(job.seed).items():
+            figures = await timed(method, sdk_call(memory, method, payload), job.calls, job.warmup)
+            found.append(figures)
+            print(f"  {method}: p50 {figures.p50:.2f} ms, p99 {figures.pct(0.99):.2f} ms",
+                  flush=True)  # fmt: skip
+        found.append(await store_calls(memory, job.calls, job.warmup, job.seed))
+        await settled(memory)
+        found += await probe_learned(memory, job.probes, f"{os.getpid()}")
+    return found
+
+
+def client_process(job: ClientJob) -> list[Figures]:
+    configure_logging(level="warning")
+    return asyncio.run(client_phase(job))
 
 
 def row(f: Figures, note: str, handler: Figures | None = None) -> str:
@@ -553,7 +629,6 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
         embedder=args.embedder,
     )
     engine_nc = await nats.connect(url, name="engram-bench-engine")
-    client_nc = await nats.connect(url, name="engram-bench-listener")
     stop = asyncio.Event()
     engine_task: asyncio.Task[None] | None = None
     try:
@@ -572,49 +647,52 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
         per = ", ".join(f"{n} {s:.1f} s" for n, s in sorted(reached.items(), key=lambda x: x[1]))
         print(f"projections caught up in {project_s:.1f} s ({per})", flush=True)
 
+        # The handlers alone first, on the state the client will find (they record nothing).
         direct = direct_dispatcher(engine.set)
-        load_before = os.getloadavg()[0]
-        results: list[tuple[Figures, str, Figures | None]] = []
+        handlers: dict[str, Figures] = {}
         profiles: dict[str, str] = {}
-        async with MemoryClient(
-            settings=settings, namespace=NAMESPACE, ensure_stream=False
-        ) as memory:
-            for method, (verb, note, payload) in payloads(args.seed).items():
-                figures = await timed(
-                    method, sdk_call(memory, method, payload), args.calls, args.warmup
-                )
+        for method, (verb, _note, payload) in payloads(args.seed).items():
 
-                async def handled(i: int, verb: str = verb, payload: Any = payload) -> Any:
-                    return await direct.handle(verb, payload(i))
+            async def handled(i: int, verb: str = verb, payload: Any = payload) -> Any:
+                return await direct.handle(verb, payload(i))
 
-                handler = await timed(method, handled, args.calls, args.warmup)
-                results.append((figures, note, handler))
-                print(f"  {method}: p50 {figures.p50:.2f} ms, p99 {figures.pct(0.99):.2f} ms",
-                      flush=True)  # fmt: skip
-                if args.profile:
-                    profiles[method] = await profile_handler(direct, verb, payload, args.calls)
-            store = await store_calls(memory, args.calls, args.warmup, args.seed)
-            results.append((store, "SDK publish, waits for the JetStream ack", None))
-            await catch_up(engine, 0, args.max_project_s)
-            learned = await probe_learned(memory, client_nc, args.probes, f"{os.getpid()}")
+            handlers[method] = await timed(method, handled, args.calls, args.warmup)
+            if args.profile:
+                profiles[method] = await profile_handler(direct, verb, payload, args.calls)
+
+        job = ClientJob(url, args.stream, args.calls, args.warmup, args.probes, args.seed)
+        load_before = os.getloadavg()[0]
+        with GcPauses() as pauses:
+            if args.same_process_client:
+                results = await client_phase(job)
+            else:
+                context = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(1, mp_context=context) as pool:
+                    loop = asyncio.get_running_loop()
+                    results = await loop.run_in_executor(pool, client_process, job)
         load_after = os.getloadavg()[0]
-        for figures in learned:
-            results.append((figures, f"{args.probes} new patterns, 3rd of 3 runs timed", None))
 
+        notes = {method: note for method, (_v, note, _p) in payloads(args.seed).items()}
+        notes["store_workflow"] = "SDK publish, waits for the JetStream ack"
+        probe_note = f"{args.probes} new patterns, 3rd of 3 runs timed"
         patterns = engine.set.learner.read(lambda s: len(s.snapshots))
+        where = "in the engine's process" if args.same_process_client else "in its own process"
         print()
         print(f"{args.memories:,} task.executed + {args.workflows:,} workflow.executed in "
               f"namespace {NAMESPACE!r}; embedder {engine.set.vectors.embedder.name}; "
               f"{len(engine.set.vectors.memories):,} memories indexed, {patterns} patterns "
-              f"learned; fill {fill_s:.0f} s, projections {project_s:.0f} s")  # fmt: skip
+              f"learned; fill {fill_s:.0f} s, projections {project_s:.0f} s; client {where}")  # fmt: skip
         print()
         print("| call | workload | calls | p50 ms | p99 ms | mean ms | "
               "handler alone p50 / p99 ms | target |")  # fmt: skip
         print("|---|---|---:|---:|---:|---:|---:|---|")
-        for figures, note, handler in results:
-            print(row(figures, note, handler))
+        for figures in results:
+            note = notes.get(figures.name, probe_note)
+            print(row(figures, note, handlers.get(figures.name)))
+        gen2 = pauses.pauses_ms
         print(f"\n{os.cpu_count()} CPUs; 1-minute load average {load_before:.2f} before the "
-              f"timed calls, {load_after:.2f} after")  # fmt: skip
+              f"timed calls, {load_after:.2f} after; engine process: {len(gen2)} full GC "
+              f"collections during them, longest {max(gen2, default=0.0):.1f} ms")  # fmt: skip
         for method, text in profiles.items():
             print(f"\n### cProfile: {method} handler, {args.calls} in-process calls\n")
             print("```")
@@ -626,7 +704,6 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
             await engine_task
         with contextlib.suppress(Exception):
             await engine_nc.jetstream().delete_stream(args.stream)
-        await client_nc.drain()
         await engine_nc.drain()
 
 
@@ -641,6 +718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls first (20)")
     parser.add_argument("--probes", type=int, default=20,
                         help="new patterns timed to pattern.learned (20)")  # fmt: skip
+    parser.add_argument("--same-process-client", action="store_true",
+                        help="time from the engine's own process and event loop")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the in-process handlers of each verb")  # fmt: skip
     parser.add_argument("--max-project-s", type=float, default=3_600.0,
