@@ -1,8 +1,9 @@
 """The bus side of engram: live projection runners, dead letters, replay, the query service."""
 
-from consumers.app import Engine, open_projections
+from consumers.app import Engine
 from consumers.deadletters import DEAD_LETTER_PREFIX, DeadLetterPublisher
 from consumers.decoding import decode_batch
+from consumers.projection_set import open_projections
 from consumers.replay import ReplayReport, replay
 from consumers.runner import ProjectionRunner, RunnerSettings
 

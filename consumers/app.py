@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -16,6 +15,12 @@ from nats.aio.client import Client as NatsClient
 from consumers.deadletters import DeadLetterPublisher
 from consumers.instance import durable_name, instance_id
 from consumers.lease import AnnouncerLease
+from consumers.projection_set import (
+    ProjectionSet,
+    active_embedder,
+    open_projections,
+    vector_projection,
+)
 from consumers.queries import QueryDispatcher, build_query_broker
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
@@ -26,80 +31,12 @@ from engine.settings import Settings
 from engine.stream import EventLog
 from engine.stream.append import Appender, encode_for_append
 from projections.base import Projection
-from projections.context import HeuristicTokenCounter, RecentEvents
-from projections.embedders import get_embedder
-from projections.learning import LearnerProjection
-from projections.tables import DATABASE_FILE, TablesProjection, TableStore
-from projections.vectors.index import IndexConfig
-from projections.vectors.projection import VectorProjection
+from projections.context import HeuristicTokenCounter
+from projections.tables import DATABASE_FILE
 
-__all__ = ["ACTIVE_FILE", "Engine", "ProjectionSet", "active_embedder", "open_projections"]
-
-ACTIVE_FILE = "ACTIVE"
+__all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class ProjectionSet:
-    """Every projection of an engine over one data directory."""
-
-    store: TableStore
-    tables: TablesProjection
-    learner: LearnerProjection
-    vectors: VectorProjection
-    recent: RecentEvents
-
-    @property
-    def all(self) -> list[Projection]:
-        """The persistent projections (what a replay rebuilds)."""
-        return [self.tables, self.learner, self.vectors]
-
-    @property
-    def live(self) -> list[Projection]:
-        """Everything a running engine feeds, the in-memory operational tier included."""
-        return [*self.all, self.recent]
-
-    def close(self) -> None:
-        for projection in self.live:
-            projection.close()
-
-
-def active_embedder(settings: Settings) -> str:
-    """The embedder serving searches: the last completed reindex, else the setting."""
-    marker = settings.vectors_dir / ACTIVE_FILE
-    if marker.exists():
-        return marker.read_text().strip() or settings.embedder
-    return settings.embedder
-
-
-def vector_projection(settings: Settings, embedder_name: str) -> VectorProjection:
-    embedder = get_embedder(embedder_name)
-    config = IndexConfig(
-        m=settings.index_m,
-        ef_construction=settings.index_ef_construction,
-        ef=settings.index_ef,
-        num_threads=1,
-    )
-    return VectorProjection(settings.vectors_dir / embedder.name, embedder, config=config)
-
-
-def open_projections(settings: Settings, stream_last_sequence: int = 0) -> ProjectionSet:
-    """Every projection of the engine over the data directory (the replay uses the same)."""
-    store = TableStore.open(settings.data_dir)
-    try:
-        return ProjectionSet(
-            store=store,
-            tables=TablesProjection(store),
-            learner=LearnerProjection(settings.data_dir / "patterns"),
-            vectors=vector_projection(settings, active_embedder(settings)),
-            recent=RecentEvents(
-                settings.recent_capacity, stream_last_sequence=stream_last_sequence
-            ),
-        )
-    except BaseException:
-        store.close()
-        raise
 
 
 class Engine:

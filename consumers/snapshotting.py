@@ -24,7 +24,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from consumers.app import active_embedder, open_projections
+from consumers.projection_set import active_embedder, open_projections
 from consumers.replay import replay
 from engine import __version__
 from engine.errors import EngramError

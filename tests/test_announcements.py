@@ -15,7 +15,8 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from consumers.app import Engine, open_projections
+from consumers.app import Engine
+from consumers.projection_set import open_projections
 from consumers.replay import replay
 from consumers.runner import RunnerSettings
 from engine.events import WorkflowExecuted, make_event

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from consumers.app import ACTIVE_FILE, Engine
+from consumers.app import Engine
+from consumers.projection_set import ACTIVE_FILE
 from consumers.reindex import reindex
 from consumers.runner import RunnerSettings
 from engine.errors import UnknownEmbedderError

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client as NatsClient
 
-from consumers.app import ProjectionSet, open_projections
 from consumers.compaction import compact, plan_compaction
+from consumers.projection_set import ProjectionSet, open_projections
 from consumers.replay import replay
 from consumers.snapshotting import restore_latest, take_snapshot
 from engine.settings import Settings

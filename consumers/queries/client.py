@@ -20,7 +20,7 @@ __all__ = ["EngineUnavailableError", "query_local", "query_remote"]
 
 
 async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    from consumers.app import active_embedder, vector_projection
+    from consumers.projection_set import active_embedder, vector_projection
 
     """Answer ``verb`` from ``data_dir``'s database opened read-only (no engine needed).
 

@@ -31,7 +31,7 @@ def parse_time(text: str) -> datetime:
 
 async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Read the stream (from --source-data-dir's server or --nats-url) into --data-dir."""
-    from consumers.app import open_projections
+    from consumers.projection_set import open_projections
     from consumers.replay import replay
 
     target = Path(args.data_dir) if args.data_dir else None

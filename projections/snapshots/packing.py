@@ -54,6 +54,9 @@ def unpack(files: dict[str, bytes], data_dir: Path) -> None:
     """Materialise a verified snapshot into an empty ``data_dir``."""
     if (data_dir / DATABASE_FILE).exists():
         raise ProjectionError(f"{data_dir} already holds a database: restore into a new one")
+    missing = [t for t in TABLES if f"tables/{t}.parquet" not in files]
+    if missing:
+        raise ProjectionError(f"snapshot has no table {', '.join(missing)}")
     data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         store = TableStore.open(data_dir)
@@ -61,9 +64,7 @@ def unpack(files: dict[str, bytes], data_dir: Path) -> None:
             cursor = store.reader()
             cursor.execute("BEGIN TRANSACTION")
             for table in TABLES.values():
-                body = files.get(f"tables/{table.name}.parquet")
-                if body is None:
-                    raise ProjectionError(f"snapshot has no table {table.name}")
+                body = files[f"tables/{table.name}.parquet"]
                 source = Path(scratch) / f"{table.name}.parquet"
                 source.write_bytes(body)
                 cursor.execute(

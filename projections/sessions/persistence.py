@@ -1,0 +1,188 @@
+"""Saving the session compactor: an append-only record log plus a state file with the watermark.
+
+Records only grow (one per compacted session), so rewriting them all on every save would cost
+O(history). Instead:
+
+- ``sessions-records.jsonl``: one JSON line per record and per announcement seen on the stream,
+  appended;
+- ``sessions-state.json.gz``: the watermark (``sequence``), the stream clock, the open
+  segments, the pending ids and ``records_bytes``, the length of the log that belongs to it.
+
+Commit order of ``save_state``:
+
+1. cut the log back to the length the current state file names (drops a torn earlier append);
+2. append the journal's lines to the log, flush, fsync;
+3. write the state file (with the new length) to a temp file, fsync, rename over the old one,
+   fsync the directory.
+
+A crash before 3 leaves the old state file, whose ``records_bytes`` excludes the new lines:
+``load_state`` ignores them (and the next save cuts them off) and the runner replays the events
+after the old watermark, which decide the same records again.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ProjectionError
+from projections.sessions.facts import (
+    DecisionFact,
+    SessionConfig,
+    SessionFacts,
+    TaskFact,
+    WorkflowFact,
+)
+from projections.sessions.state import SessionState, adopt
+from projections.sessions.summary import CompactedSession
+from projections.task_types import TaskTypeClassifier
+
+__all__ = ["RECORDS_FILE", "STATE_FILE", "load_state", "save_state", "state_digest"]
+
+STATE_FILE = "sessions-state.json.gz"
+RECORDS_FILE = "sessions-records.jsonl"
+FORMAT = 1
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _record_json(record: CompactedSession, *, timings: bool = True) -> dict[str, Any]:
+    body = asdict(record)
+    body["blob"] = base64.b64encode(record.blob).decode()
+    if not timings:
+        del body["compaction_duration_ms"]
+    return body
+
+
+def _record_from(body: dict[str, Any]) -> CompactedSession:
+    return CompactedSession(**{**body, "blob": base64.b64decode(body["blob"])})
+
+
+def _facts_from(body: dict[str, Any]) -> SessionFacts:
+    facts = SessionFacts(**body)
+    facts.workflows = {k: WorkflowFact(**v) for k, v in body["workflows"].items()}
+    facts.tasks = [TaskFact(**t) for t in body["tasks"]]
+    facts.decisions = {k: DecisionFact(**v) for k, v in body["decisions"].items()}
+    return facts
+
+
+def state_digest(state: SessionState) -> str:
+    """SHA-256 of everything the events decide: open segments (in order), records, announced
+    and pending ids, clock, watermark. Leaves out ``compaction_duration_ms`` (measured, not
+    decided) and the unsaved journal, so equal digests mean equal deterministic state."""
+    body = {
+        "sequence": state.sequence,
+        "clock": state.clock,
+        "open": [asdict(f) for f in state.open.values()],
+        "records": [_record_json(r, timings=False) for r in state.records.values()],
+        "announced": sorted(state.announced),
+        "pending": list(state.pending),
+    }
+    return hashlib.sha256(_CANONICAL.encode(body).encode()).hexdigest()
+
+
+def _log_lines(state: SessionState) -> bytes:
+    lines = []
+    for kind, event_id, duration_ms in state.journal:
+        if kind == "record":
+            entry = {"k": "r", **_record_json(state.records[event_id])}
+        else:
+            entry = {"k": "a", "id": event_id, "ms": duration_ms}
+        lines.append(_CANONICAL.encode(entry) + "\n")
+    return "".join(lines).encode()
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def save_state(directory: Path, state: SessionState, records_bytes: int) -> int:
+    """Save ``state`` (see the commit order above); returns the new ``records_bytes``.
+    ``records_bytes`` is what the last save or load returned. Clears the journal."""
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / RECORDS_FILE
+    with log_path.open("ab") as log:
+        if log.tell() < records_bytes:  # append mode starts at the end: the log's length
+            raise ProjectionError(f"{log_path} is shorter than the saved state says")
+        log.truncate(records_bytes)
+        log.seek(records_bytes)
+        log.write(_log_lines(state))
+        log.flush()
+        os.fsync(log.fileno())
+        size = log.tell()
+    body = {
+        "format": FORMAT,
+        "sequence": state.sequence,
+        "clock": state.clock,
+        "records_bytes": size,
+        "open": [asdict(f) for f in state.open.values()],
+        "pending": list(state.pending),
+    }
+    temp = directory / (STATE_FILE + ".tmp")
+    with temp.open("wb") as handle:
+        handle.write(gzip.compress(_CANONICAL.encode(body).encode(), 5))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, directory / STATE_FILE)
+    _fsync_directory(directory)
+    state.journal.clear()
+    return size
+
+
+def _unreadable(directory: Path, why: object) -> ProjectionError:
+    return ProjectionError(
+        f"session state in {directory} is unreadable ({why}); delete it to rebuild it"
+    )
+
+
+def _restore(state: SessionState, raw: dict[str, Any], log: bytes) -> None:
+    state.sequence = int(raw["sequence"])
+    state.clock = raw["clock"]
+    for body in raw["open"]:
+        facts = _facts_from(body)
+        state.open[(facts.namespace, facts.session_id)] = facts
+    state.pending = dict.fromkeys(raw["pending"])
+    for line in log.splitlines():
+        entry = json.loads(line)
+        if entry.pop("k") == "r":
+            record = _record_from(entry)
+            state.records[record.event_id] = record
+        else:
+            state.announced.add(entry["id"])
+            adopt(state, entry["id"], float(entry["ms"]))
+
+
+def load_state(
+    directory: Path, config: SessionConfig, classifier: TaskTypeClassifier
+) -> tuple[SessionState, int]:
+    """The saved state and its ``records_bytes``; a fresh state and 0 when nothing was saved.
+    Raises ProjectionError when the files are unreadable or the log is shorter than the state
+    says (never silently starts over: delete the directory to rebuild by replay)."""
+    state = SessionState(config, classifier)
+    path = directory / STATE_FILE
+    if not path.exists():
+        return state, 0
+    try:
+        raw = json.loads(gzip.decompress(path.read_bytes()))
+        size = int(raw["records_bytes"])
+        log = (directory / RECORDS_FILE).read_bytes()[:size] if size else b""
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        raise _unreadable(directory, exc) from None
+    if raw.get("format") != FORMAT:
+        raise _unreadable(directory, f"format {raw.get('format')!r} is not {FORMAT}")
+    if len(log) != size:
+        raise _unreadable(directory, f"{RECORDS_FILE} has {len(log)} of its {size} bytes")
+    try:
+        _restore(state, raw, log)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _unreadable(directory, exc) from None
+    return state, size

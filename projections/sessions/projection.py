@@ -1,0 +1,133 @@
+"""The session compactor projection: SessionState fed from the log, saved with its watermark.
+
+Like the learner, the state is saved every ``save_every`` events (and on close), not on every
+batch; ``checkpoint()`` is the saved watermark. After a crash the runner restarts from it and the
+events after it are applied again, deterministically, so the same sessions are compacted under
+the same event ids (only the measured ``compaction_duration_ms`` of those records may differ,
+until the stream's session.compacted event is read back). It is an Announcer for the runner:
+``take_pending`` returns the session.compacted events not yet on the stream.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from engine.events import Event, make_event
+from projections.records import DeadLetter, SequencedEvent
+from projections.sessions.facts import SessionConfig
+from projections.sessions.persistence import load_state, save_state
+from projections.sessions.queries import compacted_sessions
+from projections.sessions.state import SessionState
+from projections.sessions.summary import CompactedSession
+from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
+
+__all__ = ["AGENT_ID", "SessionCompactor", "compaction_event"]
+
+T = TypeVar("T")
+AGENT_ID = "engram-sessions"
+
+log = structlog.get_logger(__name__)
+
+
+def compaction_event(record: CompactedSession) -> Event:
+    """The session.compacted event of a record: its id and time are deterministic (the body's
+    ``compaction_duration_ms`` is this engine's measurement; JetStream keeps the first)."""
+    return make_event(
+        record.metrics(),
+        namespace=record.namespace,
+        agent_id=AGENT_ID,
+        session_id=record.session_id,
+        occurred_at=datetime.fromisoformat(record.closed_at),
+        event_id=record.event_id,
+    )
+
+
+class SessionCompactor:
+    """Compacts ended (or idle) sessions into compressed summaries; queues session.compacted."""
+
+    name = "sessions"
+
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        config: SessionConfig | None = None,
+        classifier: TaskTypeClassifier | None = None,
+        save_every: int = 5_000,
+    ) -> None:
+        self.directory = directory
+        self.config = config or SessionConfig()
+        self.classifier = classifier or KeywordTaskTypeClassifier()
+        self.save_every = save_every
+        self._lock = threading.Lock()
+        self._records_bytes = 0
+        if directory is not None:
+            self.state, self._records_bytes = load_state(directory, self.config, self.classifier)
+            log.info(
+                "session state loaded",
+                sequence=self.state.sequence,
+                open=len(self.state.open),
+                records=len(self.state.records),
+            )
+        else:
+            self.state = SessionState(self.config, self.classifier)
+        self._saved = self.state.sequence
+        self._unsaved = 0
+
+    def checkpoint(self) -> int:
+        return self._saved
+
+    def apply(
+        self,
+        events: Sequence[SequencedEvent],
+        dead_letters: Sequence[DeadLetter],
+        last_sequence: int,
+    ) -> None:
+        with self._lock:
+            for item in events:
+                self.state.apply(item)
+            # Dead letters and ignored events still move the watermark.
+            self.state.sequence = max(self.state.sequence, last_sequence)
+            if self.directory is None:
+                self.state.journal.clear()  # nothing to save it to
+            self._unsaved += len(events) + len(dead_letters)
+            if self._unsaved >= self.save_every:
+                self._save()
+
+    def _save(self) -> None:
+        if self.directory is not None and self.state.sequence > self._saved:
+            self._records_bytes = save_state(self.directory, self.state, self._records_bytes)
+            self._saved = self.state.sequence
+        self._unsaved = 0
+
+    def flush(self) -> None:
+        """Save now (the replay and the engine's shutdown call this)."""
+        with self._lock:
+            self._save()
+
+    def take_pending(self) -> list[Event]:
+        """session.compacted events decided but not yet seen on the stream."""
+        with self._lock:
+            pending = self.state.take_pending()
+        return [compaction_event(record) for record in pending]
+
+    def read(self, query: Callable[[SessionState], T]) -> T:
+        """Run a read-only ``query`` against the state under the lock."""
+        with self._lock:
+            return query(self.state)
+
+    def compacted_sessions(
+        self, namespace: str = "default", session_id: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The namespace's compacted sessions, newest first: metrics and decompressed summary
+        (see ``queries.compacted_sessions``); [] when none matches."""
+        return self.read(lambda s: compacted_sessions(s, namespace, session_id, limit=limit))
+
+    def close(self) -> None:
+        self.flush()

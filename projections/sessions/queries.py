@@ -1,0 +1,110 @@
+"""Reading compacted sessions: pure functions over SessionState, and the ``sessions`` query verb.
+
+Results are JSON-ready dicts; metrics use seed 000's SessionMetrics field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import UsageError
+from projections.sessions.state import SessionState
+from projections.sessions.summary import CompactedSession, decompress_summary
+
+if TYPE_CHECKING:
+    from projections.sessions.projection import SessionCompactor
+
+__all__ = ["compacted_sessions", "record_view", "sessions_overview", "sessions_verb"]
+
+Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def record_view(record: CompactedSession, state: SessionState, *, summary: bool) -> dict[str, Any]:
+    """One compacted session: where it sits, its SessionMetrics and (optionally) its summary."""
+    view: dict[str, Any] = {
+        "event_id": record.event_id,
+        "namespace": record.namespace,
+        "session_id": record.session_id,
+        "reason": record.reason,
+        "first_sequence": record.first_sequence,
+        "last_sequence": record.last_sequence,
+        "closed_by_sequence": record.closed_by_sequence,
+        "closed_at": record.closed_at,
+        "announced": record.event_id in state.announced,
+        "metrics": record.metrics().model_dump(mode="json"),
+    }
+    if summary:
+        view["summary"] = decompress_summary(record.blob)
+    return view
+
+
+def compacted_sessions(
+    state: SessionState,
+    namespace: str,
+    session_id: str | None = None,
+    *,
+    limit: int | None = None,
+    summary: bool = True,
+) -> list[dict[str, Any]]:
+    """Compacted sessions of ``namespace`` (of one ``session_id`` when given: a session that
+    went idle and resumed has several records), newest first, at most ``limit``; [] when none
+    matches. Open sessions are not listed (see ``sessions_overview``)."""
+    found = [
+        r
+        for r in reversed(state.records.values())
+        if r.namespace == namespace and (session_id is None or r.session_id == session_id)
+    ]
+    if limit is not None:
+        found = found[:limit]
+    return [record_view(r, state, summary=summary) for r in found]
+
+
+def sessions_overview(state: SessionState, namespace: str) -> dict[str, Any]:
+    """Totals of ``namespace``: open segments, compacted records, bytes before and after."""
+    records = [r for r in state.records.values() if r.namespace == namespace]
+    original = sum(r.original_size_bytes for r in records)
+    compressed = sum(r.compressed_size_bytes for r in records)
+    return {
+        "open_sessions": len(state.open_sessions(namespace)),
+        "compacted_sessions": len(records),
+        "original_size_bytes": original,
+        "compressed_size_bytes": compressed,
+        "compression_ratio": max(0.0, 1.0 - compressed / original) if original else 0.0,
+        "pending_announcements": sum(1 for r in records if r.event_id in state.pending),
+    }
+
+
+def _text(payload: Mapping[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def sessions_verb(compactor: SessionCompactor) -> Handler:
+    """The ``sessions`` query verb. Payload: ``namespace`` (default "default"), ``session``
+    (or ``session_id``), ``limit`` (default 50), ``summary`` (default true). Reply:
+    ``{"sessions": [...], "overview": {...}}``. Raises UsageError on a malformed payload."""
+
+    async def sessions(payload: Mapping[str, Any]) -> dict[str, Any]:
+        namespace = _text(payload, "namespace") or "default"
+        session_id = _text(payload, "session") or _text(payload, "session_id")
+        limit = payload.get("limit", 50)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise UsageError("limit must be a positive integer")
+        with_summary = payload.get("summary", True)
+        if not isinstance(with_summary, bool):
+            raise UsageError("summary must be true or false")
+
+        def read(state: SessionState) -> dict[str, Any]:
+            return {
+                "sessions": compacted_sessions(
+                    state, namespace, session_id, limit=limit, summary=with_summary
+                ),
+                "overview": sessions_overview(state, namespace),
+            }
+
+        return compactor.read(read)
+
+    return sessions
