@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -128,21 +129,34 @@ class ProjectionRunner:
             checkpoint=self.checkpoint,
             durable=self.durable,
         )
+
+        def fetch() -> asyncio.Task[list[Msg]]:
+            return asyncio.create_task(
+                sub.fetch(self.settings.batch_size, timeout=self.settings.max_wait_s)
+            )
+
+        # Pipelined: the next batch is fetched while this one is applied (in a thread). Only
+        # one fetch is in flight, batches are handled strictly in order, and nothing is acked
+        # before its batch commits, so the commit order below is unchanged.
+        upcoming = fetch()
         try:
             while not stop.is_set():
                 try:
-                    msgs = await sub.fetch(
-                        self.settings.batch_size, timeout=self.settings.max_wait_s
-                    )
+                    msgs = await upcoming
                 except TimeoutError:  # nats-py raises its own or asyncio's (both TimeoutError)
+                    upcoming = fetch()
                     await self._announce()  # nothing new: we are caught up
                     continue
+                upcoming = fetch()
                 if not msgs:  # nats-py returns [] when the pull expires with a status reply
                     continue
                 await self._handle(msgs)
                 if msgs[-1].metadata.num_pending == 0:
                     await self._announce()
         finally:
+            # Not awaited: awaiting here could swallow this task's own cancellation.
+            upcoming.add_done_callback(_consume_outcome)
+            upcoming.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -185,3 +199,9 @@ class ProjectionRunner:
             self.applied_batches += 1
         # AckPolicy.ALL: acking the highest message acknowledges the whole batch.
         await max(msgs, key=lambda m: m.metadata.sequence.stream).ack()
+
+
+def _consume_outcome(task: asyncio.Task[list[Msg]]) -> None:
+    """Retrieve a dropped prefetch's outcome so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

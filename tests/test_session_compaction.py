@@ -1,11 +1,10 @@
 """Session compaction (issue 6, seed 000): honest SessionMetrics, idle sessions closed by event
-time, deterministic compactions announced once, and a state that survives save and restore."""
+time, deterministic compactions announced once, and a state that survives save and restore.
+(On a real server: tests/test_session_announcements.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import json
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,9 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nats.aio.client import Client as NatsClient
 
-from consumers.runner import ProjectionRunner, RunnerSettings
 from engine.errors import ProjectionError, UsageError
 from engine.events import (
     DecisionLogged,
@@ -32,9 +29,7 @@ from engine.events import (
     encode_event,
     make_event,
 )
-from engine.settings import Settings, StreamSettings
-from engine.stream import EventLog, ReadRange
-from engine.stream.append import Appender
+from projections.learning import workflow_pattern_id
 from projections.records import SequencedEvent
 from projections.sessions import (
     SessionCompactor,
@@ -47,6 +42,8 @@ from projections.sessions import (
     state_digest,
 )
 from projections.sessions.persistence import RECORDS_FILE
+from projections.sessions.queries import summary_view
+from projections.tables.rows import workflow_key
 from tests.strategies.events import histories, splits
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -69,43 +66,35 @@ def _ev(data: EventData, second: float, session: str | None = "s1", ns: str = "d
     )
 
 
-def _known_session() -> list[Event]:
+def _wf(steps: list[str], ok: bool, second: float, session: str | None = "s1") -> Event:
+    data = WorkflowExecuted(
+        task_type="code_generation",
+        request="Implement the REST API",
+        workflow_steps=steps,
+        success=ok,
+        duration=40.0 + second,
+        cost=0.01,
+        metadata={"validation_score": 0.95},
+    )
+    return _ev(data, second, session)
+
+
+def known_session() -> list[Event]:
     """A session of 16 memories: 10 workflows over three step sequences (C never succeeds),
     two tasks (one failing with two error patterns), one decision with its outcome."""
-    events = [_ev(SessionStarted(session_id="s1", goal="ship the REST API"), 0, session=None)]
     plan = [(STEPS_A, True), (STEPS_A, False), (STEPS_B, True), (STEPS_C, False)] * 2
     plan += [(STEPS_A, True), (STEPS_B, False)]
-    for i, (steps, ok) in enumerate(plan, start=1):
-        events.append(
-            _ev(
-                WorkflowExecuted(
-                    task_type="code_generation",
-                    request="Implement the REST API",
-                    workflow_steps=steps,
-                    success=ok,
-                    duration=40.0 + i,
-                    cost=0.01,
-                    metadata={"validation_score": 0.95},
-                ),
-                i,
-            )
-        )
-    events.append(_ev(TaskExecuted(task_id="t1", execution_summary="wrote it", success=True), 11))
-    events.append(
-        _ev(
-            TaskExecuted(
-                task_id="t2",
-                execution_summary="tests failed",
-                success=False,
-                error_patterns=["timeout", "flaky test"],
-            ),
-            12,
-        )
-    )
-    events.append(_ev(DecisionLogged(decision_id="d1", actor="lead", decision="use REST"), 13))
-    events.append(_ev(DecisionOutcome(decision_id="d1", success=True, notes="worked"), 14))
-    events.append(_ev(SessionEnded(session_id="s1", success=True), 15, session=None))
-    return events
+    errors = ["timeout", "flaky test"]
+    failed = TaskExecuted(task_id="t2", execution_summary="x", success=False, error_patterns=errors)
+    return [
+        _ev(SessionStarted(session_id="s1", goal="ship the REST API"), 0, None),
+        *(_wf(steps, ok, i) for i, (steps, ok) in enumerate(plan, start=1)),
+        _ev(TaskExecuted(task_id="t1", execution_summary="wrote it", success=True), 11),
+        _ev(failed, 12),
+        _ev(DecisionLogged(decision_id="d1", actor="lead", decision="use REST"), 13),
+        _ev(DecisionOutcome(decision_id="d1", success=True, notes="worked"), 14),
+        _ev(SessionEnded(session_id="s1", success=True), 15, None),
+    ]
 
 
 def _apply(state: SessionState, items: Sequence[SequencedEvent]) -> SessionState:
@@ -117,10 +106,10 @@ def _apply(state: SessionState, items: Sequence[SequencedEvent]) -> SessionState
 def test_metrics_of_a_known_session_are_exact() -> None:
     """Sizes are the encoded events' bytes and the stored blob's length; ratio, memories and
     patterns follow; events of other sessions and of no session are not counted."""
-    session = _known_session()
+    session = known_session()
     noise = [
-        _ev(WorkflowExecuted(workflow_steps=["x"], success=True, duration=1.0), 3.5, "s2"),
-        _ev(WorkflowExecuted(workflow_steps=["y"], success=True, duration=1.0), 4.5, None),
+        _wf(["x"], True, 3.5, "s2"),
+        _wf(["y"], True, 4.5, None),
         _ev(TaskExecuted(task_id="t9", execution_summary="other", success=True), 5.5, "s1", "ns2"),
     ]
     history = sorted([*session, *noise], key=lambda e: e.occurred_at)
@@ -134,8 +123,11 @@ def test_metrics_of_a_known_session_are_exact() -> None:
     assert record.num_memories == 16
     assert record.num_patterns_extracted == 2  # A and B succeeded at least once; C never
     assert record.reason == "ended" and record.closed_by_sequence == len(history)
-    summary = decompress_summary(record.blob)
-    assert [p["workflow_steps"] for p in summary["patterns"]] == sorted([STEPS_A, STEPS_B])
+    summary = summary_view(record)
+    assert [p["workflow_steps"] for p in summary["patterns"]] == [STEPS_A, STEPS_B]
+    assert decompress_summary(record.blob)["patterns"] == [0, 1]  # stored as indices
+    learner_id = workflow_pattern_id("default", "code_generation", workflow_key(STEPS_A))
+    assert summary["patterns"][0]["pattern_ids"] == [learner_id]
     runs = {tuple(w["workflow_steps"]): (w["runs"], w["successes"]) for w in summary["workflows"]}
     assert runs == {tuple(STEPS_A): (5, 3), tuple(STEPS_B): (3, 2), tuple(STEPS_C): (2, 0)}
     assert summary["steps"]["plan"] == {"runs": 8, "successes": 5}
@@ -156,10 +148,8 @@ def test_idle_session_is_compacted_by_event_time_only() -> None:
     """With a 60 s idle timeout, a session closes when a later event (any session's) is more
     than 60 s of event time after its last one; the wall clock never closes it."""
     state = SessionState(SessionConfig(idle_timeout_s=60))
-    early = [
-        _ev(WorkflowExecuted(workflow_steps=STEPS_A, success=True, duration=1), s) for s in (0, 5)
-    ]
-    _apply(state, _seq(early))
+    _apply(state, _seq([_wf(STEPS_A, True, 0), _wf(STEPS_A, True, 5)]))
+    # Events dated T0 (days before the wall clock): by wall time s1 would be long idle.
     _apply(state, _seq([_ev(SessionStarted(session_id="s2"), 65, None)], start=3))
     assert state.take_pending() == [] and ("default", "s1") in state.open  # 60 s exactly: open
     _apply(state, _seq([_ev(SessionStarted(session_id="s3"), 65.5, None)], start=4))
@@ -201,7 +191,7 @@ def test_open_session_memory_is_capped() -> None:
 def test_session_compacted_read_back_drops_the_pending_one() -> None:
     """The stream's session.compacted (any engine's, any duration) is never queued again, and
     the record adopts the duration published; a replay including it queues nothing."""
-    history = _seq(_known_session())
+    history = _seq(known_session())
     state = _apply(SessionState(), history)
     [record] = state.take_pending()
     published = compaction_event(record).replace_data(
@@ -249,7 +239,7 @@ def test_any_batching_and_restarts_decide_the_same(data: st.DataObject) -> None:
 def test_save_restore_round_trip_and_a_torn_append(tmp_path: Path) -> None:
     """A reopened compactor has the same state, durations included; log lines a crash left
     past the saved length are ignored, and the replayed events re-decide the same records."""
-    history = _seq([*_known_session(), _ev(SessionStarted(session_id="s9"), 20, None)])
+    history = _seq([*known_session(), _ev(SessionStarted(session_id="s9"), 20, None)])
     compactor = SessionCompactor(tmp_path, save_every=10**9)
     compactor.apply(history[:-1], [], history[-2].sequence)
     compactor.close()
@@ -277,7 +267,7 @@ async def test_sessions_verb_answers_with_metrics_and_summary() -> None:
     and refuses a malformed limit."""
     compactor = SessionCompactor(None)
     events = [
-        *_known_session(),
+        *known_session(),
         _ev(SessionStarted(session_id="s2"), 20, None),
         _ev(SessionEnded(session_id="s2"), 21, None),
     ]
@@ -288,49 +278,9 @@ async def test_sessions_verb_answers_with_metrics_and_summary() -> None:
     one = await verb({"session": "s1", "namespace": "default"})
     [view] = one["sessions"]
     assert view["metrics"]["num_memories"] == 16 and view["announced"] is False
-    assert view["summary"]["patterns"][1]["workflow_steps"] == STEPS_A
+    assert [p["workflow_steps"] for p in view["summary"]["patterns"]] == [STEPS_A, STEPS_B]
     assert reply["overview"]["compacted_sessions"] == 2
     assert reply["overview"]["pending_announcements"] == 2
     assert (await verb({"namespace": "other"}))["sessions"] == []
     with pytest.raises(UsageError):
         await verb({"limit": 0})
-
-
-async def test_two_engines_announce_each_compaction_once(
-    nc: NatsClient, settings: Settings, tmp_path: Path
-) -> None:
-    """On a real server with a 1 s duplicate window, a second engine (fresh state) started after
-    the window reads the first one's session.compacted back and publishes nothing."""
-    stream = StreamSettings(name=settings.stream.name, duplicate_window_s=1.0)
-    log = EventLog(nc, stream)
-    await log.ensure()
-    try:
-        await log.append_many(_known_session())
-        for n in (1, 2):
-            compactor = SessionCompactor(tmp_path / f"engine{n}")
-            runner = ProjectionRunner(
-                log.js,
-                stream.name,
-                compactor,
-                durable=f"sessions_{n}_{stream.name}",
-                settings=RunnerSettings(batch_size=5, max_wait_s=0.1),
-                announcer=compactor,
-                appender=Appender(nc, stream.name),
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(runner.run(stop))
-            async with asyncio.timeout(20):
-                while not compactor.read(lambda s: s.announced):
-                    await asyncio.sleep(0.05)
-            stop.set()
-            await task
-            compactor.close()
-            await asyncio.sleep(1.2)  # past the duplicate window
-        bodies = [
-            json.loads(m.data)
-            async for m in log.read(ReadRange(subject="memory.session.compacted"))
-        ]
-        assert len(bodies) == 1
-        assert bodies[0]["data"]["num_memories"] == 16
-    finally:
-        await log.js.delete_stream(stream.name)

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from consumers.queries._text_vectors import TextVectorCache
 from consumers.queries.dispatch import QueryDispatcher
 from consumers.queries.params import (
     limit_param,
@@ -85,6 +86,7 @@ class MemoryVerbs:
         self.recent = recent
         self.counter = counter
         self.publish = publish
+        self._described = TextVectorCache()
         self._background: set[asyncio.Task[None]] = set()
 
     def register(self, dispatcher: QueryDispatcher) -> None:
@@ -179,6 +181,9 @@ class MemoryVerbs:
     ) -> list[Candidate]:
         found: list[Candidate] = []
         window_start = self.recent.checkpoint() - self.recent.capacity
+        vectors = self.vectors  # one index for the whole request, even across a reindex switch
+        # Embedded once for both the operational tier and the vector search.
+        query = vectors.embedder.embed([description])[0]
         if "operational" in tiers:
             # What agents did; the engine's own events (announcements, usage) are not context.
             recent = [
@@ -193,8 +198,7 @@ class MemoryVerbs:
                 (s, "active_sessions") for s in sessions
             ]
             if texts:
-                scores = self.vectors.embedder.embed([description, *texts])
-                relevance = scores[1:] @ scores[0]
+                relevance = self._described.embed(vectors.embedder, texts) @ query
                 for (item, source), text, score in zip(sources, texts, relevance, strict=True):
                     found.append(
                         Candidate(
@@ -208,7 +212,7 @@ class MemoryVerbs:
                     )
         k = max(5, min(50, budget // 40))
         if tiers & {"working", "longterm"}:
-            hits = self.vectors.search(namespace=namespace, text=description, top_k=k)
+            hits = vectors.search(namespace=namespace, vector=query.tolist(), top_k=k)
             for hit in hits:
                 older = hit["sequence"] <= window_start or hit["collection"] == "knowledge"
                 tier = "longterm" if older else "working"
@@ -224,7 +228,7 @@ class MemoryVerbs:
                         )
                     )
         if "working" in tiers:
-            task_type = self.vectors.classifier.classify(description)
+            task_type = vectors.classifier.classify(description)
             best = self.learner.read(lambda s: q.best_workflow(s, namespace, task_type))
             if best is not None:
                 text = recommendations(best, [], [])[0]

@@ -1,16 +1,19 @@
 """What an open session remembers about its events: compact facts, folded one event at a time.
 
 Pure (no I/O, no clock, no randomness). An event is kept as a few counters and short excerpts,
-never as itself: workflows grouped by (task type, steps) with their outcomes, per-step tallies,
+never as itself: workflows grouped by (task type, steps) with their outcomes,
 tasks with their outcome and error patterns, decisions with their outcome, feedback counts,
 knowledge titles. Every collection is capped at ``SessionConfig.max_items`` (what does not fit is
 counted in ``omitted``) and every text at ``max_text`` characters, so one open session holds a
 bounded amount of memory whatever its length. The events' encoded sizes are summed as they pass
-(``original_bytes``), which is what the compression ratio is measured against.
+(``original_bytes``), which is what the compression ratio is measured against: the canonical
+encoding (``encode_event``) of the event as applied, which is its wire body for events published
+at the current schema version (an upcast event counts at its upcast size).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +30,6 @@ from engine.events import (
     WorkflowExecuted,
 )
 from projections.records import SequencedEvent
-from projections.tables.rows import workflow_key
-from projections.task_types import TaskTypeClassifier
 
 __all__ = [
     "DecisionFact",
@@ -131,9 +132,8 @@ class SessionFacts:
     original_bytes: int = 0
     types: dict[str, int] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)
-    workflows: dict[str, WorkflowFact] = field(default_factory=dict)
-    steps: dict[str, list[int]] = field(default_factory=dict)
-    """step -> [runs, successes] over every workflow run of the session."""
+    workflows: dict[tuple[str, ...], WorkflowFact] = field(default_factory=dict)
+    """(task type, *steps) -> its runs."""
     tasks: list[TaskFact] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, DecisionFact] = field(default_factory=dict)
@@ -148,9 +148,10 @@ class SessionFacts:
         size: int,
         clock: float,
         config: SessionConfig,
-        classifier: TaskTypeClassifier,
+        classify: Callable[[str], str],
     ) -> None:
-        """Fold one of the session's events in (``size``: its encoded length in bytes)."""
+        """Fold one of the session's events in (``size``: its encoded length in bytes;
+        ``classify``: the task type of a text, for events that do not name theirs)."""
         event, data = item.event, item.event.data
         when, ts = event.occurred_at.isoformat(), event.occurred_at.timestamp()
         if not self.num_events:
@@ -167,8 +168,8 @@ class SessionFacts:
         cut = config.max_text
         match data:
             case WorkflowExecuted():
-                task_type = data.task_type or classifier.classify(data.request or "")
-                key = workflow_key([task_type, *data.workflow_steps])
+                task_type = data.task_type or classify(data.request or "")
+                key = (task_type, *data.workflow_steps)
                 fact = self.workflows.get(key)
                 if fact is None:
                     if not self._room(len(self.workflows), "workflows", config):
@@ -180,16 +181,8 @@ class SessionFacts:
                 if data.cost is not None:
                     fact.cost_sum += data.cost
                     fact.cost_count += 1
-                for step in dict.fromkeys(data.workflow_steps):
-                    tally = self.steps.get(step)
-                    if tally is None:
-                        if not self._room(len(self.steps), "steps", config):
-                            continue
-                        tally = self.steps[step] = [0, 0]
-                    tally[0] += 1
-                    tally[1] += int(data.success)
             case TaskExecuted():
-                task_type = data.task_type or classifier.classify(data.execution_summary)
+                task_type = data.task_type or classify(data.execution_summary)
                 errors = [e[:cut] for e in data.error_patterns[: config.max_items]]
                 task = TaskFact(
                     data.task_id, task_type, data.success, errors, data.execution_summary[:cut]

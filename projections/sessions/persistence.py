@@ -63,9 +63,16 @@ def _record_from(body: dict[str, Any]) -> CompactedSession:
     return CompactedSession(**{**body, "blob": base64.b64decode(body["blob"])})
 
 
+def _facts_json(facts: SessionFacts) -> dict[str, Any]:
+    body = asdict(facts)
+    body["workflows"] = [asdict(wf) for wf in facts.workflows.values()]
+    return body
+
+
 def _facts_from(body: dict[str, Any]) -> SessionFacts:
     facts = SessionFacts(**body)
-    facts.workflows = {k: WorkflowFact(**v) for k, v in body["workflows"].items()}
+    workflows = [WorkflowFact(**wf) for wf in body["workflows"]]
+    facts.workflows = {(wf.task_type, *wf.steps): wf for wf in workflows}
     facts.tasks = [TaskFact(**t) for t in body["tasks"]]
     facts.decisions = {k: DecisionFact(**v) for k, v in body["decisions"].items()}
     return facts
@@ -78,7 +85,7 @@ def state_digest(state: SessionState) -> str:
     body = {
         "sequence": state.sequence,
         "clock": state.clock,
-        "open": [asdict(f) for f in state.open.values()],
+        "open": [_facts_json(f) for f in state.open.values()],
         "records": [_record_json(r, timings=False) for r in state.records.values()],
         "announced": sorted(state.announced),
         "pending": list(state.pending),
@@ -124,7 +131,7 @@ def save_state(directory: Path, state: SessionState, records_bytes: int) -> int:
         "sequence": state.sequence,
         "clock": state.clock,
         "records_bytes": size,
-        "open": [asdict(f) for f in state.open.values()],
+        "open": [_facts_json(f) for f in state.open.values()],
         "pending": list(state.pending),
     }
     temp = directory / (STATE_FILE + ".tmp")

@@ -69,7 +69,7 @@ class SessionCompactor:
         self._records_bytes = 0
         if directory is not None:
             self.state, self._records_bytes = load_state(directory, self.config, self.classifier)
-            log.info(
+            log.debug(
                 "session state loaded",
                 sequence=self.state.sequence,
                 open=len(self.state.open),

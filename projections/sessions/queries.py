@@ -9,15 +9,75 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import UsageError
+from projections.learning.state import workflow_pattern_id
 from projections.sessions.state import SessionState
 from projections.sessions.summary import CompactedSession, decompress_summary
+from projections.tables.rows import workflow_key
 
 if TYPE_CHECKING:
     from projections.sessions.projection import SessionCompactor
 
-__all__ = ["compacted_sessions", "record_view", "sessions_overview", "sessions_verb"]
+__all__ = [
+    "compacted_sessions",
+    "record_view",
+    "sessions_overview",
+    "sessions_verb",
+    "summary_view",
+]
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+_DEFAULTS: dict[str, Any] = {
+    "goal": None,
+    "success": None,
+    "agents": [],
+    "events": {},
+    "workflows": [],
+    "tasks": [],
+    "error_patterns": {},
+    "decisions": [],
+    "knowledge": [],
+    "omitted": {},
+}
+
+
+def summary_view(record: CompactedSession) -> dict[str, Any]:
+    """The record's summary with every part present, and what the stored form leaves to be
+    derived: ``patterns`` as objects (steps, runs, task types, the learner's pattern ids),
+    per-step tallies (``steps``) and ``task_outcomes``."""
+    stored = decompress_summary(record.blob)
+    view = {**_DEFAULTS, **stored}
+    workflows: list[dict[str, Any]] = view["workflows"]
+    patterns = []
+    for index in stored.get("patterns", []):
+        wf = workflows[index]
+        key = workflow_key(wf["workflow_steps"])
+        task_types = sorted(wf["task_types"])
+        patterns.append(
+            {
+                "workflow_steps": wf["workflow_steps"],
+                "runs": wf["runs"],
+                "successes": wf["successes"],
+                "task_types": task_types,
+                "pattern_ids": [workflow_pattern_id(record.namespace, t, key) for t in task_types],
+            }
+        )
+    steps: dict[str, dict[str, int]] = {}
+    for wf in workflows:
+        for step in dict.fromkeys(wf["workflow_steps"]):
+            tally = steps.setdefault(step, {"runs": 0, "successes": 0})
+            tally["runs"] += wf["runs"]
+            tally["successes"] += wf["successes"]
+    successes = sum(1 for t in view["tasks"] if t["success"])
+    feedback = stored.get("feedback", {})
+    view.update(
+        patterns=patterns,
+        steps=steps,
+        task_outcomes={"successes": successes, "failures": len(view["tasks"]) - successes},
+        feedback={"helpful": feedback.get("helpful", 0), "unhelpful": feedback.get("unhelpful", 0)},
+    )
+    return view
 
 
 def record_view(record: CompactedSession, state: SessionState, *, summary: bool) -> dict[str, Any]:
@@ -35,7 +95,7 @@ def record_view(record: CompactedSession, state: SessionState, *, summary: bool)
         "metrics": record.metrics().model_dump(mode="json"),
     }
     if summary:
-        view["summary"] = decompress_summary(record.blob)
+        view["summary"] = summary_view(record)
     return view
 
 

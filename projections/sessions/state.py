@@ -22,6 +22,7 @@ event beyond those it closes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Literal
 
@@ -50,6 +51,9 @@ class SessionState:
     ) -> None:
         self.config = config or SessionConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
+        # Orchestrators repeat request texts; the classifier is deterministic, so caching it
+        # changes nothing but the time.
+        self._classify = functools.lru_cache(maxsize=4_096)(self.classifier.classify)
         self.open: dict[SessionKey, SessionFacts] = {}
         self.records: dict[str, CompactedSession] = {}
         """event id -> record, in the order they were closed."""
@@ -82,7 +86,7 @@ class SessionState:
         facts = self.open.pop(key, None)  # re-inserted below: moves it to the end
         if facts is None:
             facts = SessionFacts(event.namespace, session_id, item.sequence)
-        facts.add(item, len(encode_event(event)), self.clock, self.config, self.classifier)
+        facts.add(item, len(encode_event(event)), self.clock, self.config, self._classify)
         self.open[key] = facts
         if isinstance(event.data, SessionEnded):
             self._close(key, "ended", item)

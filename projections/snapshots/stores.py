@@ -96,5 +96,10 @@ class ObjectStoreSnapshots:
             entries = await (await self._obs()).list()
         except (NotFoundError, ObjectNotFoundError):
             return []
-        return sorted({e.name.split("/", 1)[0] for e in entries
-                       if e.name and e.name.endswith("/" + MANIFEST) and not e.deleted})
+        return sorted(
+            {
+                e.name.split("/", 1)[0]
+                for e in entries
+                if e.name and e.name.endswith("/" + MANIFEST) and not e.deleted
+            }
+        )

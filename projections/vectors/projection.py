@@ -102,27 +102,36 @@ class VectorProjection:
         vectors = [
             np.asarray(v, dtype=np.float32) if v is not None else next(embedded) for _, v in planned
         ]
+        by_sequence = {memory.sequence: position for position, (memory, _) in enumerate(planned)}
         with self._lock:
-            self._add(planned, vectors)
+            # Records change strictly in stream order (an outcome that comes before its
+            # decision must not reach it), whatever the batching; vectors are added after,
+            # grouped, in the same order.
             for item in fresh:
+                position = by_sequence.get(item.sequence)
+                if position is not None:
+                    self._register(planned[position][0])
                 self._update(item)
+            self._index(planned, vectors)
             self._applied = max(self._applied, last_sequence)
             self._unsaved += len(events) + len(dead_letters)
             if self._unsaved >= self.save_every:
                 self._save()
 
-    def _add(self, planned: list[tuple[Memory, list[float] | None]], vectors: list[Any]) -> None:
+    def _register(self, memory: Memory) -> None:
+        if memory.key is not None:
+            previous = self._by_key.get((memory.namespace, memory.collection, memory.key))
+            if previous is not None:
+                self.memories[previous].superseded = True
+                memory.reused_count = self.memories[previous].reused_count
+                memory.success = self.memories[previous].success
+            self._by_key[(memory.namespace, memory.collection, memory.key)] = memory.sequence
+        self.memories[memory.sequence] = memory
+        self._by_id[memory.id] = memory.sequence
+
+    def _index(self, planned: list[tuple[Memory, list[float] | None]], vectors: list[Any]) -> None:
         groups: dict[tuple[str, str], list[int]] = {}
         for position, (memory, _) in enumerate(planned):
-            if memory.key is not None:
-                previous = self._by_key.get((memory.namespace, memory.collection, memory.key))
-                if previous is not None:
-                    self.memories[previous].superseded = True
-                    memory.reused_count = self.memories[previous].reused_count
-                    memory.success = self.memories[previous].success
-                self._by_key[(memory.namespace, memory.collection, memory.key)] = memory.sequence
-            self.memories[memory.sequence] = memory
-            self._by_id[memory.id] = memory.sequence
             groups.setdefault((memory.namespace, memory.collection), []).append(position)
         for (namespace, collection), positions in groups.items():
             self.indexes.add(
