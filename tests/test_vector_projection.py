@@ -4,6 +4,7 @@ namespaces never leak, a bad precomputed vector is a dead letter, reuse survives
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,7 +267,7 @@ def test_any_batching_gives_the_same_memories_and_answers(data: st.DataObject) -
     if history:
         whole.apply(history, [], history[-1].sequence)
     bounds = [0, *cuts, len(history)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         if b > a:
             split.apply(history[a:b], [], history[b - 1].sequence)
     assert {k: m.to_json() for k, m in whole.memories.items()} == {
