@@ -32,6 +32,7 @@ from engine.stream import EventLog
 from engine.stream.append import Appender, encode_for_append
 from projections.base import Projection
 from projections.context import HeuristicTokenCounter
+from projections.sessions import sessions_verb
 from projections.tables import DATABASE_FILE
 
 __all__ = ["Engine"]
@@ -58,6 +59,7 @@ class Engine:
         self.instance = instance_id(settings.data_dir)
         self.runners: list[ProjectionRunner] = []
         self._set: ProjectionSet | None = None
+        self._lease: AnnouncerLease | None = None
         self.restored_from: str | None = None
         """The snapshot this engine's empty data directory was restored from, if any."""
         self.appender = Appender(
@@ -74,6 +76,7 @@ class Engine:
         dispatcher = QueryDispatcher(projections.store.reader)
         dispatcher.register("status", self.status)
         register_learning_verbs(dispatcher, projections.learner)
+        dispatcher.register("sessions", sessions_verb(projections.sessions))
         self._memory_verbs = MemoryVerbs(
             projections.vectors,
             projections.learner,
@@ -163,10 +166,11 @@ class Engine:
         }
 
     def _announcing(self, projection: Projection) -> dict[str, Any]:
-        if projection is self.set.learner:
-            lease = AnnouncerLease(self.log.js, self.settings.stream.name, self.instance)
-            return {"announcer": self.set.learner, "appender": self.appender, "lease": lease}
-        return {}
+        if projection is not self.set.learner and projection is not self.set.sessions:
+            return {}
+        if self._lease is None:  # one lease per engine: it announces everything or nothing
+            self._lease = AnnouncerLease(self.log.js, self.settings.stream.name, self.instance)
+        return {"announcer": projection, "appender": self.appender, "lease": self._lease}
 
     async def _restore_snapshot(self) -> None:
         """An empty data directory starts from the newest valid snapshot, if there is one, so

@@ -9,6 +9,7 @@ when the holder stops renewing, the entry expires and another engine takes over.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -39,6 +40,7 @@ class AnnouncerLease:
         self._kv: KeyValue | None = None
         self._revision: int | None = None
         self._renewed = 0.0
+        self._guard = asyncio.Lock()
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
@@ -49,7 +51,12 @@ class AnnouncerLease:
         return self._kv
 
     async def held(self) -> bool:
-        """Take or renew the lease; False when another engine holds it."""
+        """Take or renew the lease; False when another engine holds it. Several runners of
+        one engine share one lease: renewals are serialised so they never race each other."""
+        async with self._guard:
+            return await self._held()
+
+    async def _held(self) -> bool:
         if self._revision is not None and time.monotonic() - self._renewed < self._ttl_s / 3:
             return True
         kv = await self._bucket()

@@ -10,6 +10,7 @@ from projections.base import Projection
 from projections.context import RecentEvents
 from projections.embedders import get_embedder
 from projections.learning import LearnerProjection
+from projections.sessions import SessionCompactor
 from projections.tables import TablesProjection, TableStore
 from projections.vectors.index import IndexConfig
 from projections.vectors.projection import VectorProjection
@@ -34,11 +35,12 @@ class ProjectionSet:
     learner: LearnerProjection
     vectors: VectorProjection
     recent: RecentEvents
+    sessions: SessionCompactor
 
     @property
     def all(self) -> list[Projection]:
         """The persistent projections (what a replay rebuilds)."""
-        return [self.tables, self.learner, self.vectors]
+        return [self.tables, self.learner, self.vectors, self.sessions]
 
     @property
     def live(self) -> list[Projection]:
@@ -81,6 +83,7 @@ def open_projections(settings: Settings, stream_last_sequence: int = 0) -> Proje
             recent=RecentEvents(
                 settings.recent_capacity, stream_last_sequence=stream_last_sequence
             ),
+            sessions=SessionCompactor(settings.data_dir / "sessions"),
         )
     except BaseException:
         store.close()

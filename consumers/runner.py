@@ -84,6 +84,7 @@ class ProjectionRunner:
         self.applied_batches = 0
         self.announcer = announcer
         self.appender = appender
+        self._published: set[str] = set()
         self.lease = lease
         if (announcer is None) != (appender is None):
             raise ValueError("an announcer needs an appender to publish with, and vice versa")
@@ -168,9 +169,17 @@ class ProjectionRunner:
         if self.lease is not None and not await self.lease.held():
             return  # another engine announces; ours are the same events, deterministically
         pending = await asyncio.to_thread(self.announcer.take_pending)
+        # Published but not read back yet: publishing again would be heard again by plain
+        # subscribers (JetStream would only drop it within its duplicate window).
+        waiting = {e.id for e in pending}
+        self._published &= waiting
+        pending = [e for e in pending if e.id not in self._published]
         if not pending:
             return
         results = await self.appender.append_many([encode_for_append(e) for e in pending])
+        self._published |= {
+            e.id for e, r in zip(pending, results, strict=True) if isinstance(r, AppendResult)
+        }
         failed = [r for r in results if not isinstance(r, AppendResult)]
         fresh = sum(1 for r in results if isinstance(r, AppendResult) and not r.duplicate)
         log.info(

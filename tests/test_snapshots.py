@@ -21,6 +21,7 @@ from consumers.snapshotting import restore_latest, take_snapshot
 from engine.settings import Settings
 from engine.stream import EventLog
 from projections.learning.persistence import dump_state
+from projections.sessions import state_digest
 from projections.snapshots.manifest import MANIFEST
 from projections.snapshots.packing import pack, unpack
 from projections.snapshots.stores import DirectorySnapshots
@@ -39,6 +40,7 @@ def state_of(projections: ProjectionSet) -> dict[str, Any]:
     return {
         "tables": table_digests(projections.store.reader()),
         "learner": dump_state(projections.learner.state),
+        "sessions": state_digest(projections.sessions.state),
         "memories": {k: m.to_json() for k, m in vectors.memories.items()},
         "answers": [
             [h["id"] for h in vectors.search(namespace=ns, text=q, top_k=5)]

@@ -14,6 +14,7 @@ from engine.query_client import query_remote
 from engine.settings import Settings
 from projections.context import HeuristicTokenCounter, RecentEvents
 from projections.learning import LearnerProjection
+from projections.sessions import SessionCompactor, sessions_verb
 from projections.tables import DATABASE_FILE, connect_database
 
 __all__ = ["EngineUnavailableError", "query_local", "query_remote"]
@@ -33,6 +34,8 @@ async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> 
         # recorded either: nothing is published from a directory read.
         learner = LearnerProjection(data_dir / "patterns")
         register_learning_verbs(dispatcher, learner)
+        if verb == "sessions":  # loaded read-only: never saved back
+            dispatcher.register("sessions", sessions_verb(SessionCompactor(data_dir / "sessions")))
         if verb in {"search", "task_context", "assemble_context"}:
             settings = Settings(data_dir=data_dir)
             vectors = vector_projection(settings, active_embedder(settings))

@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace")
     p.set_defaults(handler=memory_verbs.cmd_task_context)
 
+    p = _verb(sub, "sessions", "compacted sessions: SessionMetrics and summaries, newest first")
+    p.add_argument("--session", help="one session id (each of its compacted segments)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--namespace")
+    p.set_defaults(handler=memory_verbs.cmd_sessions)
+
     p = _verb(sub, "learning", "learning metrics: success rate, workflows, learned task types")
     p.add_argument("--namespace")
     p.set_defaults(handler=memory_verbs.cmd_learning)

@@ -15,6 +15,7 @@ __all__ = [
     "cmd_learning",
     "cmd_patterns",
     "cmd_search",
+    "cmd_sessions",
     "cmd_task_context",
 ]
 
@@ -151,4 +152,32 @@ async def cmd_learning(args: argparse.Namespace, settings: Settings) -> int:
         list(reply["metrics_by_task_type"].values()),
         ["task_type", "total_executions", "success_rate", "avg_duration", "avg_cost"],
     )
+    return EXIT_OK
+
+
+async def cmd_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    """engram sessions [--session ID]: compacted sessions with their SessionMetrics."""
+    payload = {
+        "namespace": _ns(args),
+        "session": args.session,
+        "limit": args.limit,
+        "summary": bool(args.json),
+    }
+    reply = await ask(settings, "sessions", payload)
+    if args.json:
+        emit_json(reply)
+    else:
+        print_table(
+            [{**s, **s["metrics"]} for s in reply["sessions"]],
+            [
+                "session_id",
+                "reason",
+                "num_memories",
+                "original_size_bytes",
+                "compressed_size_bytes",
+                "compression_ratio",
+                "num_patterns_extracted",
+                "compaction_duration_ms",
+            ],
+        )
     return EXIT_OK

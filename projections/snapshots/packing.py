@@ -14,6 +14,8 @@ import duckdb
 
 from engine.errors import ProjectionError
 from projections.learning.persistence import STATE_FILE
+from projections.sessions.persistence import RECORDS_FILE as SESSIONS_RECORDS_FILE
+from projections.sessions.persistence import STATE_FILE as SESSIONS_STATE_FILE
 from projections.tables.schema import TABLES
 from projections.tables.store import DATABASE_FILE, TableStore, connect_database
 
@@ -47,6 +49,10 @@ def pack(data_dir: Path, embedder: str) -> dict[str, bytes]:
     learner = data_dir / "patterns" / STATE_FILE
     if learner.exists():
         files[f"patterns/{STATE_FILE}"] = learner.read_bytes()
+    for name in (SESSIONS_STATE_FILE, SESSIONS_RECORDS_FILE):
+        path = data_dir / "sessions" / name
+        if path.exists():
+            files[f"sessions/{name}"] = path.read_bytes()
     return files
 
 
@@ -76,7 +82,7 @@ def unpack(files: dict[str, bytes], data_dir: Path) -> None:
             raise
         store.close()
     for name, body in files.items():
-        if name.startswith(("vectors/", "patterns/")):
+        if name.startswith(("vectors/", "patterns/", "sessions/")):
             path = data_dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)
