@@ -13,22 +13,26 @@ One run:
    ``--memories`` task.executed events (templated, varied summaries over the nine task types,
    some failing with error patterns) and ``--workflows`` workflow.executed events (four candidate
    step sequences per task type, each with its own hidden success rate), interleaved, all in
-   namespace ``bench``, through ``EventLog.append_many`` in chunks;
+   namespace ``bench``, through ``EventLog.append_many`` in chunks (``query_workload.py``);
 2. runs an in-process ``consumers.app.Engine`` (default ``Settings`` but the data directory, the
-   stream and ``--embedder``; default ``RunnerSettings``, as ``engram serve``) until every
-   projection's lag is 0 and the stream is quiet;
-3. from a ``MemoryClient`` on its own NATS connection, times ``--calls`` sequential calls of each
-   query verb (after ``--warmup`` untimed ones) and of ``store_workflow`` (publish + ack);
-   ``search_similar`` publishes memory.recalled per call, as in production, so the projections
-   work in the background while the later verbs are timed;
-4. ``--probes`` times: three runs of a new step sequence in a new task type (the third creates
+   stream, ``--embedder`` and the snapshot policy, off unless ``--snapshots``: a fresh engine
+   over a long stream would snapshot at once, a full replay beside the timed calls; default
+   ``RunnerSettings``, as ``engram serve``) until every projection's lag is 0 and the stream is
+   quiet; then appends ``--live`` recent agent events (the catch-up ends the stream with the
+   learner's announcements, which the operational tier skips) and waits again;
+3. times each verb's handler alone: the same verb answered by an in-process dispatcher over the
+   same projections (no NATS, no usage events recorded), so transport and compute can be told
+   apart; ``--profile`` adds a cProfile of those handlers (``asyncio.to_thread`` inlined so the
+   worker-thread part is profiled too), top functions by cumulative time;
+4. from a ``MemoryClient`` in a process of its own (``--same-process-client``: in the engine's
+   event loop), times ``--calls`` sequential calls of each query verb after ``--warmup``
+   untimed ones, then of ``store_workflow`` (publish + ack). ``search_similar`` records a
+   memory.recalled per call, as in production, so the projections work between its calls;
+5. ``--probes`` times: three runs of a new step sequence in a new task type (the third creates
    the pattern), from the third publish's ack to the resulting memory.pattern.learned arriving on
-   a plain nats-py subscription on a third connection.
+   a plain nats-py subscription of another connection.
 
-Beside each verb's end-to-end figures it reports the handler alone (the same verb answered by an
-in-process dispatcher over the same projections, no NATS), so transport and compute can be told
-apart. ``--profile`` adds a cProfile of those in-process handlers (``asyncio.to_thread`` inlined
-so the worker-thread part is profiled too), top functions by cumulative time.
+The engine process's full (generation 2) garbage collections during step 4-5 are reported too.
 
 With ``--nats-url`` the server must be a scratch one: the stream ``--stream`` (subjects
 ``memory.>``) is deleted and created again, and no other stream there may capture ``memory.>``.
@@ -52,23 +56,23 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import nats
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
+from query_workload import NAMESPACE, QUERY_TEXTS, TASK_TYPES, candidates, generate
 
-from consumers.app import Engine, ProjectionSet
+from consumers.app import Engine
+from consumers.projection_set import ProjectionSet
 from consumers.queries import QueryDispatcher
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from engine.client import MemoryClient
-from engine.events import Event, TaskExecuted, WorkflowExecuted, make_event
 from engine.logconfig import configure_logging
 from engine.query_client import query_remote
 from engine.server import EmbeddedServer
@@ -76,7 +80,6 @@ from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
 from projections.context import HeuristicTokenCounter
 
-NAMESPACE = "bench"
 TARGETS_MS = {
     "retrieve_workflow_patterns": 10.0,
     "get_best_workflow_for_task": 10.0,
@@ -84,218 +87,6 @@ TARGETS_MS = {
     "assemble_context": 25.0,
 }
 SEED_FIGURES_MS = {"retrieve_workflow_patterns": 8.7, "store_workflow": 2.3}
-
-# Per task type: actions, objects, details (success), failure reasons, error patterns.
-CORPUS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "code_generation": (
-        ("Implemented", "Generated", "Scaffolded", "Wrote", "Added"),
-        ("a CSV export endpoint", "the pagination helper", "a retry decorator",
-         "the OAuth callback handler", "a typed config loader", "the webhook dispatcher",
-         "a rate limiter middleware", "the invoice PDF renderer"),
-        ("with type hints and docstrings", "behind a feature flag", "reusing the shared client",
-         "following the repository conventions", "with input validation"),
-        ("the generated code did not compile", "an import cycle appeared",
-         "the schema it relied on had changed", "the linter rejected the module"),
-        ("ImportError", "SyntaxError", "mypy: incompatible types", "circular import"),
-    ),
-    "data_analysis": (
-        ("Analysed", "Summarised", "Aggregated", "Explored", "Charted"),
-        ("last week's churn dataset", "the checkout funnel events", "regional sales figures",
-         "support ticket volumes", "the A/B test results", "API latency percentiles",
-         "monthly active users", "the cohort retention table"),
-        ("and reported the trend", "grouped by region", "with a confidence interval",
-         "and flagged two anomalies", "into a dashboard-ready table"),
-        ("the source table had null timestamps", "the query ran out of memory",
-         "two columns had inconsistent units", "the export was truncated"),
-        ("MemoryError", "KeyError: 'region'", "timeout reading parquet", "division by zero"),
-    ),
-    "testing": (
-        ("Wrote unit tests for", "Added integration tests for", "Raised coverage of",
-         "Stabilised the flaky tests of", "Added property-based tests for"),
-        ("the tokenizer", "the payment client", "the session store", "the CSV parser",
-         "the search ranking", "the retry policy", "the auth middleware", "the report builder"),
-        ("to 92% line coverage", "with pytest fixtures", "including edge cases",
-         "and mocked the network", "running in under a minute"),
-        ("the fixture database was not reachable", "a test depended on wall-clock time",
-         "the mock drifted from the real API", "the suite timed out in CI"),
-        ("AssertionError", "fixture 'db' not found", "pytest timeout", "flaky: passed on rerun"),
-    ),
-    "deployment": (
-        ("Deployed", "Rolled out", "Released", "Promoted", "Shipped"),
-        ("the payment service", "the search API", "the notification worker",
-         "the analytics pipeline", "the web frontend", "the auth gateway",
-         "the billing cron jobs", "the image resizer"),
-        ("to staging with a canary", "to production behind a flag", "with zero downtime",
-         "after the smoke tests passed", "via the helm chart"),
-        ("the readiness probe failed", "the migration locked the orders table",
-         "the canary error rate spiked", "the image pull was rate limited"),
-        ("CrashLoopBackOff", "ImagePullBackOff", "migration lock timeout", "readiness probe 503"),
-    ),
-    "debugging": (
-        ("Fixed", "Traced", "Investigated", "Patched", "Diagnosed"),
-        ("a memory leak in the resizing worker", "the failing login test",
-         "a race in the session cache", "the crash on empty uploads",
-         "an off-by-one in pagination", "a deadlock in the job queue",
-         "the wrong currency rounding", "a null pointer in the report export"),
-        ("and added a regression test", "by bisecting the commit range",
-         "after reproducing it under load", "with a one-line guard", "and documented the cause"),
-        ("the bug did not reproduce locally", "the stack trace pointed into a vendored library",
-         "logs from the incident had expired", "the fix broke another test"),
-        ("NullPointerException", "segmentation fault", "deadlock detected", "TimeoutError"),
-    ),
-    "system_design": (
-        ("Designed", "Proposed", "Sketched", "Reviewed", "Specified"),
-        ("the storage layer for the event pipeline", "a sharding scheme for orders",
-         "the caching strategy for search", "the multi-region failover",
-         "an outbox for webhooks", "the rate limiting architecture",
-         "the permissions model", "the data retention policy"),
-        ("with a written trade-off analysis", "and got sign-off from the team",
-         "with capacity estimates", "including a migration plan", "as an ADR"),
-        ("the requirements kept changing", "the load estimates were missing",
-         "the review found a single point of failure", "the cost exceeded the budget"),
-        ("unresolved review comments", "missing capacity numbers", "SPOF in design",
-         "budget exceeded"),
-    ),
-    "documentation": (
-        ("Documented", "Rewrote the docs of", "Wrote a guide for", "Updated the README of",
-         "Added examples to"),
-        ("the public query API", "the deployment runbook", "the SDK quickstart",
-         "the configuration options", "the event schema", "the on-call playbook",
-         "the CLI commands", "the migration steps"),
-        ("with runnable examples", "and fixed broken links", "for new contributors",
-         "with diagrams", "and a troubleshooting section"),
-        ("the API changed during the review", "the examples failed to run",
-         "the docs build broke on a bad link", "nobody could confirm the behaviour"),
-        ("broken link", "docs build failed", "example raised an exception", "outdated screenshot"),
-    ),
-    "optimization": (
-        ("Optimised", "Sped up", "Reduced the latency of", "Cut the memory use of", "Profiled"),
-        ("the slow orders query", "the search endpoint", "the nightly batch job",
-         "the image thumbnailer", "the JSON serializer", "the report generator",
-         "the cache warm-up", "the startup path"),
-        ("by adding a composite index", "by batching the writes", "by caching the hot keys",
-         "from 2.3 s to 180 ms", "by removing an N+1 query"),
-        ("the benchmark was too noisy to tell", "the index made writes slower",
-         "the cache returned stale data", "the profile pointed at the database driver"),
-        ("regression in p99", "stale cache read", "lock contention", "out of memory"),
-    ),
-    "general": (
-        ("Summarised", "Organised", "Triaged", "Answered", "Planned"),
-        ("the meeting notes for the team", "the incoming support requests",
-         "the backlog for next sprint", "a question about the roadmap",
-         "the onboarding checklist", "the vendor comparison",
-         "the weekly status update", "the retro action items"),
-        ("and shared them in the channel", "with owners and dates", "in five bullet points",
-         "for the product manager", "and filed follow-up tickets"),
-        ("the request was ambiguous", "the needed context was missing",
-         "the stakeholders disagreed", "the source document was unavailable"),
-        ("missing context", "ambiguous request", "permission denied", "no owner"),
-    ),
-}  # fmt: skip
-TASK_TYPES = tuple(CORPUS)
-STEP_POOL = (
-    "plan", "search_code", "read_files", "write_patch", "run_tests", "lint", "review",
-    "summarise", "fetch_docs", "query_db", "deploy", "rollback", "notify", "profile",
-    "benchmark", "write_docs", "ask_human", "reproduce", "bisect", "draft_design",
-)  # fmt: skip
-HIDDEN_RATES = (0.92, 0.8, 0.62, 0.4)
-QUERY_TEXTS = (
-    "fix the memory leak in the image resizing worker",
-    "deploy the search API to production with a canary",
-    "write unit tests for the CSV parser with edge cases",
-    "speed up the slow orders query with an index",
-    "analyse the churn dataset by region",
-    "design a sharding scheme for the orders table",
-    "document the SDK quickstart with examples",
-    "implement a retry decorator for the payment client",
-    "summarise the meeting notes and file follow-up tickets",
-    "investigate the deadlock in the job queue",
-    "the canary error rate spiked after the release",
-    "flaky integration test of the session store timed out in CI",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    task_type: str
-    steps: tuple[str, ...]
-    rate: float
-    duration: float
-    cost: float
-
-
-def candidates(seed: int) -> dict[str, list[Candidate]]:
-    """Four step sequences per task type, each with a hidden success rate, duration and cost."""
-    rng = random.Random(seed * 7 + 1)
-    found: dict[str, list[Candidate]] = {}
-    for task_type in TASK_TYPES:
-        rates = list(HIDDEN_RATES)
-        rng.shuffle(rates)
-        found[task_type] = [
-            Candidate(
-                task_type,
-                ("plan", *rng.sample(STEP_POOL[1:], rng.randint(2, 5))),
-                rate,
-                rng.uniform(10, 240),
-                round(rng.uniform(0.01, 0.5), 4),
-            )
-            for rate in rates
-        ]
-    return found
-
-
-def summary(rng: random.Random, task_type: str, success: bool) -> tuple[str, list[str]]:
-    actions, objects, details, reasons, errors = CORPUS[task_type]
-    action, obj = rng.choice(actions), rng.choice(objects)
-    ticket = f"{rng.choice(('ENG', 'OPS', 'DATA', 'WEB'))}-{rng.randint(100, 9999)}"
-    if success:
-        text = f"{action} {obj} {rng.choice(details)} ({ticket}, {rng.randint(1, 40)} files)."
-        return text, []
-    text = f"{action} {obj} failed: {rng.choice(reasons)}; see {ticket}."
-    return text, [rng.choice(errors)]
-
-
-def generate(memories: int, workflows: int, seed: int) -> Iterator[Event]:
-    """``memories`` task.executed and ``workflows`` workflow.executed events, interleaved."""
-    rng = random.Random(seed)
-    kinds = [True] * workflows + [False] * memories
-    rng.shuffle(kinds)
-    by_type = candidates(seed)
-    clock = datetime.now(UTC) - timedelta(days=30)
-    step = timedelta(days=29) / max(1, len(kinds))
-    for count, is_workflow in enumerate(kinds):
-        clock += step
-        task_type = rng.choice(TASK_TYPES)
-        data: TaskExecuted | WorkflowExecuted
-        if is_workflow:
-            c = rng.choice(by_type[task_type])
-            data = WorkflowExecuted(
-                task_type=task_type,
-                request=summary(rng, task_type, True)[0],
-                workflow_steps=list(c.steps),
-                success=rng.random() < c.rate,
-                duration=round(max(0.5, rng.gauss(c.duration, c.duration / 5)), 3),
-                cost=round(c.cost * rng.uniform(0.8, 1.2), 4),
-            )
-        else:
-            success = rng.random() < 0.75
-            text, errors = summary(rng, task_type, success)
-            data = TaskExecuted(
-                task_id=f"task-{count:07d}",
-                execution_summary=text,
-                success=success,
-                # Most agents say the type; the rest are classified from the summary.
-                task_type=task_type if rng.random() < 0.9 else None,
-                error_patterns=errors,
-                metadata={"files": rng.randint(1, 40)},
-            )
-        yield make_event(
-            data,
-            namespace=NAMESPACE,
-            agent_id=rng.choice(("planner", "coder", "reviewer", "tester", "deployer")),
-            occurred_at=clock,
-            event_id=f"bq-{seed}-{count:09d}",
-        )
 
 
 async def fill(log: EventLog, memories: int, workflows: int, seed: int) -> int:
@@ -328,9 +119,9 @@ async def catch_up(engine: Engine, target: int, limit_s: float) -> dict[str, flo
         for name, p in projections.items():
             if name not in reached and p["checkpoint"] >= target:
                 reached[name] = now - started
-        if projections and all(p["lag"] == 0 for p in projections.values()):
-            if status["last_sequence"] == previous:
-                return reached
+        caught_up = projections and all(p["lag"] == 0 for p in projections.values())
+        if caught_up and status["last_sequence"] == previous:
+            return reached
         previous = status["last_sequence"]
         if now - last_print > 15:
             last_print = now
@@ -627,6 +418,10 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
         nats=NatsSettings(url=url),
         stream=stream,
         embedder=args.embedder,
+        # A fresh engine over a long stream snapshots at once (a full replay in the background):
+        # off unless asked for, so the figures are the query path's, not a concurrent replay's.
+        snapshot_every_events=50_000 if args.snapshots else 0,
+        snapshot_every_s=1_800.0 if args.snapshots else 0.0,
     )
     engine_nc = await nats.connect(url, name="engram-bench-engine")
     stop = asyncio.Event()
@@ -646,6 +441,15 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
         project_s = time.perf_counter() - started
         per = ", ".join(f"{n} {s:.1f} s" for n, s in sorted(reached.items(), key=lambda x: x[1]))
         print(f"projections caught up in {project_s:.1f} s ({per})", flush=True)
+
+        # The learner's catch-up announcements end the stream; the operational tier shows agent
+        # events only, so recent agent activity is what assemble_context would normally find.
+        if args.live:
+            appended = await log.append_many(generate(args.live, args.live // 10, args.seed,
+                                                     batch="live"))  # fmt: skip
+            if any(isinstance(r, Exception) for r in appended):
+                raise SystemExit("live events: some appends failed")
+            await catch_up(engine, (await log.state()).last_sequence, args.max_project_s)
 
         # The handlers alone first, on the state the client will find (they record nothing).
         direct = direct_dispatcher(engine.set)
@@ -674,14 +478,15 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
 
         notes = {method: note for method, (_v, note, _p) in payloads(args.seed).items()}
         notes["store_workflow"] = "SDK publish, waits for the JetStream ack"
-        probe_note = f"{args.probes} new patterns, 3rd of 3 runs timed"
+        probe_note = f"{args.probes} new patterns, 3rd of 3 runs timed (p99 = max)"
         patterns = engine.set.learner.read(lambda s: len(s.snapshots))
         where = "in the engine's process" if args.same_process_client else "in its own process"
         print()
         print(f"{args.memories:,} task.executed + {args.workflows:,} workflow.executed in "
               f"namespace {NAMESPACE!r}; embedder {engine.set.vectors.embedder.name}; "
               f"{len(engine.set.vectors.memories):,} memories indexed, {patterns} patterns "
-              f"learned; fill {fill_s:.0f} s, projections {project_s:.0f} s; client {where}")  # fmt: skip
+              f"learned; fill {fill_s:.0f} s, projections {project_s:.0f} s; "
+              f"client {where}")  # fmt: skip
         print()
         print("| call | workload | calls | p50 ms | p99 ms | mean ms | "
               "handler alone p50 / p99 ms | target |")  # fmt: skip
@@ -714,12 +519,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workflows", type=int, default=10_000,
                         help="workflow.executed events (10,000)")  # fmt: skip
     parser.add_argument("--embedder", choices=("hashing", "minilm"), default="hashing")
+    parser.add_argument("--live", type=int, default=300,
+                        help="recent task.executed appended after the catch-up (300)")  # fmt: skip
     parser.add_argument("--calls", type=int, default=500, help="timed calls per verb (500)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls first (20)")
     parser.add_argument("--probes", type=int, default=20,
                         help="new patterns timed to pattern.learned (20)")  # fmt: skip
     parser.add_argument("--same-process-client", action="store_true",
                         help="time from the engine's own process and event loop")  # fmt: skip
+    parser.add_argument("--snapshots", action="store_true",
+                        help="keep the default snapshot policy (off otherwise)")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the in-process handlers of each verb")  # fmt: skip
     parser.add_argument("--max-project-s", type=float, default=3_600.0,
