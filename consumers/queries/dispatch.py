@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 
 from consumers.queries import readers
+from consumers.queries.params import limit_param
 from engine.errors import EngramError, UsageError
 from engine.query_client import QUERY_PREFIX
 from projections.tables.export import export_parquet
@@ -64,10 +65,7 @@ class QueryDispatcher:
             if verb == "sql":
                 query = _text(payload, "sql", required=True)
                 assert query is not None
-                limit = payload.get("limit", 10_000)
-                if not isinstance(limit, int) or limit < 1:
-                    raise UsageError("limit must be a positive integer")
-                return readers.run_sql(cursor, query, limit)
+                return readers.run_sql(cursor, query, limit_param(payload, 10_000))
             if verb == "export":
                 target = _text(payload, "to", required=True)
                 assert target is not None

@@ -237,7 +237,7 @@ class MemoryVerbs:
 
     async def assemble_context(self, p: Mapping[str, Any]) -> dict[str, Any]:
         description = required_text(p, "task_description")
-        max_tokens = limit_param({"limit": p.get("max_tokens", 1_000)}, 1_000)
+        max_tokens = limit_param(p, 1_000, key="max_tokens")
         tiers = p.get("tiers", list(TIERS))
         if not isinstance(tiers, list) or not set(tiers) <= set(TIERS) or not tiers:
             raise UsageError(f"tiers must be a non-empty list of {', '.join(TIERS)}")

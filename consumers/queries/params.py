@@ -24,10 +24,11 @@ def number_param(payload: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
-def limit_param(payload: Mapping[str, Any], default: int) -> int:
-    value = payload.get("limit", default)
+def limit_param(payload: Mapping[str, Any], default: int, key: str = "limit") -> int:
+    """A positive integer parameter (``limit`` unless ``key`` names another)."""
+    value = payload.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError("limit must be a positive integer")
+        raise UsageError(f"{key} must be a positive integer, got {value!r}")
     return value
 
 

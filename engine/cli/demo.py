@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from engine.cli._common import EXIT_OK, emit_json
 from engine.client import MemoryClient
 from engine.demo.plot import plot_success
-from engine.demo.simulation import Orchestrator, rolling_rate
+from engine.demo.simulation import Orchestrator, Recalled, rolling_rate
 from engine.demo.world import TASK_WORLD, Candidate, Outcome, TaskSpec, World
 from engine.endpoint import open_nats
 from engine.errors import EngineUnavailableError
@@ -140,9 +140,13 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
                 return record
 
-            async def recall(task_type: str) -> tuple[str, ...] | None:
+            async def recall(task_type: str) -> Recalled:
+                patterns = await memory.retrieve_workflow_patterns(task_type, min_success_rate=0)
                 best = await memory.get_best_workflow_for_task(task_type)
-                return None if best is None else tuple(best.workflow_steps)
+                return Recalled(
+                    best=None if best is None else tuple(best.workflow_steps),
+                    runs={tuple(p.workflow_steps): (p.successes, p.executions) for p in patterns},
+                )
 
             with_memory = Orchestrator(
                 World(args.seed), recall, recorder("demo", "orchestrator"), seed=args.seed
@@ -163,6 +167,10 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             )
             task_context = await memory.get_task_context("Deploy the API to staging")
             learning = await memory.get_learning_metrics()
+            best_now = {
+                spec.task_type: await memory.get_best_workflow_for_task(spec.task_type)
+                for spec in TASK_WORLD
+            }
         await asyncio.sleep(0.2)
         await subscription.unsubscribe()
 
@@ -180,6 +188,17 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         "choices_from_memory": with_memory.log.recalled,
         "patterns_heard": len(heard),
         "best_workflows": {
+            task_type: None
+            if best is None
+            else {
+                "workflow_steps": best.workflow_steps,
+                "success_rate": best.success_rate,
+                "executions": best.executions,
+                "truly_best": tuple(best.workflow_steps) == _truth(task_type),
+            }
+            for task_type, best in best_now.items()
+        },
+        "metrics_by_task_type": {
             name: metrics.model_dump() for name, metrics in learning.metrics_by_task_type.items()
         },
         "plot": str(picture) if picture else None,
@@ -192,6 +211,10 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     _print_report(summary, memory_curve, baseline_curve, heard, search, context, task_context)
     return EXIT_OK
+
+
+def _truth(task_type: str) -> tuple[str, ...]:
+    return next(spec.best.steps for spec in TASK_WORLD if spec.task_type == task_type)
 
 
 def _print_report(
@@ -221,26 +244,19 @@ def _print_report(
         print(f"plot: {summary['plot']}")
     else:
         print("plot: install matplotlib (pip install -e '.[demo]') to get the PNG")
-    print(f"\nheard {len(heard)} memory.pattern.learned announcements; current best per task:")
-    for spec in TASK_WORLD:
-        best = [
-            h
-            for h in heard
-            if h["task_type"] == spec.task_type
-            and h["pattern"].get("is_best")
-            and h["pattern"].get("namespace") == "demo"
-        ]
-        if best:
-            last = best[-1]
-            truth = (
-                " (the truly best)"
-                if tuple(last["pattern"]["workflow_steps"]) == spec.best.steps
-                else ""
-            )
-            print(
-                f"  {spec.task_type:16} {' -> '.join(last['pattern']['workflow_steps'])}: "
-                f"{last['success_rate']:.0%} over {last['sample_size']} runs{truth}"
-            )
+    print(
+        f"\nheard {len(heard)} memory.pattern.learned announcements; "
+        "engram's best workflow per task type now:"
+    )
+    for task_type, best in summary["best_workflows"].items():
+        if best is None:
+            print(f"  {task_type:16} (not enough evidence yet)")
+            continue
+        truth = " (the truly best)" if best["truly_best"] else " (not the truly best)"
+        print(
+            f"  {task_type:16} {' -> '.join(best['workflow_steps'])}: "
+            f"{best['success_rate']:.0%} over {best['executions']} runs{truth}"
+        )
     print("\nsimilar to 'worker leaks memory under load':")
     for hit in search:
         print(

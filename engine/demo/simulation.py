@@ -1,9 +1,12 @@
 """The demo's orchestrators: one asks engram before acting, one never remembers (baseline).
 
 Both face the same world (same hidden success rates, separate seeded draws). The one with memory
-explores until engram has a best workflow for the task type, then mostly exploits it (a little
-exploration keeps the evidence fresh). Its results go to namespace ``demo``; the baseline's to
-``baseline``, so the two can be compared with the CLI afterwards.
+asks engram how each candidate workflow has done so far: a candidate with less than
+``min_evidence`` runs is tried first; then it follows engram's best workflow, except for a small
+share of tasks where it explores by Thompson sampling over engram's counts (a candidate that was
+unlucky at first keeps a fair chance to prove itself, a hopeless one rarely runs again).
+Its results go to namespace ``demo``; the baseline's to ``baseline``, so the two can be compared
+with the CLI afterwards.
 """
 
 from __future__ import annotations
@@ -14,9 +17,19 @@ from dataclasses import dataclass, field
 
 from engine.demo.world import Candidate, Outcome, TaskSpec, World
 
-__all__ = ["Orchestrator", "RunLog", "rolling_rate"]
+__all__ = ["Orchestrator", "Recalled", "RunLog", "rolling_rate"]
 
-Recall = Callable[[str], Awaitable[tuple[str, ...] | None]]
+
+@dataclass(frozen=True)
+class Recalled:
+    """What engram knows of a task type: its best workflow and, per workflow, how many of its
+    runs succeeded and how many there were."""
+
+    best: tuple[str, ...] | None
+    runs: dict[tuple[str, ...], tuple[int, int]]
+
+
+Recall = Callable[[str], Awaitable[Recalled]]
 Record = Callable[[TaskSpec, Candidate, str, Outcome], Awaitable[None]]
 
 
@@ -53,22 +66,31 @@ class Orchestrator:
         record: Record,
         explore: float = 0.1,
         seed: int = 0,
+        min_evidence: int = 10,
     ) -> None:
         self.world = world
         self.recall = recall
         self.record = record
         self.explore = explore
+        self.min_evidence = min_evidence
         self.rng = random.Random(seed)
         self.log = RunLog()
 
     async def choose(self, spec: TaskSpec) -> Candidate:
-        if self.recall is not None and self.rng.random() >= self.explore:
-            steps = await self.recall(spec.task_type)
+        if self.recall is None:
+            return self.rng.choice(spec.candidates)
+        known = await self.recall(spec.task_type)
+        self.log.recalled += 1
+        counts = [known.runs.get(c.steps, (0, 0)) for c in spec.candidates]
+        runs = [executions for _, executions in counts]
+        if min(runs) < self.min_evidence:
+            return spec.candidates[runs.index(min(runs))]
+        if self.rng.random() >= self.explore:
             for candidate in spec.candidates:
-                if candidate.steps == steps:
-                    self.log.recalled += 1
+                if candidate.steps == known.best:
                     return candidate
-        return self.rng.choice(spec.candidates)
+        draws = [self.rng.betavariate(s + 1, n - s + 1) for s, n in counts]
+        return spec.candidates[draws.index(max(draws))]
 
     async def step(self) -> Outcome:
         spec, request = self.world.next_task()

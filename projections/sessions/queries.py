@@ -152,7 +152,7 @@ def sessions_verb(compactor: SessionCompactor) -> Handler:
         session_id = _text(payload, "session") or _text(payload, "session_id")
         limit = payload.get("limit", 50)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise UsageError("limit must be a positive integer")
+            raise UsageError(f"limit must be a positive integer, got {limit!r}")
         with_summary = payload.get("summary", True)
         if not isinstance(with_summary, bool):
             raise UsageError("summary must be true or false")
