@@ -1,9 +1,10 @@
 """The learner projection: LearnerState fed from the log, saved with its watermark.
 
-Saving the whole state on every batch would cost O(state) per batch, so the state is saved every
-``save_every`` events (and on close). ``checkpoint()`` is the saved watermark: after a crash the
-runner restarts from it and the events after it are applied again (deterministically, so the
-same versions are decided). Acks before a save are harmless for the same reason.
+Saving the whole state on every batch would cost O(state) per batch, so the state is saved by a
+SavePolicy (after ``save_every`` events, at most a tenth of the time spent saving) and on close.
+``checkpoint()`` is the saved watermark: after a crash the runner restarts from it and the events
+after it are applied again (deterministically, so the same versions are decided). Acks before a save
+are harmless for the same reason.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from projections.learning.persistence import load_state, save_state
 from projections.learning.scoring import LearnerConfig
 from projections.learning.state import Announcement, LearnerState
 from projections.records import DeadLetter, SequencedEvent
+from projections.save_policy import SavePolicy
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
 
 __all__ = ["LearnerProjection", "announcement_event"]
@@ -49,11 +51,12 @@ class LearnerProjection:
         config: LearnerConfig | None = None,
         classifier: TaskTypeClassifier | None = None,
         save_every: int = 5_000,
+        save_policy: SavePolicy | None = None,
     ) -> None:
         self.directory = directory
         self.config = config or LearnerConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
-        self.save_every = save_every
+        self.save_policy = save_policy or SavePolicy(every_events=save_every)
         self._lock = threading.Lock()
         self.state = (
             load_state(directory, self.config, self.classifier)
@@ -78,8 +81,8 @@ class LearnerProjection:
             # Dead letters and ignored events still move the watermark.
             self.state.sequence = max(self.state.sequence, last_sequence)
             self._unsaved += len(events) + len(dead_letters)
-            if self._unsaved >= self.save_every:
-                self._save()
+            if self.save_policy.due(self._unsaved):
+                self.save_policy.timed(self._save)
 
     def _save(self) -> None:
         if self.directory is not None and self.state.sequence > self._saved:

@@ -1,11 +1,12 @@
 """The session compactor projection: SessionState fed from the log, saved with its watermark.
 
-Like the learner, the state is saved every ``save_every`` events (and on close), not on every
-batch; ``checkpoint()`` is the saved watermark. After a crash the runner restarts from it and the
-events after it are applied again, deterministically, so the same sessions are compacted under
-the same event ids (only the measured ``compaction_duration_ms`` of those records may differ,
-until the stream's session.compacted event is read back). It is an Announcer for the runner:
-``take_pending`` returns the session.compacted events not yet on the stream.
+Like the learner, the state is saved by a SavePolicy (``save_every`` events, a bounded share of the
+time) and on close, not on every batch; ``checkpoint()`` is the saved watermark. After a crash the
+runner restarts from it and the events after it are applied again, deterministically, so the same
+sessions are compacted under the same event ids (only the measured ``compaction_duration_ms`` of
+those records may differ, until the stream's session.compacted event is read back). It is an
+Announcer for the runner: ``take_pending`` returns the session.compacted events not yet on the
+stream.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import structlog
 
 from engine.events import Event, make_event
 from projections.records import DeadLetter, SequencedEvent
+from projections.save_policy import SavePolicy
 from projections.sessions.facts import SessionConfig
 from projections.sessions.persistence import load_state, save_state
 from projections.sessions.queries import compacted_sessions
@@ -60,11 +62,12 @@ class SessionCompactor:
         config: SessionConfig | None = None,
         classifier: TaskTypeClassifier | None = None,
         save_every: int = 5_000,
+        save_policy: SavePolicy | None = None,
     ) -> None:
         self.directory = directory
         self.config = config or SessionConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
-        self.save_every = save_every
+        self.save_policy = save_policy or SavePolicy(every_events=save_every)
         self._lock = threading.Lock()
         self._records_bytes = 0
         if directory is not None:
@@ -97,8 +100,8 @@ class SessionCompactor:
             if self.directory is None:
                 self.state.journal.clear()  # nothing to save it to
             self._unsaved += len(events) + len(dead_letters)
-            if self._unsaved >= self.save_every:
-                self._save()
+            if self.save_policy.due(self._unsaved):
+                self.save_policy.timed(self._save)
 
     def _save(self) -> None:
         if self.directory is not None and self.state.sequence > self._saved:

@@ -1,11 +1,12 @@
 """The vector projection: task summaries, decisions and knowledge as searchable vectors.
 
-One more projection of the log, under the same rules: labels are stream sequences; the index set
-and the memory records are saved together with one watermark (records file first, named by its
+One more projection of the log, under the same rules: labels are stream sequences; the index set and
+the memory records are saved together with one watermark (records file first, named by its
 watermark, then the index manifest that names it: a crash leaves the previous pair). Like the
-learner it saves every ``save_every`` events; after a crash the runner resumes at the saved
-watermark and re-adds the tail (re-adding a label is a no-op). The index records the embedder
-and dimension that built it and refuses to open with another (changing model is a reindex).
+learner it saves by a SavePolicy (``save_every`` events, a bounded share of the time); after a crash
+the runner resumes at the saved watermark and re-adds the tail (re-adding a label is a no-op). The
+index records the embedder and dimension that built it and refuses to open with another (changing
+model is a reindex).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from engine.errors import DimensionMismatchError, IndexCorruptError, UsageError
 from engine.events import DecisionOutcome, MemoryRecalled, TaskExecuted
 from projections.embedders import Embedder
 from projections.records import DeadLetter, SequencedEvent
+from projections.save_policy import SavePolicy
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
 from projections.vectors.index import IndexConfig
 from projections.vectors.index_set import MANIFEST_NAME, IndexSet
@@ -50,12 +52,13 @@ class VectorProjection:
         config: IndexConfig = DETERMINISTIC,
         classifier: TaskTypeClassifier | None = None,
         save_every: int = 5_000,
+        save_policy: SavePolicy | None = None,
     ) -> None:
         self.directory = directory
         self.embedder = embedder
         self.config = config
         self.classifier = classifier or KeywordTaskTypeClassifier()
-        self.save_every = save_every
+        self.save_policy = save_policy or SavePolicy(every_events=save_every)
         self._lock = threading.RLock()
         self.memories: dict[int, Memory] = {}
         self._by_id: dict[str, int] = {}
@@ -115,8 +118,8 @@ class VectorProjection:
             self._index(planned, vectors)
             self._applied = max(self._applied, last_sequence)
             self._unsaved += len(events) + len(dead_letters)
-            if self._unsaved >= self.save_every:
-                self._save()
+            if self.save_policy.due(self._unsaved):
+                self.save_policy.timed(self._save)
 
     def _register(self, memory: Memory) -> None:
         if memory.key is not None:
