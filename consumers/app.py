@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 
 from consumers.deadletters import DeadLetterPublisher
 from consumers.instance import durable_name, instance_id
@@ -200,7 +201,11 @@ class Engine:
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 5.0)
-            last = (await self.log.state()).last_sequence
+            try:
+                last = (await self.log.state()).last_sequence
+            except (NatsError, TimeoutError) as exc:  # the server is away: try again later
+                log.warning("snapshot policy cannot read the stream", error=repr(exc))
+                continue
             fresh = last - covered
             due = (every_n and fresh >= every_n) or (
                 every_s and fresh > 0 and time.monotonic() - since >= every_s
@@ -209,8 +214,8 @@ class Engine:
                 continue
             try:
                 manifest = await take_snapshot(self.nc, self.settings, store)
-            except EngramError as exc:
-                log.error("scheduled snapshot failed", error=str(exc))
+            except (EngramError, NatsError, TimeoutError) as exc:
+                log.error("scheduled snapshot failed", error=str(exc) or repr(exc))
                 continue
             covered, since = manifest.sequence + 1, time.monotonic()  # +1: its own event
 

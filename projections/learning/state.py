@@ -157,10 +157,10 @@ class LearnerState:
     # -- deciding versions --------------------------------------------------------------------
 
     def _evaluate(self, pattern_id: str, sequence: int, when: str) -> None:
-        current = self.describe(pattern_id)
+        current = self._measure(pattern_id)
         if current is None:
             return
-        rate, samples, is_best, details = current
+        rate, samples, is_best = current
         feedback = self.feedback.get(pattern_id, FeedbackStats())
         conf = confidence(
             samples, feedback.helpful, feedback.unhelpful, feedback.adjustment, self.config
@@ -175,6 +175,9 @@ class LearnerState:
             return
         kind, namespace, task_type, _ = self.pattern_scope[pattern_id]
         version = 1 if before is None else before.version + 1
+        # Details (indicator terms scan the whole vocabulary) only for a new version: measuring
+        # on every event stays O(1) however many distinct terms the summaries have brought.
+        details = self._details(pattern_id)
         snapshot = Snapshot(
             version,
             round(rate, 6),
@@ -208,14 +211,33 @@ class LearnerState:
     def describe(self, pattern_id: str) -> tuple[float, int, bool, dict[str, Any]] | None:
         """(success rate, samples, is best, details) of a pattern as of now; None below the
         minimum sample size (the pattern does not exist yet)."""
+        measured = self._measure(pattern_id)
+        if measured is None:
+            return None
+        return (*measured, self._details(pattern_id))
+
+    def _measure(self, pattern_id: str) -> tuple[float, int, bool] | None:
+        """(success rate, samples, is best), in constant time; None below the minimum."""
+        kind, namespace, task_type, key = self.pattern_scope[pattern_id]
+        scope = (namespace, task_type)
+        if kind == "workflow":
+            s = self.workflows[scope][key]
+            if s.executions < self.config.min_samples:
+                return None
+            return s.success_rate, s.executions, self.best.get(scope) == key
+        o = self.outcomes[scope]
+        count = o.successes if kind == "success" else o.failures
+        if count < self.config.min_samples:
+            return None
+        return o.successes / o.total, count, False
+
+    def _details(self, pattern_id: str) -> dict[str, Any]:
         kind, namespace, task_type, key = self.pattern_scope[pattern_id]
         scope = (namespace, task_type)
         limit = self.config.max_indicators
         if kind == "workflow":
             s = self.workflows[scope][key]
-            if s.executions < self.config.min_samples:
-                return None
-            details: dict[str, Any] = {
+            return {
                 "workflow_steps": list(s.steps),
                 "executions": s.executions,
                 "successes": s.successes,
@@ -223,13 +245,10 @@ class LearnerState:
                 "avg_cost": None if s.avg_cost is None else round(s.avg_cost, 6),
                 "last_seen": s.last_seen,
             }
-            return s.success_rate, s.executions, self.best.get(scope) == key, details
         o = self.outcomes[scope]
-        count = o.successes if kind == "success" else o.failures
-        if count < self.config.min_samples:
-            return None
         success_share = _shares(o.success_terms, o.successes)
         failure_share = _shares(o.failure_terms, o.failures)
+        details: dict[str, Any]
         if kind == "success":
             terms = _distinctive(success_share, failure_share, limit)
             details = {
@@ -247,7 +266,7 @@ class LearnerState:
                 "error_patterns": errors,
             }
         details["executions"] = o.total
-        return o.successes / o.total, count, False, details
+        return details
 
     # -- publishing ---------------------------------------------------------------------------
 
