@@ -7,6 +7,7 @@ replay gives the same buffer.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -56,8 +57,8 @@ class RecentEvents:
     def recent(self, namespace: str, limit: int | None = None) -> list[SequencedEvent]:
         """Newest first, this namespace only."""
         with self._lock:
-            found = [e for e in reversed(self._events) if e.event.namespace == namespace]
-        return found[:limit] if limit is not None else found
+            newest_first = (e for e in reversed(self._events) if e.event.namespace == namespace)
+            return list(itertools.islice(newest_first, limit))
 
     def active_sessions(self, namespace: str) -> list[SequencedEvent]:
         with self._lock:
