@@ -2,9 +2,10 @@
 
 A save rewrites state that grows with the history, so saving every N events makes a long replay
 quadratic: at 500,000 events one save took about 6 s and came every 3 s of replay. The policy
-asks for ``every_events`` unsaved events AND bounds the share of time spent saving: a save that
-took ``d`` seconds allows the next one ``d * (1 / max_share - 1)`` seconds after it ends, so at
-most ``max_share`` of the wall time goes into saving, whatever the state's size.
+asks for ``every_events`` unsaved events AND for time to have passed: ``min_interval_s`` since
+the projection opened or last saved, and, after a save that took ``d`` seconds,
+``d * (1 / max_share - 1)`` seconds, so at most ``max_share`` of the wall time goes into saving
+whatever the state's size. A short catch-up (a restart, a snapshot's tail) saves once, on close.
 
 What is not saved yet is never lost: the saved watermark is the projection's checkpoint, and
 after a crash the runner re-reads the stream from it (see ``consumers/runner.py``). When the
@@ -26,14 +27,18 @@ class SavePolicy:
 
     every_events: int = 5_000
     max_share: float = 0.1
+    min_interval_s: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    _not_before: float = field(default=float("-inf"), init=False)
+    _not_before: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         if self.every_events < 1:
             raise ValueError(f"every_events must be at least 1, got {self.every_events}")
         if not 0 < self.max_share <= 1:
             raise ValueError(f"max_share must be in (0, 1], got {self.max_share}")
+        if self.min_interval_s < 0:
+            raise ValueError(f"min_interval_s must not be negative, got {self.min_interval_s}")
+        self._not_before = self.clock() + self.min_interval_s
 
     def due(self, unsaved_events: int) -> bool:
         return unsaved_events >= self.every_events and self.clock() >= self._not_before
@@ -43,4 +48,5 @@ class SavePolicy:
         started = self.clock()
         save()
         finished = self.clock()
-        self._not_before = finished + (finished - started) * (1 / self.max_share - 1)
+        spacing = (finished - started) * (1 / self.max_share - 1)
+        self._not_before = finished + max(self.min_interval_s, spacing)
