@@ -47,7 +47,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RunnerSettings:
-    batch_size: int = 500
+    batch_size: int = 2_000
     max_wait_s: float = 0.5
     ack_wait_s: float = 30.0
     retry_backoff_s: float = 1.0
