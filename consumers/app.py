@@ -253,6 +253,9 @@ class Engine:
             for task in tasks.values():
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await broker.stop()
+            try:
+                await broker.stop()
+            except NatsError as exc:  # the server is away: nothing left to drain
+                log.warning("query service stopped without draining", error=repr(exc))
             self._set.close()
             self._set = None
