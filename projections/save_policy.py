@@ -27,7 +27,7 @@ class SavePolicy:
 
     every_events: int = 5_000
     max_share: float = 0.1
-    min_interval_s: float = 10.0
+    min_interval_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
     _not_before: float = field(default=0.0, init=False)
 
