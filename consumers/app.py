@@ -257,5 +257,10 @@ class Engine:
                 await broker.stop()
             except NatsError as exc:  # the server is away: nothing left to drain
                 log.warning("query service stopped without draining", error=repr(exc))
+            if self._lease is not None:
+                try:
+                    await self._lease.release()
+                except (NatsError, TimeoutError) as exc:  # it expires by its TTL instead
+                    log.warning("announcer lease not released", error=repr(exc))
             self._set.close()
             self._set = None

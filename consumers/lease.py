@@ -4,7 +4,8 @@ Deterministic ids already make a second publish of the same pattern version a du
 JetStream does not store twice. But a plain NATS subscriber sees every publish, stored or not, so
 two engines announcing the same version would both be heard. The lease is a JetStream KV entry
 (bucket TTL ``ttl_s``) created by one engine and renewed with compare-and-set on its revision;
-when the holder stops renewing, the entry expires and another engine takes over.
+when the holder stops renewing, the entry expires and another engine takes over; a holder that
+stops cleanly releases it, so the next engine need not wait for the TTL.
 """
 
 from __future__ import annotations
@@ -87,5 +88,16 @@ class AnnouncerLease:
             return await kv.update(self._key, self._holder, last=entry.revision)
         except (KeyWrongLastSequenceError, APIError):
             return None
-        self._renewed = time.monotonic()
-        return True
+
+    async def release(self) -> None:
+        """Give the lease up (a clean stop), so another engine takes over at once rather than
+        after the TTL. Only our own revision is deleted: a lease taken over meanwhile stays."""
+        async with self._guard:
+            if self._revision is None or self._kv is None:
+                return
+            revision, self._revision = self._revision, None
+            try:
+                await self._kv.delete(self._key, last=revision)
+            except (KeyWrongLastSequenceError, APIError):
+                return  # no longer ours
+            log.info("announcer lease released", key=self._key)

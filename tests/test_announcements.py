@@ -16,9 +16,11 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from consumers.app import Engine
+from consumers.compaction import compact, plan_compaction
 from consumers.projection_set import open_projections
 from consumers.replay import replay
 from consumers.runner import RunnerSettings
+from consumers.snapshotting import default_store, take_snapshot
 from engine.events import WorkflowExecuted, make_event
 from engine.settings import Settings, StreamSettings
 from engine.stream import EventLog, ReadRange
@@ -137,3 +139,38 @@ async def test_announced_once_across_restart_replay_and_two_engines(
     await subscription.unsubscribe()
     missing, extra = sorted(set(final) - set(heard)), sorted(set(heard) - set(final))
     assert heard == final, (missing[:5], extra[:5])
+
+
+async def test_announced_once_after_the_stream_is_compacted(
+    event_log: EventLog, short_window: Settings, nc: NatsClient, tmp_path: Path
+) -> None:
+    """Purge what a snapshot covers, start a brand-new engine (it restores that snapshot): no
+    purged version is announced again, and new history is still announced once per version."""
+    log = EventLog(nc, short_window.stream)
+    await log.ensure()
+    await log.append_many(_workflows(40))  # type: ignore[arg-type]
+    async with running(short_window, nc, tmp_path / "one") as engine:
+        await settle(engine)
+    before = await announcements(log)
+    assert before and set(before.values()) == {1}
+
+    store = default_store(log.js, short_window)
+    try:
+        manifest = await take_snapshot(nc, short_window, store)
+        plan = await plan_compaction(log.js, short_window, store, older_than_s=0)
+        assert plan.snapshot_id == manifest.snapshot_id
+        assert await compact(log.js, short_window, plan) == manifest.sequence
+        assert await announcements(log) == Counter()  # every announcement was purged
+
+        await asyncio.sleep(1.2)  # past the duplicate window: a repeat would be stored
+        async with running(short_window, nc, tmp_path / "fresh") as engine:
+            await settle(engine)
+            assert engine.restored_from == manifest.snapshot_id
+            await log.append_many(_workflows(40, namespace="later"))  # type: ignore[arg-type]
+            await settle(engine)
+        after = await announcements(log)
+    finally:
+        await log.js.delete_object_store(f"{short_window.stream.name}_SNAPSHOTS")
+    assert after and set(after.values()) == {1}
+    assert not set(after) & set(before)  # nothing purged was said again
+    assert all(":later:" in pattern_id for pattern_id, _ in after)
