@@ -244,23 +244,32 @@ class Engine:
         try:
             await stop.wait()
         finally:
-            for helper in (watcher, snapshots):
-                helper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await helper
-            for task in tasks.values():
-                task.cancel()
-            for task in tasks.values():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Whatever failed on the way, the projections are closed: close is their save.
             try:
-                await broker.stop()
-            except NatsError as exc:  # the server is away: nothing left to drain
-                log.warning("query service stopped without draining", error=repr(exc))
-            if self._lease is not None:
+                await _cancel([watcher, snapshots])
+                await _cancel(list(tasks.values()))
                 try:
-                    await self._lease.release()
-                except (NatsError, TimeoutError) as exc:  # it expires by its TTL instead
-                    log.warning("announcer lease not released", error=repr(exc))
-            self._set.close()
-            self._set = None
+                    await broker.stop()
+                except NatsError as exc:  # the server is away: nothing left to drain
+                    log.warning("query service stopped without draining", error=repr(exc))
+                if self._lease is not None:
+                    try:
+                        await self._lease.release()
+                    except (NatsError, TimeoutError) as exc:  # it expires by its TTL instead
+                        log.warning("announcer lease not released", error=repr(exc))
+            finally:
+                self._set.close()
+                self._set = None
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and await ``tasks``; one that had failed is logged, never raised into shutdown."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # shutdown goes on: the stores must still be closed
+            log.error("engine task failed", task=task.get_name(), error=repr(exc))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+
 from engine.settings import Settings
 from projections.base import Projection
 from projections.context import RecentEvents
@@ -22,6 +24,8 @@ __all__ = [
     "open_projections",
     "vector_projection",
 ]
+
+log = structlog.get_logger(__name__)
 
 ACTIVE_FILE = "ACTIVE"
 
@@ -48,8 +52,17 @@ class ProjectionSet:
         return [*self.all, self.recent]
 
     def close(self) -> None:
+        """Close (and so save) every projection, even when one of them fails; then raise the
+        first failure."""
+        failures: list[Exception] = []
         for projection in self.live:
-            projection.close()
+            try:
+                projection.close()
+            except Exception as exc:  # the others must still save
+                log.error("projection close failed", projection=projection.name, error=repr(exc))
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 def active_embedder(settings: Settings) -> str:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["SavePolicy"]
+__all__ = ["SavePolicy", "policy_for"]
 
 
 @dataclass
@@ -50,3 +50,13 @@ class SavePolicy:
         finished = self.clock()
         spacing = (finished - started) * (1 / self.max_share - 1)
         self._not_before = finished + max(self.min_interval_s, spacing)
+
+
+def policy_for(save_every: int | None, save_policy: SavePolicy | None) -> SavePolicy:
+    """A projection's policy from its two keyword arguments (give one at most). Each projection
+    needs a policy of its own: a policy records its projection's last save."""
+    if save_policy is not None and save_every is not None:
+        raise ValueError("give save_every or save_policy, not both")
+    if save_policy is not None:
+        return save_policy
+    return SavePolicy(every_events=5_000 if save_every is None else save_every)

@@ -8,8 +8,10 @@ import asyncio
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from consumers.app import Engine
+from consumers.projection_set import open_projections
 from consumers.runner import RunnerSettings
 from engine.connection import connect
 from engine.events import WorkflowExecuted, make_event
@@ -20,6 +22,7 @@ from projections.tables.store import DATABASE_FILE
 from tests.test_announcements import settle
 
 
+@pytest.mark.slow
 async def test_engine_stops_cleanly_after_its_server_went_away(tmp_path: Path) -> None:
     server = EmbeddedServer(tmp_path / "nats")
     server.start()
@@ -49,11 +52,20 @@ async def test_engine_stops_cleanly_after_its_server_went_away(tmp_path: Path) -
         stop = asyncio.Event()
         task = asyncio.create_task(engine.run(stop))
         await settle(engine)  # everything projected
+        last = (await log.state()).last_sequence  # the workflows and the pattern.learned
         server.stop()
         await asyncio.sleep(7)  # the snapshot policy polls every 5 s
         stop.set()
         await asyncio.wait_for(task, 30)  # returns: no error escapes
     finally:
         await nc.close()
+        server.stop()
     with duckdb.connect(str(settings.data_dir / DATABASE_FILE), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM workflows").fetchone() == (20,)
+    # The projections that save whole states saved on the way out, with their checkpoints.
+    reopened = open_projections(settings)
+    try:
+        saved = [reopened.learner, reopened.vectors, reopened.sessions, reopened.tables]
+        assert [p.checkpoint() for p in saved] == [last] * len(saved)
+    finally:
+        reopened.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ def limit_param(payload: Mapping[str, Any], default: int, key: str = "limit") ->
     """A positive integer parameter (``limit`` unless ``key`` names another)."""
     value = payload.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{key} must be a positive integer, got {value!r}")
+        raise UsageError(f"{key} must be a positive integer, got {reprlib.repr(value)}")
     return value
 
 

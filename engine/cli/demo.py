@@ -185,7 +185,11 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         "success_rate_without_memory": round(baseline.log.success_rate, 3),
         "last_window_with_memory": round(memory_curve[-1], 3) if memory_curve else None,
         "last_window_without_memory": round(baseline_curve[-1], 3) if baseline_curve else None,
-        "choices_from_memory": with_memory.log.recalled,
+        "choices_with_memory": {
+            "followed_best": with_memory.log.followed_best,
+            "gathering_evidence": with_memory.log.gathering,
+            "explored": with_memory.log.explored,
+        },
         "patterns_heard": len(heard),
         "best_workflows": {
             task_type: None
@@ -235,10 +239,12 @@ def _print_report(
     step = max(1, len(memory_curve) // 8)
     for index in [*range(step - 1, len(memory_curve), step)][:8]:
         print(f"  {index + 1:5d}   {memory_curve[index]:10.0%}   {baseline[index]:14.0%}")
+    choices = summary["choices_with_memory"]
     print(
         f"\noverall: {summary['success_rate_with_memory']:.0%} with engram, "
-        f"{summary['success_rate_without_memory']:.0%} without "
-        f"({summary['choices_from_memory']} choices came from memory)"
+        f"{summary['success_rate_without_memory']:.0%} without; with engram, "
+        f"{choices['followed_best']} tasks followed its best workflow, "
+        f"{choices['gathering_evidence']} gathered evidence, {choices['explored']} explored"
     )
     if summary["plot"]:
         print(f"plot: {summary['plot']}")

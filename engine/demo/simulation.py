@@ -35,10 +35,13 @@ Record = Callable[[TaskSpec, Candidate, str, Outcome], Awaitable[None]]
 
 @dataclass
 class RunLog:
-    """Successes in the order the tasks ran, and how often memory chose the workflow."""
+    """Successes in the order the tasks ran, and how each workflow was chosen with memory: to
+    gather evidence (a candidate engram has too few runs of), engram's best, or exploration."""
 
     outcomes: list[bool] = field(default_factory=list)
-    recalled: int = 0
+    gathering: int = 0
+    followed_best: int = 0
+    explored: int = 0
 
     @property
     def success_rate(self) -> float:
@@ -80,15 +83,17 @@ class Orchestrator:
         if self.recall is None:
             return self.rng.choice(spec.candidates)
         known = await self.recall(spec.task_type)
-        self.log.recalled += 1
         counts = [known.runs.get(c.steps, (0, 0)) for c in spec.candidates]
         runs = [executions for _, executions in counts]
         if min(runs) < self.min_evidence:
+            self.log.gathering += 1
             return spec.candidates[runs.index(min(runs))]
         if self.rng.random() >= self.explore:
             for candidate in spec.candidates:
                 if candidate.steps == known.best:
+                    self.log.followed_best += 1
                     return candidate
+        self.log.explored += 1
         draws = [self.rng.betavariate(s + 1, n - s + 1) for s, n in counts]
         return spec.candidates[draws.index(max(draws))]
 

@@ -20,7 +20,7 @@ from projections.learning.persistence import load_state, save_state
 from projections.learning.scoring import LearnerConfig
 from projections.learning.state import Announcement, LearnerState
 from projections.records import DeadLetter, SequencedEvent
-from projections.save_policy import SavePolicy
+from projections.save_policy import SavePolicy, policy_for
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
 
 __all__ = ["LearnerProjection", "announcement_event"]
@@ -50,13 +50,13 @@ class LearnerProjection:
         *,
         config: LearnerConfig | None = None,
         classifier: TaskTypeClassifier | None = None,
-        save_every: int = 5_000,
+        save_every: int | None = None,
         save_policy: SavePolicy | None = None,
     ) -> None:
         self.directory = directory
         self.config = config or LearnerConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
-        self.save_policy = save_policy or SavePolicy(every_events=save_every)
+        self.save_policy = policy_for(save_every, save_policy)
         self._lock = threading.Lock()
         self.state = (
             load_state(directory, self.config, self.classifier)

@@ -21,7 +21,7 @@ import structlog
 
 from engine.events import Event, make_event
 from projections.records import DeadLetter, SequencedEvent
-from projections.save_policy import SavePolicy
+from projections.save_policy import SavePolicy, policy_for
 from projections.sessions.facts import SessionConfig
 from projections.sessions.persistence import load_state, save_state
 from projections.sessions.queries import compacted_sessions
@@ -61,13 +61,13 @@ class SessionCompactor:
         *,
         config: SessionConfig | None = None,
         classifier: TaskTypeClassifier | None = None,
-        save_every: int = 5_000,
+        save_every: int | None = None,
         save_policy: SavePolicy | None = None,
     ) -> None:
         self.directory = directory
         self.config = config or SessionConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
-        self.save_policy = save_policy or SavePolicy(every_events=save_every)
+        self.save_policy = policy_for(save_every, save_policy)
         self._lock = threading.Lock()
         self._records_bytes = 0
         if directory is not None:

@@ -25,7 +25,7 @@ from engine.errors import DimensionMismatchError, IndexCorruptError, UsageError
 from engine.events import DecisionOutcome, MemoryRecalled, TaskExecuted
 from projections.embedders import Embedder
 from projections.records import DeadLetter, SequencedEvent
-from projections.save_policy import SavePolicy
+from projections.save_policy import SavePolicy, policy_for
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
 from projections.vectors.index import IndexConfig
 from projections.vectors.index_set import MANIFEST_NAME, IndexSet
@@ -51,14 +51,14 @@ class VectorProjection:
         *,
         config: IndexConfig = DETERMINISTIC,
         classifier: TaskTypeClassifier | None = None,
-        save_every: int = 5_000,
+        save_every: int | None = None,
         save_policy: SavePolicy | None = None,
     ) -> None:
         self.directory = directory
         self.embedder = embedder
         self.config = config
         self.classifier = classifier or KeywordTaskTypeClassifier()
-        self.save_policy = save_policy or SavePolicy(every_events=save_every)
+        self.save_policy = policy_for(save_every, save_policy)
         self._lock = threading.RLock()
         self.memories: dict[int, Memory] = {}
         self._by_id: dict[str, int] = {}
