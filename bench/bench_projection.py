@@ -71,23 +71,12 @@ from engine.stream import EventLog, ReadRange
 from engine.stream.read import to_stored
 from projections.tables import TablesProjection, TableStore
 from projections.tables.rows import fold_batch
-from projections.task_types import KeywordTaskTypeClassifier
+from projections.task_types import TASK_TYPES, KeywordTaskTypeClassifier
 
 TARGET_RATIO = 0.60
 
 NAMESPACES = ("default", "team-a", "team-b", "research", "ops")
 AGENTS = ("planner", "coder", "reviewer", "tester", "deployer", "analyst")
-TASK_TYPES = (
-    "code_generation",
-    "data_analysis",
-    "testing",
-    "deployment",
-    "debugging",
-    "system_design",
-    "documentation",
-    "optimization",
-    "general",
-)
 STEPS = (
     "plan",
     "search_code",

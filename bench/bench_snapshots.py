@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench_projection import AGENTS, KINDS, NAMESPACES, REQUESTS, STEPS
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
@@ -82,31 +83,10 @@ from projections.learning.projection import LearnerProjection
 from projections.records import SequencedEvent
 from projections.snapshots.stores import DirectorySnapshots
 from projections.tables import table_digests
+from projections.task_types import TASK_TYPES
 
 TARGET_RATIO = 0.10
 
-NAMESPACES = ("default", "team-a", "team-b", "research", "ops")
-AGENTS = ("planner", "coder", "reviewer", "tester", "deployer", "analyst")
-TASK_TYPES = (
-    "code_generation", "data_analysis", "testing", "deployment", "debugging",
-    "system_design", "documentation", "optimization", "general",
-)  # fmt: skip
-STEPS = (
-    "plan", "search_code", "read_files", "write_patch", "run_tests", "lint", "review",
-    "summarise", "fetch_docs", "query_db", "deploy", "rollback", "notify",
-)  # fmt: skip
-REQUESTS = (
-    "fix the failing login test after the session token change",
-    "deploy the payment service to staging and run the canary",
-    "analyse last week's churn dataset and report the trend",
-    "write unit tests for the tokenizer and raise coverage",
-    "design the storage layer for the new event pipeline",
-    "document the public API of the query service",
-    "optimise the slow orders query, it takes seconds",
-    "implement a CSV export endpoint for the reports page",
-    "investigate the crash in the image resizing worker",
-    "summarise the meeting notes for the team",
-)
 WORDS = tuple(
     (
         "the agent inspected failing tests in the parser module and found an off by one error "
@@ -116,7 +96,6 @@ WORDS = tuple(
         "timeout memory leak worker thumbnail billing invoice export report dashboard alert"
     ).split()
 )
-KINDS = ("procedure", "incident", "knowledge", "config")
 # Agents repeat a few procedures per kind of task (what the learner is there to find); one
 # workflow in ten is a one-off variation, so distinct step sequences keep growing slowly.
 PROCEDURES = tuple(

@@ -5,65 +5,28 @@ one second, so the proof rests on the learner remembering the stream, not on ded
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from consumers.app import Engine
 from consumers.compaction import compact, plan_compaction
 from consumers.projection_set import open_projections
 from consumers.replay import replay
-from consumers.runner import RunnerSettings
 from consumers.snapshotting import default_store, take_snapshot
 from engine.events import WorkflowExecuted, make_event
 from engine.settings import Settings, StreamSettings
 from engine.stream import EventLog, ReadRange
-
-FAST = RunnerSettings(batch_size=100, max_wait_s=0.1)
+from tests.engines import running, settle
 
 
 @pytest.fixture
 def short_window(settings: Settings) -> Settings:
     stream = StreamSettings(name=settings.stream.name, duplicate_window_s=1.0)
     return settings.model_copy(update={"stream": stream})
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings, nc: NatsClient, data_dir: Path) -> AsyncIterator[Engine]:
-    engine = Engine(
-        settings.model_copy(update={"data_dir": data_dir}),
-        nc,
-        str(settings.nats.url),
-        runner_settings=FAST,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
-    try:
-        yield engine
-    finally:
-        stop.set()
-        await task
-
-
-async def settle(engine: Engine, quiet_s: float = 0.6) -> None:
-    """Wait until every projection is caught up and no new event arrived for ``quiet_s``."""
-    async with asyncio.timeout(30):
-        last = -1
-        while True:
-            await asyncio.sleep(quiet_s)
-            status = await engine.status()
-            caught_up = status["projections"] and all(
-                p["lag"] == 0 for p in status["projections"].values()
-            )
-            if caught_up and status["last_sequence"] == last:
-                return
-            last = status["last_sequence"]
 
 
 async def announcements(log: EventLog) -> Counter[tuple[str, int]]:

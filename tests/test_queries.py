@@ -16,7 +16,7 @@ from engine import MemoryClient
 from engine.errors import EngramError
 from engine.settings import Settings
 from engine.stream import EventLog, ReadRange
-from tests.test_announcements import running, settle
+from tests.engines import running, settle
 
 BEST = ["read_spec", "write_code", "run_tests"]
 WORSE = ["write_code"]

@@ -19,7 +19,7 @@ from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings
 from engine.stream import EventLog
 from projections.tables.store import DATABASE_FILE
-from tests.test_announcements import settle
+from tests.engines import settle
 
 
 @pytest.mark.slow

@@ -208,16 +208,9 @@ class LearnerState:
             pattern={**s.details, "is_best": s.is_best, "namespace": s.namespace},
         )
 
-    def describe(self, pattern_id: str) -> tuple[float, int, bool, dict[str, Any]] | None:
-        """(success rate, samples, is best, details) of a pattern as of now; None below the
-        minimum sample size (the pattern does not exist yet)."""
-        measured = self._measure(pattern_id)
-        if measured is None:
-            return None
-        return (*measured, self._details(pattern_id))
-
     def _measure(self, pattern_id: str) -> tuple[float, int, bool] | None:
-        """(success rate, samples, is best), in constant time; None below the minimum."""
+        """(success rate, samples, is best) of a pattern as of now, in constant time; None below
+        the minimum sample size (the pattern does not exist yet)."""
         kind, namespace, task_type, key = self.pattern_scope[pattern_id]
         scope = (namespace, task_type)
         if kind == "workflow":
