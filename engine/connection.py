@@ -2,29 +2,107 @@
 
 from __future__ import annotations
 
+import random
+import re
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.aio.client import Server
 
-from engine.errors import ConfigurationError, ConnectionFailedError
+from engine.errors import AuthorizationError, ConfigurationError, ConnectionFailedError
 from engine.settings import NatsSettings
 
-__all__ = ["connect", "connect_kwargs"]
+__all__ = [
+    "AsyncCallback",
+    "connect",
+    "connect_kwargs",
+    "reconnect_delay",
+    "redact_url",
+    "split_urls",
+]
+
+AsyncCallback = Callable[[], Awaitable[None]]
+"""An async callable without arguments (``on_disconnect``, ``on_reconnect``)."""
+
+INITIAL_ATTEMPTS = 2
+"""Attempts per server on the first connect: an unreachable URL fails in about a second."""
+INITIAL_WAIT_S = 0.25
+SHORT_LIVED_RECONNECTS = 10
+"""Reconnect attempts per server of a short-lived client (CLI, SDK) once it was connected."""
+SHORT_LIVED_WAIT_S = 0.5
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 5.0
+
+# What a nats-server sends when it refuses the credentials (or has none it accepts).
+_AUTH_REFUSED = re.compile(
+    r"authorization violation|authentication expired|authorization failed|"
+    r"user authentication revoked",
+    re.IGNORECASE,
+)
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)?(?P<userinfo>[^@/]*)@")
 
 
-def connect_kwargs(settings: NatsSettings, url: str) -> dict[str, Any]:
-    """Keyword arguments for ``nats.connect`` built from ``settings`` (pure, testable)."""
+def split_urls(url: str) -> list[str]:
+    """The server URLs in ``url`` (comma-separated for a cluster), stripped; raises
+    ConfigurationError when none is left."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ConfigurationError(f"no NATS server URL in {redact_url(url)!r}")
+    return urls
+
+
+def _redact_one(url: str) -> str:
+    match = _USERINFO.match(url)
+    if match is None:
+        return url
+    userinfo = match["userinfo"]
+    # ``user:password@`` keeps the user name; a lone ``token@`` is a secret as a whole.
+    user, sep, _secret = userinfo.partition(":")
+    shown = f"{user}:***" if sep and user else "***"
+    return f"{match['scheme'] or ''}{shown}@{url[match.end() :]}"
+
+
+def redact_url(url: str | None) -> str:
+    """``url`` with any password or token replaced by ``***`` (every URL of a comma-separated
+    list). ``None`` gives ``""``. Safe to log or print; the one place credentials are hidden."""
+    if not url:
+        return ""
+    return ",".join(_redact_one(part.strip()) for part in url.split(","))
+
+
+def _hosts(urls: list[str]) -> str:
+    return ", ".join(redact_url(u) for u in urls)
+
+
+def reconnect_delay(attempt: int, *, rng: random.Random | None = None) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based) of a persistent connection:
+    exponential from 0.25 s, capped at 5 s, with up to 20 % jitter so that many engines do
+    not reconnect in lockstep (pure apart from ``rng``)."""
+    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(attempt, 16))
+    jitter = rng.uniform(0.8, 1.0) if rng is not None else random.uniform(0.8, 1.0)
+    return base * jitter
+
+
+def connect_kwargs(settings: NatsSettings, url: str, *, persistent: bool = False) -> dict[str, Any]:
+    """Keyword arguments for ``nats.Client.connect`` built from ``settings`` (pure, testable).
+
+    These are the options of the first connect: a few quick attempts per server, so an
+    unreachable URL fails fast. ``connect`` widens them once connected (see there).
+    """
     kwargs: dict[str, Any] = {
-        "servers": [url],
+        "servers": split_urls(url),
         "connect_timeout": settings.connect_timeout_s,
         "name": "engram",
-        # An unreachable server must fail fast with our error, not retry for minutes.
         "allow_reconnect": True,
-        "max_reconnect_attempts": 10,
-        "reconnect_time_wait": 0.5,
+        # Server.reconnects > max discards a server; 1 means two attempts each (0 = forever).
+        "max_reconnect_attempts": INITIAL_ATTEMPTS - 1,
+        "reconnect_time_wait": INITIAL_WAIT_S,
     }
+    if persistent:
+        kwargs["reconnect_to_server_handler"] = _BackoffHandler()
     if settings.user is not None or settings.password is not None:
         kwargs["user"] = settings.user
         kwargs["password"] = settings.password
@@ -45,18 +123,142 @@ def connect_kwargs(settings: NatsSettings, url: str) -> dict[str, Any]:
     return kwargs
 
 
-async def connect(settings: NatsSettings, url: str) -> NatsClient:
-    """Connect to ``url``; raises ConnectionFailedError naming the URL and the cause."""
+class _BackoffHandler:
+    """nats-py's reconnect_to_server_handler: next server round-robin, growing jittered delay.
 
-    async def _quiet(_exc: Exception) -> None:
-        # nats-py logs every failed attempt itself; we raise one clear error instead.
-        return None
+    The attempt count restarts after a successful reconnect (``reset``), so a second outage
+    starts again from a short wait.
+    """
 
+    def __init__(self) -> None:
+        self.attempt = 0
+        self._next = 0
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+    def __call__(self, servers: list[Server], _info: dict[str, Any]) -> tuple[Server | None, float]:
+        delay = reconnect_delay(self.attempt)
+        self.attempt += 1
+        chosen = servers[self._next % len(servers)] if servers else None
+        self._next += 1
+        return chosen, delay
+
+
+def is_authorization_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (from nats-py) means the server refused the credentials."""
+    return isinstance(exc, nats.errors.AuthorizationError) or bool(_AUTH_REFUSED.search(str(exc)))
+
+
+def _credentials_hint(settings: NatsSettings, url: str) -> str:
+    given = [
+        name
+        for name, present in (
+            ("user/password", settings.user is not None or settings.password is not None),
+            ("token", settings.token is not None),
+            ("creds file", settings.creds_file is not None),
+            ("credentials in the URL", "@" in url),
+        )
+        if present
+    ]
+    if not given:
+        return (
+            "no credentials were given (use --nats-user/--nats-password, --nats-token or "
+            "--nats-creds, or ENGRAM_NATS__USER / ENGRAM_NATS__PASSWORD / ...)"
+        )
+    return f"check the {' and '.join(given)}"
+
+
+async def connect(
+    settings: NatsSettings,
+    url: str,
+    *,
+    persistent: bool = False,
+    on_disconnect: AsyncCallback | None = None,
+    on_reconnect: AsyncCallback | None = None,
+) -> NatsClient:
+    """Connect to ``url`` (one URL, or several comma-separated for a cluster).
+
+    The first connect tries each server twice, about a quarter of a second apart, then raises
+    ConnectionFailedError naming the (redacted) URLs and the cause. A server that refuses the
+    credentials raises AuthorizationError at once, without further attempts.
+
+    Once connected, a short-lived client (``persistent=False``: CLI, SDK) reconnects 10 times
+    per server 0.5 s apart, then gives up (the connection closes). A ``persistent`` client (the
+    engine) reconnects for as long as it runs, waiting 0.25 s, 0.5 s, 1 s ... up to 5 s
+    (jittered) between attempts. ``on_disconnect`` / ``on_reconnect`` are awaited when the
+    connection is lost / back.
+    """
+    kwargs = connect_kwargs(settings, url, persistent=persistent)
+    handler: _BackoffHandler | None = kwargs.get("reconnect_to_server_handler")
+    servers: list[str] = kwargs["servers"]
+    connecting = True
+    refused: list[BaseException] = []
+
+    async def _errors(exc: Exception) -> None:
+        # nats-py reports every failed attempt here; we raise one clear error instead. An
+        # authorization failure on the first connect stops the attempts at once (raising
+        # here leaves nats-py's connect loop); later, while reconnecting, it must not.
+        if connecting and is_authorization_error(exc):
+            refused.append(exc)
+            raise _RefusedError from None
+
+    async def _disconnected() -> None:
+        if not connecting and on_disconnect is not None:
+            await on_disconnect()
+
+    async def _reconnected() -> None:
+        if handler is not None:
+            handler.reset()
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    nc = NatsClient()
     try:
-        return await nats.connect(**connect_kwargs(settings, url), error_cb=_quiet)
+        await nc.connect(
+            **kwargs,
+            error_cb=_errors,
+            disconnected_cb=_disconnected,
+            reconnected_cb=_reconnected,
+        )
+    except _RefusedError:
+        await _close_quietly(nc)
+        raise AuthorizationError(
+            f"authorization failed at NATS {_hosts(servers)}: the server refused the "
+            f"credentials; {_credentials_hint(settings, url)}"
+        ) from None
     except nats.errors.NoServersError:
+        await _close_quietly(nc)
         raise ConnectionFailedError(
-            f"cannot reach NATS at {url}: no server answered (is it running?)"
+            f"cannot reach NATS at {_hosts(servers)}: no server answered (is it running?)"
         ) from None
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise ConnectionFailedError(f"cannot connect to NATS at {url}: {exc}") from None
+        await _close_quietly(nc)
+        if is_authorization_error(exc):
+            raise AuthorizationError(
+                f"authorization failed at NATS {_hosts(servers)}: "
+                f"{_credentials_hint(settings, url)}"
+            ) from None
+        raise ConnectionFailedError(
+            f"cannot connect to NATS at {_hosts(servers)}: {redact_url(str(exc))}"
+        ) from None
+    connecting = False
+    # Connected: widen the first connect's quick attempts to the reconnect policy. nats-py
+    # reads these options at each attempt; the first connect and a reconnect have one knob.
+    if persistent:
+        nc.options["max_reconnect_attempts"] = -1
+    else:
+        nc.options["max_reconnect_attempts"] = SHORT_LIVED_RECONNECTS
+        nc.options["reconnect_time_wait"] = SHORT_LIVED_WAIT_S
+    return nc
+
+
+class _RefusedError(Exception):
+    """Internal: raised from nats-py's error callback to stop connecting on an auth failure."""
+
+
+async def _close_quietly(nc: NatsClient) -> None:
+    try:
+        await nc.close()
+    except Exception:  # best effort on a client that never connected
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AuthorizationError",
     "ConcurrencyConflictError",
     "ConfigurationError",
     "ConnectionFailedError",
@@ -20,6 +21,7 @@ __all__ = [
     "PublishFailedError",
     "QueryError",
     "StoreLockedError",
+    "StreamNotFoundError",
     "UnknownEmbedderError",
     "UnknownEventTypeError",
     "UpcastError",
@@ -54,6 +56,15 @@ class UpcastError(InvalidEventError):
 
 class ConnectionFailedError(EngramError):
     """The NATS server could not be reached or refused the connection."""
+
+
+class AuthorizationError(ConnectionFailedError):
+    """The NATS server refused the credentials (wrong, missing or expired)."""
+
+
+class StreamNotFoundError(ConfigurationError):
+    """The event stream does not exist (only ``engram serve`` / ``engram stream apply`` create
+    it)."""
 
 
 class EmbeddedServerError(EngramError):
