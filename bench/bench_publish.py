@@ -229,7 +229,10 @@ async def bench(args: argparse.Namespace, url: str, data_dir: Path) -> None:
         publish_max_in_flight=args.max_in_flight,
     )
     specs = make_inputs(args.n, args.seed)
-    async with MemoryClient(settings=settings, agent_id="bench-agent") as client:
+    # The bench owns its stream: the client may create it (an application leaves that to serve).
+    async with MemoryClient(
+        settings=settings, agent_id="bench-agent", ensure_stream=True
+    ) as client:
         nc = await nats.connect(url, name="engram-bench-raw")
         try:
             # The raw side publishes the very bodies the SDK produces (built once, untimed).

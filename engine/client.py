@@ -94,6 +94,11 @@ class MemoryClient(RecallVerbs):
     With ``url=None`` the settings decide (``ENGRAM_NATS_URL``, else the embedded server of the
     data directory, started if needed). ``namespace`` and ``agent_id`` are defaults for every
     event; each verb can override them.
+
+    The client only looks the stream up: entering raises StreamNotFoundError when it does not
+    exist (``engram serve`` or ``engram stream apply`` create it), and never changes its
+    configuration. ``ensure_stream=True`` is for tests and tools that own their stream: it
+    creates a missing stream and raises limits, but never lowers those of an existing one.
     """
 
     def __init__(
@@ -103,7 +108,7 @@ class MemoryClient(RecallVerbs):
         settings: Settings | None = None,
         namespace: str = "default",
         agent_id: str | None = None,
-        ensure_stream: bool = True,
+        ensure_stream: bool = False,
     ) -> None:
         base = settings or Settings.load()
         if url is not None:
@@ -128,7 +133,9 @@ class MemoryClient(RecallVerbs):
                 max_in_flight=self.settings.publish_max_in_flight,
             )
             if self._ensure_stream:
-                await self._log.ensure()
+                await self._log.ensure(allow_downgrade=False)
+            else:
+                await self._log.lookup()
         except BaseException:
             await stack.aclose()
             raise

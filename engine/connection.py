@@ -20,7 +20,9 @@ __all__ = [
     "connect",
     "connect_kwargs",
     "reconnect_delay",
+    "redact_text",
     "redact_url",
+    "server_address",
     "split_urls",
 ]
 
@@ -42,7 +44,9 @@ _AUTH_REFUSED = re.compile(
     r"user authentication revoked",
     re.IGNORECASE,
 )
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)?(?P<userinfo>[^@/]*)@")
+# A URL with credentials anywhere in free text (log values, error messages); greedy up to the
+# last "@" of the authority, as URL parsers read it.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s'\",]+)@")
 
 
 def split_urls(url: str) -> list[str]:
@@ -54,15 +58,23 @@ def split_urls(url: str) -> list[str]:
     return urls
 
 
-def _redact_one(url: str) -> str:
-    match = _USERINFO.match(url)
-    if match is None:
-        return url
-    userinfo = match["userinfo"]
-    # ``user:password@`` keeps the user name; a lone ``token@`` is a secret as a whole.
+def _hidden(userinfo: str) -> str:
+    # ``user:password`` keeps the user name; a lone ``token`` is a secret as a whole.
     user, sep, _secret = userinfo.partition(":")
-    shown = f"{user}:***" if sep and user else "***"
-    return f"{match['scheme'] or ''}{shown}@{url[match.end() :]}"
+    return f"{user}:***" if sep and user else "***"
+
+
+def _redact_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    else:
+        scheme += sep
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{_hidden(userinfo)}@{host}{slash}{path}"
 
 
 def redact_url(url: str | None) -> str:
@@ -71,6 +83,23 @@ def redact_url(url: str | None) -> str:
     if not url:
         return ""
     return ",".join(_redact_one(part.strip()) for part in url.split(","))
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the credentials of every ``scheme://user:password@`` URL in it hidden as
+    ``redact_url`` does (for free text: log values, error messages)."""
+    if "@" not in text:
+        return text
+    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{_hidden(m['userinfo'])}@", text)
+
+
+def server_address(nc: NatsClient) -> str:
+    """``scheme://host:port`` of the server ``nc`` is connected to, never with credentials
+    (``"the NATS server"`` when not connected): for messages and logs."""
+    url = nc.connected_url
+    if url is None:
+        return "the NATS server"
+    return f"{url.scheme}://{url.hostname}:{url.port}"
 
 
 def _hosts(urls: list[str]) -> str:
@@ -240,7 +269,7 @@ async def connect(
                 f"{_credentials_hint(settings, url)}"
             ) from None
         raise ConnectionFailedError(
-            f"cannot connect to NATS at {_hosts(servers)}: {redact_url(str(exc))}"
+            f"cannot connect to NATS at {_hosts(servers)}: {redact_text(str(exc))}"
         ) from None
     connecting = False
     # Connected: widen the first connect's quick attempts to the reconnect policy. nats-py

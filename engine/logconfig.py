@@ -4,10 +4,34 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging"]
+from engine.connection import redact_text
+
+__all__ = ["configure_logging", "redact_credentials"]
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(v) for v in value)
+    return value
+
+
+def redact_credentials(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: hide the password or token of any URL in a log line (a safety net
+    behind the call sites, which log ``redact_url(url)`` already)."""
+    for key, value in event_dict.items():
+        event_dict[key] = _redacted(value)
+    return event_dict
 
 
 def configure_logging(*, json: bool = False, level: str = "info") -> None:
@@ -26,6 +50,7 @@ def configure_logging(*, json: bool = False, level: str = "info") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            redact_credentials,  # after format_exc_info: a traceback may hold a URL too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -27,6 +27,10 @@ class StreamSettings(BaseModel):
     """0 keeps events forever (the log is the truth; compaction decides what may go)."""
     max_bytes: int = -1
     max_msg_size: int = -1
+    allow_downgrade: bool = False
+    """Let ``engram serve`` / ``engram stream apply`` lower the limits above on an existing
+    stream (replicas, duplicate window, max age/bytes/message size); otherwise they keep the
+    stronger existing value. Clients never change the stream either way."""
 
 
 class NatsSettings(BaseModel):

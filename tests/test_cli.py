@@ -21,7 +21,8 @@ from nats.js.errors import NotFoundError
 
 from engine import MemoryClient
 from engine.server import RECORD_FILE
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
+from engine.stream import EventLog
 
 ENGRAM = [sys.executable, "-m", "engine.cli.main"]
 REPO = Path(__file__).resolve().parent.parent
@@ -74,8 +75,10 @@ async def engram(*args: str | Path, cwd: Path) -> Run:
 
 @pytest.fixture
 async def stream(nc: NatsClient, stream_name: str) -> AsyncIterator[str]:
-    """This test's stream name; the stream and its dead-letter stream are deleted afterwards
-    (every stream captures memory.>, so two cannot coexist on the session server)."""
+    """This test's stream, created as ``engram serve`` would (the verbs only look it up); it
+    and its dead-letter stream are deleted afterwards (every stream captures memory.>, so two
+    cannot coexist on the session server)."""
+    await EventLog(nc, StreamSettings(name=stream_name)).ensure()
     yield stream_name
     js = nc.jetstream()
     for name in (stream_name, stream_name + "_DLQ"):
@@ -166,10 +169,9 @@ async def test_publish_bad_input_exits_2_naming_the_field(
     args: list[str], needle: str, conn: list[str], stream: str, nc: NatsClient, tmp_path: Path
 ) -> None:
     """Bad JSON or an invalid field exits 2 with one stderr line naming it, before anything
-    is sent (the stream is not even created)."""
+    is sent (the stream stays empty)."""
     result = await engram("publish", *args, *conn, cwd=tmp_path)
-    with pytest.raises(NotFoundError):
-        await nc.jetstream().stream_info(stream)
+    assert (await nc.jetstream().stream_info(stream)).state.messages == 0
     assert result.code == 2
     assert result.out == ""
     lines = result.err.strip().splitlines()
@@ -417,8 +419,24 @@ async def test_server_down_exits_1_with_one_clear_line(tmp_path: Path) -> None:
 
 async def test_embedded_default_publish_and_tail(tmp_path: Path) -> None:
     """With no --nats-url the CLI starts nats-server under --data-dir, stores the event there
-    and stops the server; the next verb finds the same store."""
+    and stops the server; the next verb finds the same store. publish does not create the
+    stream (exit 1 saying how to); ``engram stream apply`` does."""
     data = tmp_path / "data"
+    missing = await engram(
+        "publish",
+        "workflow.executed",
+        "--data",
+        json.dumps(WORKFLOW),
+        "--data-dir",
+        data,
+        cwd=tmp_path,
+    )
+    assert missing.code == 1
+    assert "stream ENGRAM does not exist" in missing.err
+    assert "engram stream apply" in missing.err
+    applied = await engram("stream", "apply", "--json", "--data-dir", data, cwd=tmp_path)
+    assert applied.code == 0, applied.err
+    assert applied.json()["action"] == "created"
     published = await engram(
         "publish",
         "workflow.executed",

@@ -8,7 +8,13 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from engine.errors import ConfigurationError, EngramError, InvalidEventError, UsageError
+from engine.errors import (
+    ConfigurationError,
+    EngramError,
+    InvalidEventError,
+    StreamNotFoundError,
+    UsageError,
+)
 from engine.settings import Settings
 
 __all__ = [
@@ -78,6 +84,13 @@ def settings_from_args(
             "nats.tls_cert": flag("tls_cert"),
             "nats.tls_key": flag("tls_key"),
             "stream.name": flag("stream"),
+            # serve and stream apply only (the other verbs never change the stream):
+            "stream.allow_downgrade": flag("allow_stream_downgrade"),
+            "stream.replicas": flag("stream_replicas"),
+            "stream.duplicate_window_s": flag("stream_duplicate_window"),
+            "stream.max_age_s": flag("stream_max_age"),
+            "stream.max_bytes": flag("stream_max_bytes"),
+            "stream.max_msg_size": flag("stream_max_msg_size"),
         },
     )
 
@@ -87,7 +100,10 @@ def emit_json(value: Any) -> None:
 
 
 def exit_code_for(error: BaseException) -> int:
-    """Bad usage or bad input: 2; anything else that failed at run time: 1."""
+    """Bad usage or bad input: 2; anything else that failed at run time (a missing stream,
+    an unreachable server, refused credentials): 1."""
+    if isinstance(error, StreamNotFoundError):
+        return EXIT_FAILURE
     if isinstance(error, InvalidEventError | ConfigurationError | UsageError):
         return EXIT_USAGE
     if isinstance(error, EngramError):

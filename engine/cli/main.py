@@ -40,7 +40,15 @@ def _verb(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli import demo, log_verbs, memory_verbs, query_verbs, rebuild_verbs, serve
+    from engine.cli import (
+        demo,
+        log_verbs,
+        memory_verbs,
+        query_verbs,
+        rebuild_verbs,
+        serve,
+        stream_verbs,
+    )
 
     parser = argparse.ArgumentParser(
         prog="engram", description="engram: an event-sourced memory engine for AI agents"
@@ -50,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _verb(
         sub, "serve", "run the engine (starts an embedded nats-server if needed)", output=False
     )
+    stream_verbs.add_downgrade_flag(p)
     p.set_defaults(handler=serve.cmd_serve)
+
+    stream_verbs.add_stream_verbs(sub, _verb)
 
     p = _verb(sub, "publish", "validate and append one event")
     p.add_argument("type", choices=sorted(EVENT_TYPES), metavar="TYPE", help="event type")

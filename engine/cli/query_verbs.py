@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.cli._common import EXIT_OK, emit_json
 from engine.cli.log_verbs import stream_status
+from engine.connection import redact_url
 from engine.endpoint import open_nats
 from engine.errors import EngramError, StoreLockedError
 from engine.settings import Settings
@@ -122,7 +123,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.queries.client import EngineUnavailableError, query_remote
 
     async with open_nats(settings) as endpoint:
-        status: dict[str, Any] = {"nats_url": endpoint.url, "server": endpoint.source}
+        status: dict[str, Any] = {"nats_url": redact_url(endpoint.url), "server": endpoint.source}
         stream = await stream_status(settings, endpoint.nc)
         status.update(stream)
         try:

@@ -9,6 +9,7 @@ import signal
 import structlog
 
 from engine.cli._common import EXIT_OK
+from engine.connection import redact_url
 from engine.endpoint import open_nats
 from engine.settings import Settings
 
@@ -18,7 +19,10 @@ log = structlog.get_logger(__name__)
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Start (or connect to) NATS, run the engine, stop cleanly on SIGINT/SIGTERM."""
+    """Start (or connect to) NATS, run the engine, stop cleanly on SIGINT/SIGTERM.
+
+    The engine creates the stream, or raises its limits to the settings'; it lowers them only
+    with ``--allow-stream-downgrade`` (``settings.stream.allow_downgrade``)."""
     from consumers.app import Engine
 
     stop = asyncio.Event()
@@ -29,7 +33,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         engine = Engine(settings, endpoint.nc, endpoint.url)
         log.info(
             "engram serving",
-            nats_url=endpoint.url,
+            nats_url=redact_url(endpoint.url),
             server=endpoint.source,
             stream=settings.stream.name,
             data_dir=str(settings.data_dir),

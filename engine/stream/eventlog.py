@@ -8,13 +8,14 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 
+from engine.connection import server_address
 from engine.errors import EngramError
 from engine.events import Event
 from engine.settings import StreamSettings
 from engine.stream.append import Appender, encode_for_append
 from engine.stream.read import ReadRange, read_stream
 from engine.stream.records import AppendResult, StoredMessage, StreamState
-from engine.stream.setup import ensure_stream
+from engine.stream.setup import StreamApplied, apply_stream, lookup_stream
 
 __all__ = ["EventLog"]
 
@@ -41,9 +42,23 @@ class EventLog:
     def stream_name(self) -> str:
         return self.settings.name
 
-    async def ensure(self) -> StreamInfo:
-        """Create or update the stream (idempotent)."""
-        return await ensure_stream(self.js, self.settings)
+    async def lookup(self) -> StreamInfo:
+        """The stream's info; raises StreamNotFoundError (naming the server and how to create
+        the stream) when it does not exist. Never creates or changes the stream: what every
+        client (CLI verb, SDK) does."""
+        return await lookup_stream(self.js, self.settings, where=server_address(self.nc))
+
+    async def apply(self, *, allow_downgrade: bool | None = None) -> StreamApplied:
+        """Create the stream, or raise its limits to the settings' (idempotent). A limit is
+        lowered only with ``allow_downgrade`` (default: the settings' ``allow_downgrade``).
+        Only ``engram serve``, ``engram stream apply`` and tests call this."""
+        if allow_downgrade is None:
+            allow_downgrade = self.settings.allow_downgrade
+        return await apply_stream(self.js, self.settings, allow_downgrade=allow_downgrade)
+
+    async def ensure(self, *, allow_downgrade: bool | None = None) -> StreamInfo:
+        """``apply``'s stream info (engram serve and tests; clients use ``lookup``)."""
+        return (await self.apply(allow_downgrade=allow_downgrade)).info
 
     async def append(
         self, event: Event, *, expected_last_subject_seq: int | None = None
