@@ -13,7 +13,7 @@ from faststream.nats import NatsBroker
 from faststream.security import BaseSecurity, SASLPlaintext
 
 from consumers.queries.dispatch import QUERY_PREFIX, QueryDispatcher, error_reply
-from engine.connection import connect_kwargs
+from engine.connection import connect_kwargs, split_urls
 from engine.errors import EngramError
 from engine.settings import NatsSettings
 
@@ -42,7 +42,7 @@ def broker_options(settings: NatsSettings, url: str) -> dict[str, Any]:
 
 def build_query_broker(dispatcher: QueryDispatcher, url: str, settings: NatsSettings) -> NatsBroker:
     """A faststream broker with one request-reply subscriber per verb."""
-    broker = NatsBroker(url, logger=None, **broker_options(settings, url))
+    broker = NatsBroker(split_urls(url), logger=None, **broker_options(settings, url))
     for verb in dispatcher.verbs:
         _register(broker, dispatcher, verb)
     return broker

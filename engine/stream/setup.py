@@ -112,9 +112,8 @@ def _show(field: str, value: float | None) -> str:
     number = _normalized(field, value)
     if math.isinf(number):
         return "unlimited"
-    if field in ("duplicate_window", "max_age"):
-        return f"{number:g} s"
-    return f"{number:g}"
+    text = f"{number:.0f}" if number.is_integer() else f"{number:g}"
+    return f"{text} s" if field in ("duplicate_window", "max_age") else text
 
 
 def merge_stream_config(
