@@ -13,6 +13,7 @@ __all__ = [
     "EmbedderUnavailableError",
     "EngineUnavailableError",
     "EngramError",
+    "ForbiddenError",
     "IndexCorruptError",
     "IndexMismatchError",
     "InvalidEventError",
@@ -85,6 +86,11 @@ class ConcurrencyConflictError(PublishFailedError):
 
 class QueryError(EngramError):
     """A query was refused or failed on the engine side."""
+
+
+class ForbiddenError(QueryError):
+    """An operator verb was refused: it is off on this engine (``sql``), or asked for what a
+    remote client may not (an ``export`` outside the engine's export directory)."""
 
 
 class UsageError(EngramError):

@@ -533,7 +533,14 @@ async def test_serve_queries_export_and_replay(
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:
         serve = await asyncio.create_subprocess_exec(
-            *ENGRAM, "serve", *conn, cwd=tmp_path, env=_env(), stdout=log_file, stderr=log_file
+            *ENGRAM,
+            "serve",
+            "--enable-sql",  # an operator verb: off over NATS unless enabled
+            *conn,
+            cwd=tmp_path,
+            env=_env(),
+            stdout=log_file,
+            stderr=log_file,
         )
     try:
         await _serving(serve, log_path)
@@ -576,11 +583,12 @@ async def test_serve_queries_export_and_replay(
         assert refused.code == 2
         assert "read-only" in refused.err
 
-        export_dir = tmp_path / "export"
-        exported = await engram("export", "--to", export_dir, "--json", *conn, cwd=tmp_path)
+        # Asked of the engine, an export is written under its <data dir>/exports only.
+        export_dir = (engine_dir / "exports" / "export").resolve()
+        exported = await engram("export", "--to", "export", "--json", *conn, cwd=tmp_path)
         assert exported.code == 0, exported.err
         manifest = json.loads((export_dir / "manifest.json").read_text())
-        assert manifest == exported.json()
+        assert {**manifest, "location": str(export_dir)} == exported.json()
         assert manifest["sequence"] == status["last_sequence"] == last
         for name, info in manifest["tables"].items():
             table = pq.read_table(export_dir / info["path"])

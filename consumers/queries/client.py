@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from consumers.queries.dispatch import QueryDispatcher
+from consumers.queries.dispatch import OperatorAccess, QueryDispatcher
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from engine.errors import EngineUnavailableError
@@ -29,7 +29,8 @@ async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> 
     """
     connection = connect_database(data_dir / DATABASE_FILE, read_only=True)
     try:
-        dispatcher = QueryDispatcher(connection.cursor)
+        # This process reads a directory on its own machine, with its user's rights.
+        dispatcher = QueryDispatcher(connection.cursor, access=OperatorAccess(local=True))
         # Loaded read-only: never saved back (close() is not called). Usage events are not
         # recorded either: nothing is published from a directory read.
         learner = LearnerProjection(data_dir / "patterns")

@@ -4,18 +4,76 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import structlog
 
 from consumers.queries import readers
 from consumers.queries.params import limit_param
-from engine.errors import EngramError, UsageError
+from engine.errors import EngramError, ForbiddenError, UsageError
 from engine.query_client import QUERY_PREFIX
 from projections.tables.export import export_parquet
 
-__all__ = ["QUERY_PREFIX", "QueryDispatcher", "error_reply"]
+__all__ = ["EXPORTS_DIR", "QUERY_PREFIX", "OperatorAccess", "QueryDispatcher", "error_reply"]
+
+log = structlog.get_logger(__name__)
+
+EXPORTS_DIR = "exports"
+"""Where, under its data directory, an engine writes the exports remote clients ask for."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAccess:
+    """What the operator verbs ``sql`` and ``export`` may do for whoever asks a dispatcher.
+
+    The default refuses both: an engine serving NATS says what it allows (``remote``); only a
+    process reading a data directory on its own machine, with its user's rights, is ``local``.
+    """
+
+    local: bool = False
+    """The asker runs here with its own rights: ``sql`` answers, ``export`` writes anywhere."""
+    sql: bool = False
+    """Answer ``sql`` for remote askers too (always in the sandbox, see readers.run_sql)."""
+    export_root: Path | None = None
+    """Remote exports write only under this directory (None: remote exports are refused)."""
+
+    @classmethod
+    def remote(cls, data_dir: Path, *, sql: bool) -> OperatorAccess:
+        return cls(sql=sql, export_root=data_dir / EXPORTS_DIR)
+
+
+def export_target(access: OperatorAccess, requested: str) -> Path:
+    """Where an ``export`` asked to write ``requested`` writes; raises ForbiddenError.
+
+    Local: the path as given. Remote: a relative path names a directory under the export root;
+    an absolute one must lie under it. Both are resolved first (``..`` and symlinks included),
+    so neither can leave the root; the root itself is refused (exports go into a new directory).
+    """
+    if access.local:
+        return Path(requested)
+    if access.export_root is None:
+        raise ForbiddenError("export is not available to remote clients of this engine")
+    root = access.export_root.resolve()
+    place = f"{root}/<name>"
+    if not requested.strip():
+        raise UsageError(f"to is empty: name the export, it is written to {place}")
+    try:
+        asked = Path(requested)
+        target = (asked if asked.is_absolute() else root / asked).resolve()
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"to is not a usable path ({exc}): exports are written to {place}"
+        ) from None
+    if target == root or not target.is_relative_to(root):
+        raise ForbiddenError(
+            f"a remote export writes only under the engine's data directory, in {place}; "
+            f"{requested!r} is outside it: pass a name (engram export --to NAME), or export "
+            "with --data-dir on the engine's host while no engine holds the directory"
+        )
+    return target
 
 
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
@@ -34,15 +92,33 @@ def _text(payload: Mapping[str, Any], key: str, *, required: bool = False) -> st
 
 
 def error_reply(exc: BaseException) -> dict[str, Any]:
-    kind = "usage" if isinstance(exc, UsageError) else "failure"
+    if isinstance(exc, UsageError):
+        kind = "usage"
+    elif isinstance(exc, ForbiddenError):
+        kind = "forbidden"
+    else:
+        kind = "failure"
     return {"error": str(exc) or repr(exc), "kind": kind}
 
 
-class QueryDispatcher:
-    """Runs read verbs on a fresh cursor per request (DuckDB: one cursor per thread)."""
+_SQL_OFF = (
+    "sql is an operator verb and is off on this engine: start it with engram serve "
+    "--enable-sql (or ENGRAM_QUERY_SQL=true), or run engram sql --data-dir DIR on the engine's "
+    "host while no engine holds DIR"
+)
 
-    def __init__(self, cursor_factory: CursorFactory) -> None:
+
+class QueryDispatcher:
+    """Runs read verbs on a fresh cursor per request (DuckDB: one cursor per thread).
+
+    ``access`` decides the operator verbs (default: both refused, see OperatorAccess).
+    """
+
+    def __init__(
+        self, cursor_factory: CursorFactory, *, access: OperatorAccess | None = None
+    ) -> None:
         self._cursor = cursor_factory
+        self._access = access or OperatorAccess()
         self._extra: dict[str, Extra] = {}
 
     @property
@@ -65,11 +141,19 @@ class QueryDispatcher:
             if verb == "sql":
                 query = _text(payload, "sql", required=True)
                 assert query is not None
+                if not (self._access.local or self._access.sql):
+                    log.warning("sql refused: off on this engine", sql=query[:200])
+                    raise ForbiddenError(_SQL_OFF)
+                if not self._access.local:
+                    log.info("operator sql", sql=query[:200])
                 return readers.run_sql(cursor, query, limit_param(payload, 10_000))
             if verb == "export":
-                target = _text(payload, "to", required=True)
-                assert target is not None
-                return export_parquet(cursor, Path(target))
+                requested = _text(payload, "to", required=True)
+                assert requested is not None
+                target = export_target(self._access, requested)
+                if not self._access.local:
+                    log.info("operator export", to=str(target))
+                return {**export_parquet(cursor, target), "location": str(target)}
             if verb == "checkpoints":
                 return {"checkpoints": readers.checkpoints(cursor)}
             raise UsageError(f"unknown query verb {verb!r}; known: {', '.join(self.verbs)}")

@@ -1,14 +1,15 @@
 """Read-side queries over the tables: parameterised SQL only (no SQL built from user strings),
-plus the operators' read-only ``sql`` verb."""
+plus the operators' ``sql`` verb, which never runs on the engine's database (see sandbox)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 
+from consumers.queries.sandbox import SQL_TIMEOUT_S, run_sandboxed
 from engine.errors import UsageError
 
 __all__ = ["checkpoints", "ensure_read_only", "rows", "run_sql", "task_metrics", "workflow_metrics"]
@@ -17,15 +18,21 @@ _READ_ONLY_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
-    return value
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return str(value)  # UUIDs, intervals, ...: a reply is JSON whatever a query selects
 
 
 def rows(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -81,7 +88,11 @@ def checkpoints(cursor: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def ensure_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse anything but one SELECT (or EXPLAIN): raises UsageError naming what was found."""
+    """Refuse anything but one SELECT (or EXPLAIN): raises UsageError naming what was found.
+
+    Only a friendlier first error (parsing, nothing runs): the guarantee that ``sql`` changes
+    nothing and reaches no file is the sandbox's, whatever this lets through (e.g. a CTE).
+    """
     try:
         statements = cursor.extract_statements(sql)
     except duckdb.Error as exc:
@@ -93,16 +104,19 @@ def ensure_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise UsageError(f"only read-only queries (SELECT) are allowed, got {kind.name}")
 
 
-def run_sql(cursor: duckdb.DuckDBPyConnection, sql: str, limit: int = 10_000) -> dict[str, Any]:
-    """Run an operator's read-only query; at most ``limit`` rows are returned."""
+def run_sql(
+    cursor: duckdb.DuckDBPyConnection,
+    sql: str,
+    limit: int = 10_000,
+    timeout_s: float = SQL_TIMEOUT_S,
+) -> dict[str, Any]:
+    """Run an operator's query in a sandbox over copies of ``cursor``'s tables.
+
+    At most ``limit`` rows are returned; raises UsageError for a refused or failing statement,
+    QueryError when it runs longer than ``timeout_s``. ``cursor``'s database is only read.
+    """
     ensure_read_only(cursor, sql)
-    try:
-        relation = cursor.sql(sql)
-        if relation is None:
-            return {"columns": [], "rows": [], "truncated": False}
-        table = relation.limit(limit + 1).to_arrow_table()
-    except duckdb.Error as exc:
-        raise UsageError(f"query failed: {exc}") from None
+    table = run_sandboxed(cursor, sql, limit, timeout_s)
     names = list(table.column_names)
     fetched = table.to_pylist()
     data = [{k: _json_value(v) for k, v in row.items()} for row in fetched[:limit]]

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "serve", "run the engine (starts an embedded nats-server if needed)", output=False
     )
     stream_verbs.add_downgrade_flag(p)
+    serve.add_sql_flag(p)
     p.set_defaults(handler=serve.cmd_serve)
 
     stream_verbs.add_stream_verbs(sub, _verb)
@@ -145,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=query_verbs.cmd_sql)
 
     p = _verb(sub, "export", "write every table as Parquet (zstd) with a manifest")
-    p.add_argument("--to", required=True, help="a new directory")
+    p.add_argument(
+        "--to",
+        required=True,
+        help="a new directory (asked of a running engine: a name under its <data dir>/exports)",
+    )
     p.set_defaults(handler=query_verbs.cmd_export)
 
     p = _verb(sub, "schema", "JSON Schema of the event types", nats=False)

@@ -17,12 +17,18 @@ from engine.settings import Settings
 __all__ = ["ask", "cmd_export", "cmd_metrics", "cmd_sql", "cmd_status", "print_table"]
 
 
-async def ask(settings: Settings, verb: str, payload: dict[str, Any]) -> dict[str, Any]:
+async def ask(
+    settings: Settings,
+    verb: str,
+    payload: dict[str, Any],
+    remote_payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The data directory's database when it exists and is free, else the engine over NATS.
 
     A NATS URL alone does not mean "ask the engine": ``--data-dir`` of a replayed or
     point-in-time directory must answer from that directory, not from whichever engine serves
     the URL (e.g. with ``ENGRAM_NATS_URL`` set). Only a locked database is the engine's to answer.
+    The engine is sent ``remote_payload`` when given (e.g. a path meant for its host).
     """
     from consumers.queries.client import query_local, query_remote
     from projections.tables import DATABASE_FILE
@@ -33,7 +39,12 @@ async def ask(settings: Settings, verb: str, payload: dict[str, Any]) -> dict[st
         except StoreLockedError:
             pass  # the engine holds it: ask the engine
     async with open_nats(settings) as endpoint:
-        return await query_remote(endpoint.nc, verb, payload, settings.nats.request_timeout_s)
+        return await query_remote(
+            endpoint.nc,
+            verb,
+            payload if remote_payload is None else remote_payload,
+            settings.nats.request_timeout_s,
+        )
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -93,7 +104,10 @@ async def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    """engram sql "SELECT ...": read-only SQL over the tables, for operators."""
+    """engram sql "SELECT ...": SQL over copies of the tables, for operators.
+
+    It runs in a sandbox that changes nothing and reaches no file or network; over NATS only
+    when the engine allows it (``serve --enable-sql``), always with ``--data-dir``."""
     reply = await ask(settings, "sql", {"sql": args.query, "limit": args.limit})
     if args.json:
         emit_json(reply)
@@ -105,14 +119,17 @@ async def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    """engram export --to DIR: every table as Parquet at one sequence."""
-    # An absolute path: the engine answering may run in another working directory.
-    target = os.path.abspath(args.to)  # noqa: ASYNC240 - a string operation, no real I/O
-    manifest = await ask(settings, "export", {"to": target})
+    """engram export --to DIR: every table as Parquet at one sequence.
+
+    Read from ``--data-dir``, DIR is a path here. Asked of a running engine, DIR is as given:
+    a name under the engine's ``<data dir>/exports`` (the only place it writes for a client).
+    """
+    local = os.path.abspath(args.to)  # noqa: ASYNC240 - a string operation, no real I/O
+    manifest = await ask(settings, "export", {"to": local}, remote_payload={"to": args.to})
     if args.json:
         emit_json(manifest)
     else:
-        print(f"exported at sequence {manifest['sequence']} to {args.to}:")
+        print(f"exported at sequence {manifest['sequence']} to {manifest['location']}:")
         for name, info in manifest["tables"].items():
             print(f"  {name:>16}: {info['rows']} rows")
     return EXIT_OK

@@ -13,9 +13,20 @@ from engine.connection import redact_url
 from engine.endpoint import open_nats
 from engine.settings import Settings
 
-__all__ = ["cmd_serve"]
+__all__ = ["add_sql_flag", "cmd_serve"]
 
 log = structlog.get_logger(__name__)
+
+
+def add_sql_flag(parser: argparse.ArgumentParser) -> None:
+    """``--enable-sql``: answer the operator verb ``sql`` over NATS (settings.query_sql)."""
+    parser.add_argument(
+        "--enable-sql",
+        action="store_true",
+        default=None,
+        dest="enable_sql",
+        help="answer engram sql over NATS, in its sandbox (default: ENGRAM_QUERY_SQL, else off)",
+    )
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -25,6 +36,8 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     with ``--allow-stream-downgrade`` (``settings.stream.allow_downgrade``)."""
     from consumers.app import Engine
 
+    if getattr(args, "enable_sql", None):
+        settings = settings.model_copy(update={"query_sql": True})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -37,6 +50,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             server=endpoint.source,
             stream=settings.stream.name,
             data_dir=str(settings.data_dir),
+            sql_over_nats=settings.query_sql,
         )
         await engine.run(stop)
         log.info("engram stopped")
