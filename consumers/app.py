@@ -22,15 +22,17 @@ from consumers.projection_set import (
     open_projections,
     vector_projection,
 )
-from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broker
+from consumers.queries import QueryDispatcher, build_query_broker
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.runner import ProjectionRunner, RunnerSettings
 from engine.errors import EngramError
 from engine.events import EventData, make_event
 from engine.settings import Settings
+from engine.signing import EngineKey
 from engine.stream import EventLog
 from engine.stream.append import Appender, encode_for_append
+from engine.stream.engine_key import signing_key
 from projections.base import Projection
 from projections.context import HeuristicTokenCounter
 from projections.sessions import sessions_verb
@@ -66,6 +68,9 @@ class Engine:
         self.appender = Appender(
             nc, settings.stream.name, timeout_s=settings.nats.request_timeout_s
         )
+        self.key: EngineKey | None = None
+        """The stream's engine key, loaded by ``run``: signs what this engine publishes (the
+        appender's signer) and verifies every derived event its runners read."""
 
     @property
     def set(self) -> ProjectionSet:
@@ -74,8 +79,7 @@ class Engine:
         return self._set
 
     def _dispatcher(self, projections: ProjectionSet) -> QueryDispatcher:
-        access = OperatorAccess.remote(self.settings.data_dir, sql=self.settings.query_sql)
-        dispatcher = QueryDispatcher(projections.store.reader, access=access)
+        dispatcher = QueryDispatcher(projections.store.reader)
         dispatcher.register("status", self.status)
         register_learning_verbs(dispatcher, projections.learner)
         dispatcher.register("sessions", sessions_verb(projections.sessions))
@@ -100,6 +104,7 @@ class Engine:
             settings=self.runner_settings,
             dead_letters=dead_letters,
             **self._announcing(projection),
+            verifier=self.key,
         )
 
     async def _watch_embedder(
@@ -223,6 +228,7 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop consuming and close the stores."""
         info = await self.log.ensure()
+        self.key = self.appender.signer = await signing_key(self.log.js, self.settings)
         dead_letters = DeadLetterPublisher(self.log.js, self.settings.stream)
         await dead_letters.ensure()
         if not (self.settings.data_dir / DATABASE_FILE).exists():

@@ -1,4 +1,10 @@
-"""Turning stored messages into validated events or dead letters (never an exception)."""
+"""Turning stored messages into validated events or dead letters (never an exception).
+
+A derived event (a type only the engine publishes) counts only when an engine of this stream
+signed it (engine.signing): one without a valid signature is a ``forged`` dead letter and
+reaches no projection, so a forged ``pattern.learned`` cannot make the learner believe a
+version was announced, nor a forged ``memory.recalled`` raise a memory's ``reused_count``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,16 @@ from collections.abc import Sequence
 
 from engine.errors import InvalidEventError, UnknownEventTypeError, UpcastError
 from engine.events import UpcasterRegistry, decode_event
+from engine.events.registry import DERIVED_TYPES
 from engine.events.upcasting import DEFAULT_UPCASTERS
+from engine.signing import SIGNATURE_HEADER, Verifier
 from engine.stream import StoredMessage
 from projections.records import DeadLetter, SequencedEvent
 
-__all__ = ["dead_letter_kind", "decode_batch"]
+__all__ = ["FORGED", "dead_letter_kind", "decode_batch"]
+
+FORGED = "forged"
+"""Dead-letter kind of a derived event no engine of this stream signed."""
 
 
 def dead_letter_kind(error: InvalidEventError) -> str:
@@ -29,8 +40,15 @@ def decode_batch(
     messages: Sequence[StoredMessage],
     projection: str,
     upcasters: UpcasterRegistry = DEFAULT_UPCASTERS,
+    *,
+    verifier: Verifier | None = None,
 ) -> tuple[list[SequencedEvent], list[DeadLetter]]:
-    """Split ``messages`` into events (validated, upcast) and dead letters, in stream order."""
+    """Split ``messages`` into events (validated, upcast) and dead letters, in stream order.
+
+    With a ``verifier`` (the engine always passes its stream's key, or NO_KEY when there is
+    none), a derived event it does not find genuine becomes a ``forged`` dead letter. Without
+    one, derived events are not checked: only for tests and tools that sign nothing.
+    """
     events: list[SequencedEvent] = []
     dead: list[DeadLetter] = []
     for message in messages:
@@ -49,5 +67,30 @@ def decode_batch(
                 )
             )
             continue
+        if (
+            verifier is not None
+            and event.type in DERIVED_TYPES
+            and not verifier.genuine(message.data, message.headers)
+        ):
+            dead.append(_forged(message, event.type, projection))
+            continue
         events.append(SequencedEvent(message.sequence, message.time, event))
     return events, dead
+
+
+def _forged(message: StoredMessage, event_type: str, projection: str) -> DeadLetter:
+    claimed = message.headers.get(SIGNATURE_HEADER)
+    why = "carries no" if claimed is None else "carries an invalid"
+    reason = (
+        f"{event_type} is published by the engine only, and this one {why} {SIGNATURE_HEADER} "
+        "of this stream's engine key: ignored"
+    )
+    return DeadLetter.of(
+        sequence=message.sequence,
+        subject=message.subject,
+        stored_at=message.time,
+        kind=FORGED,
+        reason=reason,
+        body=message.data,
+        projection=projection,
+    )

@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 
 from consumers.replay import ReplayReport, replay
 from engine.settings import Settings
+from engine.stream.engine_key import verifying_key
 
 __all__ = ["activate", "reindex"]
 
@@ -47,7 +48,8 @@ async def reindex(
 
     projection = vector_projection(settings, embedder_name)
     try:
-        report = await replay(js, stream, [projection], on_batch=on_batch)
+        verifier = await verifying_key(js, settings)
+        report = await replay(js, stream, [projection], on_batch=on_batch, verifier=verifier)
     finally:
         projection.close()
     activate(settings, projection.embedder.name)

@@ -2,7 +2,8 @@
 
 Reads with an ephemeral ordered consumer (no acks) in large batches; decodes each message once
 and applies each batch to every projection above its own checkpoint. Dead letters are recorded
-in the projections but not republished (the live engine already did).
+in the projections but not republished (the live engine already did). Derived events are
+verified with the stream's engine key like the live engine does (forged ones are dead letters).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from nats.js import JetStreamContext
 
 from consumers.applying import apply_isolating
 from consumers.decoding import decode_batch
+from engine.signing import Verifier
 from engine.stream import ReadRange, StoredMessage, read_stream
+from engine.stream.engine_key import stored_verifier
 from projections.base import Projection
 
 __all__ = ["ReplayReport", "replay"]
@@ -37,9 +40,12 @@ class ReplayReport:
 
 
 def _apply(
-    projections: Sequence[Projection], batch: Sequence[StoredMessage], checkpoints: dict[str, int]
+    projections: Sequence[Projection],
+    batch: Sequence[StoredMessage],
+    checkpoints: dict[str, int],
+    verifier: Verifier,
 ) -> int:
-    events, dead = decode_batch(batch, "")
+    events, dead = decode_batch(batch, "", verifier=verifier)
     last = batch[-1].sequence
     dead_count = len(dead)
     for projection in projections:
@@ -63,9 +69,17 @@ async def replay(
     *,
     batch_size: int = 5_000,
     on_batch: Callable[[int], None] | None = None,
+    verifier: Verifier | None = None,
 ) -> ReplayReport:
-    """Apply the log within ``rng`` to ``projections`` (each resumes above its checkpoint)."""
+    """Apply the log within ``rng`` to ``projections`` (each resumes above its checkpoint).
+
+    ``verifier`` checks derived events (engine.stream.engine_key.verifying_key); by default the
+    key the stream's engines generated, which needs no settings. Raises EngineKeyError when the
+    stream is signed with ``ENGRAM_ENGINE_KEY`` and no verifier is given.
+    """
     rng = rng or ReadRange()
+    if verifier is None:
+        verifier = await stored_verifier(js, stream)
     checkpoints = {p.name: await asyncio.to_thread(p.checkpoint) for p in projections}
     start = min(checkpoints.values(), default=0) + 1
     if rng.from_seq is not None:
@@ -79,7 +93,7 @@ async def replay(
 
     async def flush() -> None:
         nonlocal dead
-        dead += await asyncio.to_thread(_apply, projections, list(buffer), checkpoints)
+        dead += await asyncio.to_thread(_apply, projections, list(buffer), checkpoints, verifier)
         if on_batch is not None:
             on_batch(len(buffer))
         buffer.clear()

@@ -26,6 +26,7 @@ from consumers.deadletters import DeadLetterPublisher
 from consumers.decoding import decode_batch
 from consumers.lease import AnnouncerLease
 from engine.events import Event
+from engine.signing import Verifier
 from engine.stream import AppendResult
 from engine.stream.append import Appender, encode_for_append
 from engine.stream.read import to_stored
@@ -73,6 +74,7 @@ class ProjectionRunner:
         announcer: Announcer | None = None,
         appender: Appender | None = None,
         lease: AnnouncerLease | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -86,6 +88,7 @@ class ProjectionRunner:
         self.appender = appender
         self._published: set[str] = set()
         self.lease = lease
+        self.verifier = verifier
         if (announcer is None) != (appender is None):
             raise ValueError("an announcer needs an appender to publish with, and vice versa")
 
@@ -197,7 +200,7 @@ class ProjectionRunner:
         stored.sort(key=lambda s: s.sequence)
         fresh = [s for s in stored if s.sequence > self.checkpoint]
         if fresh:
-            events, dead = decode_batch(fresh, self.projection.name)
+            events, dead = decode_batch(fresh, self.projection.name, verifier=self.verifier)
             if dead and self.dead_letters is not None:
                 await self.dead_letters.publish(dead)
             last = fresh[-1].sequence

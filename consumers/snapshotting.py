@@ -32,6 +32,7 @@ from engine.events import EVENT_TYPES, SnapshotCreated, make_event
 from engine.settings import Settings
 from engine.stream import ReadRange
 from engine.stream.append import Appender, encode_for_append
+from engine.stream.engine_key import signing_key
 from projections.snapshots.manifest import MANIFEST, FileEntry, SnapshotManifest, sha256
 from projections.snapshots.packing import pack, unpack
 from projections.snapshots.stores import ObjectStoreSnapshots, SnapshotStore
@@ -139,6 +140,7 @@ async def take_snapshot(
     stream = settings.stream.name
     js = nc.jetstream()
     info = await js.stream_info(stream)
+    key = await signing_key(js, settings)  # verifies the replay, signs snapshot.created
     sequence = info.state.last_seq if at_seq is None else min(at_seq, info.state.last_seq)
     work = settings.data_dir / WORK_DIR
     embedder = active_embedder(settings)
@@ -153,7 +155,14 @@ async def take_snapshot(
                 f"the snapshotting projection is already at {projections.tables.checkpoint()}, "
                 f"past {sequence}: snapshots only move forward"
             )
-        await replay(js, stream, projections.all, ReadRange(until_seq=sequence), on_batch=on_batch)
+        await replay(
+            js,
+            stream,
+            projections.all,
+            ReadRange(until_seq=sequence),
+            on_batch=on_batch,
+            verifier=key,
+        )
     finally:
         await asyncio.to_thread(projections.close)
     files = await asyncio.to_thread(pack, work, embedder)
@@ -184,7 +193,7 @@ async def take_snapshot(
         agent_id="engram-snapshots",
         event_id=f"snapshot-{stream}-{sequence}",
     )
-    await Appender(nc, stream).append(encode_for_append(event))
+    await Appender(nc, stream, signer=key).append(encode_for_append(event))
     log.info(
         "snapshot created",
         snapshot=manifest.snapshot_id,

@@ -18,7 +18,7 @@ from nats.aio.client import Client as NatsClient
 from pydantic import ValidationError
 
 from engine.endpoint import open_nats
-from engine.errors import EngramError, InvalidEventError
+from engine.errors import EngramError, ForbiddenEventTypeError, InvalidEventError
 from engine.events import (
     DecisionLogged,
     DecisionOutcome,
@@ -34,6 +34,7 @@ from engine.events import (
     make_event,
 )
 from engine.events.codec import explain_validation_error
+from engine.events.registry import require_agent_type
 from engine.recall import RecallVerbs
 from engine.settings import Settings
 from engine.stream import AppendResult, EventLog
@@ -176,13 +177,31 @@ class MemoryClient(RecallVerbs):
         )
 
     async def publish(self, event: Event, *, expected_last_subject_seq: int | None = None) -> int:
-        """Append a built event; returns its stream sequence."""
+        """Append a built event; returns its stream sequence.
+
+        Raises ForbiddenEventTypeError, before sending, for a type only the engine publishes
+        (``pattern.learned``, ``session.compacted``, ``snapshot.created``, usage events).
+        """
+        require_agent_type(event.type)
         result = await self.log.append(event, expected_last_subject_seq=expected_last_subject_seq)
         return result.sequence
 
     async def publish_many(self, events: Iterable[Event]) -> BatchReport:
-        """Append many events with bounded acks in flight; reports each sequence or error."""
-        return BatchReport(tuple(await self.log.append_many(list(events))))
+        """Append many events with bounded acks in flight; reports each sequence or error.
+
+        An event of a type only the engine publishes is not sent: its entry is the
+        ForbiddenEventTypeError, and the others are appended.
+        """
+        batch = list(events)
+        refused: dict[int, EngramError] = {}
+        for index, event in enumerate(batch):
+            try:
+                require_agent_type(event.type)
+            except ForbiddenEventTypeError as exc:
+                refused[index] = exc
+        allowed = [event for index, event in enumerate(batch) if index not in refused]
+        sent = iter(await self.log.append_many(allowed))
+        return BatchReport(tuple(refused.get(i) or next(sent) for i in range(len(batch))))
 
     async def _send(
         self, model: type[D], fields: Mapping[str, Any], envelope: EnvelopeOptions

@@ -11,9 +11,10 @@ __all__ = [
     "EmbeddedServerError",
     "EmbedderError",
     "EmbedderUnavailableError",
+    "EngineKeyError",
     "EngineUnavailableError",
     "EngramError",
-    "ForbiddenError",
+    "ForbiddenEventTypeError",
     "IndexCorruptError",
     "IndexMismatchError",
     "InvalidEventError",
@@ -55,6 +56,15 @@ class UpcastError(InvalidEventError):
     """An event's schema version cannot be brought to the current one."""
 
 
+class ForbiddenEventTypeError(InvalidEventError):
+    """An agent tried to publish a type only the engine publishes (``pattern.learned``, ...)."""
+
+
+class EngineKeyError(ConfigurationError):
+    """The engine's signing key is missing, too short, or not the one this stream is signed
+    with (see engine.signing and ``ENGRAM_ENGINE_KEY``)."""
+
+
 class ConnectionFailedError(EngramError):
     """The NATS server could not be reached or refused the connection."""
 
@@ -86,11 +96,6 @@ class ConcurrencyConflictError(PublishFailedError):
 
 class QueryError(EngramError):
     """A query was refused or failed on the engine side."""
-
-
-class ForbiddenError(QueryError):
-    """An operator verb was refused: it is off on this engine (``sql``), or asked for what a
-    remote client may not (an ``export`` outside the engine's export directory)."""
 
 
 class UsageError(EngramError):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from engine.errors import ConfigurationError
 
@@ -72,13 +72,14 @@ class Settings(BaseModel):
     index_ef: Annotated[int, Field(ge=1)] = 200
     recent_capacity: Annotated[int, Field(ge=1)] = 10_000
     """Events kept by the operational tier (the in-memory ring buffer)."""
-    query_sql: bool = False
-    """Answer the operator verb ``sql`` over NATS (``ENGRAM_QUERY_SQL``, ``serve --enable-sql``).
-    Off by default; ``engram sql --data-dir`` on the engine's host works either way."""
     snapshot_every_events: Annotated[int, Field(ge=0)] = 50_000
     """engram serve snapshots after this many new events (0: never by count)."""
     snapshot_every_s: Annotated[float, Field(ge=0)] = 1_800.0
     """... or after this many seconds with new events (0: never by time)."""
+    engine_key: Annotated[SecretStr, Field(min_length=32)] | None = None
+    """The key engines sign derived events with (``ENGRAM_ENGINE_KEY``, 32+ characters, e.g.
+    ``openssl rand -hex 32``): set it identically on every engine and operator command of a
+    stream. Unset, a key is generated once per stream (engine.stream.engine_key)."""
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

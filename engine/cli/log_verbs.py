@@ -16,6 +16,7 @@ from engine.endpoint import open_nats
 from engine.errors import EngramError, InvalidEventError, UsageError
 from engine.events import EVENT_TYPES, Event, typed_event_model, validate_event
 from engine.events.codec import decode_event
+from engine.events.registry import require_agent_type
 from engine.ids import new_event_id
 from engine.settings import Settings
 from engine.stream import AppendResult, EventLog, ReadRange
@@ -25,8 +26,14 @@ __all__ = ["cmd_ingest", "cmd_publish", "cmd_schema", "cmd_tail", "envelope_from
 
 def envelope_from(raw: dict[str, Any], *, now: datetime | None = None) -> Event:
     """Complete a partial envelope (id, schema_version, namespace, occurred_at may be omitted)
-    and validate it. Give ``id`` to make re-ingesting the same file idempotent."""
+    and validate it. Give ``id`` to make re-ingesting the same file idempotent.
+
+    Raises ForbiddenEventTypeError for a type only the engine publishes (``publish`` exits 2,
+    ``ingest`` reports the line as rejected), before anything is sent.
+    """
     event_type = raw.get("type")
+    if isinstance(event_type, str):
+        require_agent_type(event_type)
     spec = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     filled = dict(raw)
     filled.setdefault("id", new_event_id())

@@ -33,6 +33,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Read the stream (from --source-data-dir's server or --nats-url) into --data-dir."""
     from consumers.projection_set import open_projections
     from consumers.replay import replay
+    from engine.stream.engine_key import verifying_key
 
     target = Path(args.data_dir) if args.data_dir else None
     if target is None:
@@ -64,6 +65,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         async with open_nats(source) as endpoint:
             js = endpoint.nc.jetstream()
             info = await js.stream_info(settings.stream.name)
+            verifier = await verifying_key(js, settings)  # ENGRAM_ENGINE_KEY or the stream's
             with Progress("replay", info.state.messages) as bar:
                 report = await replay(
                     js,
@@ -72,6 +74,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     rng,
                     batch_size=args.batch_size,
                     on_batch=bar.advance,
+                    verifier=verifier,
                 )
     finally:
         projection_set.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from engine.errors import ForbiddenEventTypeError
 from engine.events._base import EventData
 from engine.events.agent import (
     DecisionLogged,
@@ -25,7 +26,18 @@ from engine.events.derived import (
     SnapshotCreated,
 )
 
-__all__ = ["EVENT_TYPES", "SUBJECT_PREFIX", "EventSpec", "spec_for", "subject_for", "type_of"]
+__all__ = [
+    "AGENT_TYPES",
+    "DERIVED_TYPES",
+    "EVENT_TYPES",
+    "SUBJECT_PREFIX",
+    "EventSpec",
+    "is_derived",
+    "require_agent_type",
+    "spec_for",
+    "subject_for",
+    "type_of",
+]
 
 SUBJECT_PREFIX = "memory."
 
@@ -38,6 +50,9 @@ class EventSpec:
     model: type[EventData]
     version: int
     publisher: Literal["agent", "engine"]
+    """Who may publish it: ``agent`` (anyone, through the SDK, the CLI or a plain client) or
+    ``engine`` (derived from the log: the SDK and CLI refuse it, and the engine ignores one it
+    did not sign; see engine.signing)."""
 
     @property
     def subject(self) -> str:
@@ -63,6 +78,32 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("pattern.matched", PatternMatched, 1, "engine"),
     )
 }
+
+
+AGENT_TYPES: frozenset[str] = frozenset(
+    name for name, spec in EVENT_TYPES.items() if spec.publisher == "agent"
+)
+"""The types agents publish."""
+
+DERIVED_TYPES: frozenset[str] = frozenset(
+    name for name, spec in EVENT_TYPES.items() if spec.publisher == "engine"
+)
+"""The types only the engine publishes (derived from the log)."""
+
+
+def is_derived(event_type: str) -> bool:
+    """True for a type only the engine may publish (False for agent and unknown types)."""
+    return event_type in DERIVED_TYPES
+
+
+def require_agent_type(event_type: str) -> None:
+    """Raise ForbiddenEventTypeError when ``event_type`` is one only the engine publishes."""
+    if event_type in DERIVED_TYPES:
+        raise ForbiddenEventTypeError(
+            f"{event_type} is published by the engine only (it is derived from the log); "
+            f"agents publish {', '.join(sorted(AGENT_TYPES))}",
+            (f"type: {event_type} is published by the engine only",),
+        )
 
 
 def spec_for(event_type: str) -> EventSpec | None:

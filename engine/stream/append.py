@@ -18,6 +18,7 @@ from engine.errors import (
     PublishFailedError,
 )
 from engine.events import Event, encode_event
+from engine.signing import SIGNATURE_HEADER, EngineKey
 from engine.stream._ack_window import AckWindow
 from engine.stream.records import AppendResult
 
@@ -46,8 +47,12 @@ class Appender:
         *,
         timeout_s: float = 5.0,
         max_in_flight: int = 2_000,
+        signer: EngineKey | None = None,
     ) -> None:
         self._nc = nc
+        self.signer = signer
+        """The engine's key: when set, every event is signed (engine.signing). Only the engine's
+        own publishing paths have one; agents' events are never signed."""
         self._stream = stream
         self._timeout_s = timeout_s
         self._max_in_flight = max_in_flight
@@ -61,8 +66,17 @@ class Appender:
                 f"{limit} bytes: move large content out of the event or raise max_payload"
             )
 
-    def _headers(self, event_id: str, expected_last_subject_seq: int | None) -> dict[str, str]:
-        headers = {MSG_ID: event_id, EXPECTED_STREAM: self._stream}
+    def _headers(
+        self, event_id: str, body: bytes, expected_last_subject_seq: int | None
+    ) -> dict[str, str]:
+        if self.signer is None:
+            headers = {MSG_ID: event_id, EXPECTED_STREAM: self._stream}
+        else:
+            headers = {
+                MSG_ID: self.signer.message_id(event_id),
+                EXPECTED_STREAM: self._stream,
+                SIGNATURE_HEADER: self.signer.sign(body),
+            }
         if expected_last_subject_seq is not None:
             headers[EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_subject_seq)
         return headers
@@ -100,7 +114,7 @@ class Appender:
                 subject,
                 body,
                 timeout=self._timeout_s,
-                headers=self._headers(event_id, expected_last_subject_seq),
+                headers=self._headers(event_id, body, expected_last_subject_seq),
             )
         except Exception as exc:  # every failure becomes one of ours, with its cause named
             raise self._error(event_id, subject, exc) from exc
@@ -123,7 +137,7 @@ class Appender:
                 try:
                     self._check_size(event_id, body)
                     if not await window.publish(
-                        index, subject, body, self._headers(event_id, None)
+                        index, subject, body, self._headers(event_id, body, None)
                     ):
                         break
                 except Exception as exc:  # recorded per event, the batch goes on
