@@ -22,7 +22,7 @@ from consumers.projection_set import (
     open_projections,
     vector_projection,
 )
-from consumers.queries import QueryDispatcher, build_query_broker
+from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broker
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.runner import ProjectionRunner, RunnerSettings
@@ -79,7 +79,8 @@ class Engine:
         return self._set
 
     def _dispatcher(self, projections: ProjectionSet) -> QueryDispatcher:
-        dispatcher = QueryDispatcher(projections.store.reader)
+        access = OperatorAccess.remote(self.settings.data_dir, sql=self.settings.query_sql)
+        dispatcher = QueryDispatcher(projections.store.reader, access=access)
         dispatcher.register("status", self.status)
         register_learning_verbs(dispatcher, projections.learner)
         dispatcher.register("sessions", sessions_verb(projections.sessions))

@@ -15,6 +15,7 @@ __all__ = [
     "EngineUnavailableError",
     "EngramError",
     "ForbiddenEventTypeError",
+    "ForbiddenError",
     "IndexCorruptError",
     "IndexMismatchError",
     "InvalidEventError",
@@ -96,6 +97,11 @@ class ConcurrencyConflictError(PublishFailedError):
 
 class QueryError(EngramError):
     """A query was refused or failed on the engine side."""
+
+
+class ForbiddenError(QueryError):
+    """An operator verb was refused: it is off on this engine (``sql``), or asked for what a
+    remote client may not (an ``export`` outside the engine's export directory)."""
 
 
 class UsageError(EngramError):

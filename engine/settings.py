@@ -72,6 +72,9 @@ class Settings(BaseModel):
     index_ef: Annotated[int, Field(ge=1)] = 200
     recent_capacity: Annotated[int, Field(ge=1)] = 10_000
     """Events kept by the operational tier (the in-memory ring buffer)."""
+    query_sql: bool = False
+    """Answer the operator verb ``sql`` over NATS (``ENGRAM_QUERY_SQL``, ``serve --enable-sql``).
+    Off by default; ``engram sql --data-dir`` on the engine's host works either way."""
     snapshot_every_events: Annotated[int, Field(ge=0)] = 50_000
     """engram serve snapshots after this many new events (0: never by count)."""
     snapshot_every_s: Annotated[float, Field(ge=0)] = 1_800.0
