@@ -1,4 +1,8 @@
-"""The dead-letter stream: ``engram.deadletter.<kind>``, outside ``memory.>`` (events only)."""
+"""The dead-letter stream: ``engram.deadletter.<kind>``, outside ``memory.>`` (events only).
+
+Every projection publishes what it refused here (the ``dead_letters`` table holds only what the
+tables projection refused); ``deadletter_view.read_dead_letters`` reads them back, each once.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,13 @@ from nats.js.errors import NotFoundError
 from engine.settings import StreamSettings
 from projections.records import DeadLetter
 
-__all__ = ["DEAD_LETTER_PREFIX", "DeadLetterPublisher", "dead_letter_stream_name"]
+__all__ = [
+    "DEAD_LETTER_PREFIX",
+    "DeadLetterPublisher",
+    "dead_letter_body",
+    "dead_letter_id",
+    "dead_letter_stream_name",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +52,17 @@ def dead_letter_body(stream: str, letter: DeadLetter) -> bytes:
     ).encode()
 
 
+def dead_letter_id(stream: str, letter: DeadLetter) -> str:
+    """The ``Nats-Msg-Id`` of a dead letter: one per source sequence, kind and projection, so
+    two projections refusing the same message are two dead letters (each names its refuser),
+    and a republish after a crash or restart is a duplicate JetStream drops (within the
+    stream's 24 h duplicate window; readers fold later copies, see ``deadletter_view``)."""
+    return f"{stream}:{letter.sequence}:{letter.kind}:{letter.projection}"
+
+
 class DeadLetterPublisher:
-    """Publishes dead letters durably and idempotently (one per stream sequence and kind)."""
+    """Publishes dead letters durably and idempotently (one per stream sequence, kind and
+    projection)."""
 
     def __init__(self, js: JetStreamContext, stream: StreamSettings) -> None:
         self._js = js
@@ -79,7 +98,7 @@ class DeadLetterPublisher:
             ack = await self._js.publish(
                 DEAD_LETTER_PREFIX + letter.kind,
                 dead_letter_body(self._source, letter),
-                headers={"Nats-Msg-Id": f"{self._source}:{letter.sequence}:{letter.kind}"},
+                headers={"Nats-Msg-Id": dead_letter_id(self._source, letter)},
             )
             log.warning(
                 "dead letter",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,11 +100,13 @@ LEARNING_VERBS = (
 
 
 def register_learning_verbs(dispatcher: QueryDispatcher, learner: LearnerProjection) -> None:
-    """Serve the learner's verbs; answered inline (in-memory state: microseconds)."""
+    """Serve the learner's verbs. Each is answered in a worker thread: reading the state takes
+    its lock, which a batch being applied holds (milliseconds), and the event loop must never
+    wait on a lock (it also renews the announcer lease and feeds every runner)."""
     for verb, handler in _verbs(learner).items():
 
         async def answer(payload: Mapping[str, Any], handler: Any = handler) -> dict[str, Any]:
-            result: dict[str, Any] = handler(payload)
+            result: dict[str, Any] = await asyncio.to_thread(handler, payload)
             return result
 
         dispatcher.register(verb, answer)

@@ -145,8 +145,13 @@ class MemoryVerbs:
             top_k=top_k,
             collections=["tasks"],
         )
-        patterns = self.learner.read(lambda s: q.search_patterns(s, namespace, task_type, None, 10))
-        best = self.learner.read(lambda s: q.best_workflow(s, namespace, task_type))
+        patterns, best = await asyncio.to_thread(
+            self.learner.read,
+            lambda s: (
+                q.search_patterns(s, namespace, task_type, None, 10),
+                q.best_workflow(s, namespace, task_type),
+            ),
+        )
         said = recommendations(best, patterns, similar)
         self._record(
             ContextSuggested(

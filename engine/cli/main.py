@@ -41,6 +41,7 @@ def _verb(
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.cli import (
+        deadletter_verbs,
         demo,
         log_verbs,
         memory_verbs,
@@ -144,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", help='one SELECT statement, e.g. "SELECT * FROM sessions"')
     p.add_argument("--limit", type=int, default=10_000)
     p.set_defaults(handler=query_verbs.cmd_sql)
+
+    p = _verb(sub, "dead-letters", "every projection's dead letters, each once (operators)")
+    p.add_argument("--projection", help="only those this projection refused (e.g. vectors)")
+    p.add_argument("--kind", help="only this kind (e.g. invalid_json, dimension_mismatch)")
+    p.add_argument("--limit", type=int, default=1_000, help="at most this many, the newest")
+    p.set_defaults(handler=deadletter_verbs.cmd_dead_letters)
 
     p = _verb(sub, "export", "write every table as Parquet (zstd) with a manifest")
     p.add_argument(

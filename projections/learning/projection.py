@@ -5,6 +5,12 @@ SavePolicy (after ``save_every`` events, at most a tenth of the time spent savin
 ``checkpoint()`` is the saved watermark: after a crash the runner restarts from it and the events
 after it are applied again (deterministically, so the same versions are decided). Acks before a save
 are harmless for the same reason.
+
+Locking: a save can take seconds on a large state and must not hold queries up. The state's lock
+is a readers-writer lock: a batch's changes hold it alone (milliseconds); queries, announcements
+and the save hold it shared. A second lock, the save lock, serialises writers with saves (the
+thread that applied a batch is the one that saves it), so nothing changes the state while a save
+reads it, and the watermark written is the sequence of exactly the state written.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from engine.events import Event, make_event
+from projections._rwlock import ReadWriteLock
 from projections.learning.persistence import load_state, save_state
 from projections.learning.scoring import LearnerConfig
 from projections.learning.state import Announcement, LearnerState
@@ -57,7 +64,8 @@ class LearnerProjection:
         self.config = config or LearnerConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
         self.save_policy = policy_for(save_every, save_policy)
-        self._lock = threading.Lock()
+        self._lock = ReadWriteLock()  # the state: a batch's changes alone, reads shared
+        self._save_lock = threading.Lock()  # writers and saves, one at a time; _saved, _unsaved
         self.state = (
             load_state(directory, self.config, self.classifier)
             if directory is not None
@@ -75,35 +83,41 @@ class LearnerProjection:
         dead_letters: Sequence[DeadLetter],
         last_sequence: int,
     ) -> None:
-        with self._lock:
-            for item in events:
-                self.state.apply(item)
-            # Dead letters and ignored events still move the watermark.
-            self.state.sequence = max(self.state.sequence, last_sequence)
+        with self._save_lock:
+            with self._lock.write():
+                for item in events:
+                    self.state.apply(item)
+                # Dead letters and ignored events still move the watermark.
+                self.state.sequence = max(self.state.sequence, last_sequence)
             self._unsaved += len(events) + len(dead_letters)
             if self.save_policy.due(self._unsaved):
                 self.save_policy.timed(self._save)
 
     def _save(self) -> None:
+        """Write the state with its watermark; the caller holds the save lock, so no batch
+        changes the state meanwhile, and queries go on reading it beside the save."""
         if self.directory is not None and self.state.sequence > self._saved:
-            save_state(self.directory, self.state)
-            self._saved = self.state.sequence
+            with self._lock.read():
+                sequence = self.state.sequence
+                save_state(self.directory, self.state)
+            self._saved = sequence
         self._unsaved = 0
 
     def flush(self) -> None:
         """Save now (the replay and the engine's shutdown call this)."""
-        with self._lock:
+        with self._save_lock:
             self._save()
 
     def take_pending(self) -> list[Event]:
         """pattern.learned events decided but not yet seen on the stream."""
-        with self._lock:
+        with self._lock.read():
             pending = self.state.take_pending()
         return [announcement_event(a) for a in pending]
 
     def read(self, query: Callable[[LearnerState], T]) -> T:
-        """Run a read-only ``query`` against the state under the lock."""
-        with self._lock:
+        """Run a read-only ``query`` against the state. It waits for a batch being applied
+        (milliseconds), never for a save. Blocking: call it off the event loop."""
+        with self._lock.read():
             return query(self.state)
 
     def close(self) -> None:

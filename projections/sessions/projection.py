@@ -7,6 +7,12 @@ sessions are compacted under the same event ids (only the measured ``compaction_
 those records may differ, until the stream's session.compacted event is read back). It is an
 Announcer for the runner: ``take_pending`` returns the session.compacted events not yet on the
 stream.
+
+Locking, as in the learner: the state's lock is a readers-writer lock (a batch's changes alone,
+queries, announcements and the save shared) and the save lock serialises writers with saves, so
+a save never holds a query up and writes the watermark of exactly the state it writes. The
+unsaved journal belongs to the save lock's holder (apply appends to it, the save clears it;
+queries never read it).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, TypeVar
 import structlog
 
 from engine.events import Event, make_event
+from projections._rwlock import ReadWriteLock
 from projections.records import DeadLetter, SequencedEvent
 from projections.save_policy import SavePolicy, policy_for
 from projections.sessions.facts import SessionConfig
@@ -68,7 +75,8 @@ class SessionCompactor:
         self.config = config or SessionConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
         self.save_policy = policy_for(save_every, save_policy)
-        self._lock = threading.Lock()
+        self._lock = ReadWriteLock()  # the state: a batch's changes alone, reads shared
+        self._save_lock = threading.Lock()  # writers and saves, one at a time; the journal
         self._records_bytes = 0
         if directory is not None:
             self.state, self._records_bytes = load_state(directory, self.config, self.classifier)
@@ -92,37 +100,43 @@ class SessionCompactor:
         dead_letters: Sequence[DeadLetter],
         last_sequence: int,
     ) -> None:
-        with self._lock:
-            for item in events:
-                self.state.apply(item)
-            # Dead letters and ignored events still move the watermark.
-            self.state.sequence = max(self.state.sequence, last_sequence)
-            if self.directory is None:
-                self.state.journal.clear()  # nothing to save it to
+        with self._save_lock:
+            with self._lock.write():
+                for item in events:
+                    self.state.apply(item)
+                # Dead letters and ignored events still move the watermark.
+                self.state.sequence = max(self.state.sequence, last_sequence)
+                if self.directory is None:
+                    self.state.journal.clear()  # nothing to save it to
             self._unsaved += len(events) + len(dead_letters)
             if self.save_policy.due(self._unsaved):
                 self.save_policy.timed(self._save)
 
     def _save(self) -> None:
+        """Write the state with its watermark; the caller holds the save lock, so no batch
+        changes the state meanwhile, and queries go on reading it beside the save."""
         if self.directory is not None and self.state.sequence > self._saved:
-            self._records_bytes = save_state(self.directory, self.state, self._records_bytes)
-            self._saved = self.state.sequence
+            with self._lock.read():
+                sequence = self.state.sequence
+                self._records_bytes = save_state(self.directory, self.state, self._records_bytes)
+            self._saved = sequence
         self._unsaved = 0
 
     def flush(self) -> None:
         """Save now (the replay and the engine's shutdown call this)."""
-        with self._lock:
+        with self._save_lock:
             self._save()
 
     def take_pending(self) -> list[Event]:
         """session.compacted events decided but not yet seen on the stream."""
-        with self._lock:
+        with self._lock.read():
             pending = self.state.take_pending()
         return [compaction_event(record) for record in pending]
 
     def read(self, query: Callable[[SessionState], T]) -> T:
-        """Run a read-only ``query`` against the state under the lock."""
-        with self._lock:
+        """Run a read-only ``query`` against the state. It waits for a batch being applied
+        (milliseconds), never for a save. Blocking: call it off the event loop."""
+        with self._lock.read():
             return query(self.state)
 
     def compacted_sessions(

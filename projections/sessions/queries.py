@@ -5,6 +5,7 @@ Results are JSON-ready dicts; metrics use seed 000's SessionMetrics field names.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +166,7 @@ def sessions_verb(compactor: SessionCompactor) -> Handler:
                 "overview": sessions_overview(state, namespace),
             }
 
-        return compactor.read(read)
+        # Off the event loop: reading takes the state's lock and decompresses summaries.
+        return await asyncio.to_thread(compactor.read, read)
 
     return sessions

@@ -1,58 +1,7 @@
-"""A small readers-writer lock: searches run together, an add or resize runs alone."""
+"""The vector index's readers-writer lock (shared by every whole-state projection now)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from projections._rwlock import ReadWriteLock
 
 __all__ = ["ReadWriteLock"]
-
-
-class ReadWriteLock:
-    """Many readers or one writer, never both; waiting writers go first.
-
-    hnswlib answers concurrent queries safely (and releases the GIL while it searches), but a
-    query running during ``add_items`` or ``resize_index`` can read a half-linked graph or freed
-    memory. Writer preference keeps a steady stream of searches from starving the projection.
-    Not reentrant: a thread holding the lock must not take it again.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writing = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        """Hold the lock shared for the duration of the ``with`` block."""
-        with self._cond:
-            while self._writing or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        """Hold the lock exclusively for the duration of the ``with`` block."""
-        with self._cond:
-            self._writers_waiting += 1
-            try:
-                while self._writing or self._readers:
-                    self._cond.wait()
-            finally:
-                self._writers_waiting -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()

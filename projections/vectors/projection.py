@@ -7,6 +7,12 @@ learner it saves by a SavePolicy (``save_every`` events, a bounded share of the 
 the runner resumes at the saved watermark and re-adds the tail (re-adding a label is a no-op). The
 index records the embedder and dimension that built it and refuses to open with another (changing
 model is a reindex).
+
+Locking: searches must not wait for a save (seconds on a large index set). The projection's lock
+is a readers-writer lock: a batch's changes to the records and indexes hold it alone
+(milliseconds); searches and the save hold it shared. The save lock serialises writers with
+saves (the thread that applied a batch saves it), so nothing changes while a save reads, and the
+watermark written is the one of exactly the records and vectors written.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 
 from engine.errors import DimensionMismatchError, IndexCorruptError, UsageError
 from engine.events import DecisionOutcome, MemoryRecalled, TaskExecuted
+from projections._rwlock import ReadWriteLock
 from projections.embedders import Embedder
 from projections.records import DeadLetter, SequencedEvent
 from projections.save_policy import SavePolicy, policy_for
@@ -59,7 +66,8 @@ class VectorProjection:
         self.config = config
         self.classifier = classifier or KeywordTaskTypeClassifier()
         self.save_policy = policy_for(save_every, save_policy)
-        self._lock = threading.RLock()
+        self._lock = ReadWriteLock()  # records and indexes: changes alone, reads shared
+        self._save_lock = threading.Lock()  # writers and saves, one at a time
         self.memories: dict[int, Memory] = {}
         self._by_id: dict[str, int] = {}
         self._by_key: dict[tuple[str, str, str], int] = {}
@@ -106,17 +114,18 @@ class VectorProjection:
             np.asarray(v, dtype=np.float32) if v is not None else next(embedded) for _, v in planned
         ]
         by_sequence = {memory.sequence: position for position, (memory, _) in enumerate(planned)}
-        with self._lock:
-            # Records change strictly in stream order (an outcome that comes before its
-            # decision must not reach it), whatever the batching; vectors are added after,
-            # grouped, in the same order.
-            for item in fresh:
-                position = by_sequence.get(item.sequence)
-                if position is not None:
-                    self._register(planned[position][0])
-                self._update(item)
-            self._index(planned, vectors)
-            self._applied = max(self._applied, last_sequence)
+        with self._save_lock:
+            with self._lock.write():
+                # Records change strictly in stream order (an outcome that comes before its
+                # decision must not reach it), whatever the batching; vectors are added after,
+                # grouped, in the same order.
+                for item in fresh:
+                    position = by_sequence.get(item.sequence)
+                    if position is not None:
+                        self._register(planned[position][0])
+                    self._update(item)
+                self._index(planned, vectors)
+                self._applied = max(self._applied, last_sequence)
             self._unsaved += len(events) + len(dead_letters)
             if self.save_policy.due(self._unsaved):
                 self.save_policy.timed(self._save)
@@ -160,31 +169,38 @@ class VectorProjection:
         self.flush()
 
     def flush(self) -> None:
-        with self._lock:
+        with self._save_lock:
             self._save()
 
     # -- persistence ----------------------------------------------------------------------------
 
     def _save(self) -> None:
+        """Write records, indexes and watermark; the caller holds the save lock, so no batch
+        changes them meanwhile, and searches go on beside the save."""
         self._unsaved = 0
         if self.directory is None or self._applied <= self._saved:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        records = f"memories-{self._applied}.json.gz"
+        with self._lock.read():
+            applied = self._applied
+            self._write(self.directory, applied)
+        self._saved = applied
+
+    def _write(self, directory: Path, applied: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        records = f"memories-{applied}.json.gz"
         body = json.dumps(
             [m.to_json() for m in self.memories.values()], separators=(",", ":")
         ).encode()
-        temp = self.directory / (records + ".tmp")
+        temp = directory / (records + ".tmp")
         temp.write_bytes(gzip.compress(body, 5))
         with temp.open("rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(temp, self.directory / records)
-        fsync_directory(self.directory)
-        self.indexes.save(self.directory, self._applied, {"memories": records})
-        for stale in self.directory.glob("memories-*.json.gz"):
+        os.replace(temp, directory / records)
+        fsync_directory(directory)
+        self.indexes.save(directory, applied, {"memories": records})
+        for stale in directory.glob("memories-*.json.gz"):
             if stale.name != records:
                 stale.unlink(missing_ok=True)
-        self._saved = self._applied
 
     def _load(self, directory: Path) -> None:
         indexes, watermark = IndexSet.load(
@@ -247,7 +263,7 @@ class VectorProjection:
                 and (task_type is None or memory.task_type == task_type)
             )
 
-        with self._lock:
+        with self._lock.read():
             hits = self.indexes.search(
                 query, top_k, namespace=namespace, collections=collections, filter=accept
             )
@@ -258,6 +274,6 @@ class VectorProjection:
             ]
 
     def memory(self, memory_id: str) -> Memory | None:
-        with self._lock:
+        with self._lock.read():
             label = self._by_id.get(memory_id)
             return None if label is None else self.memories[label]
