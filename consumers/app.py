@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from nats.errors import Error as NatsError
 from consumers.deadletters import DeadLetterPublisher
 from consumers.instance import durable_name, instance_id
 from consumers.lease import AnnouncerLease
+from consumers.outage import ConnectionWatch
 from consumers.projection_set import (
     ProjectionSet,
     active_embedder,
@@ -25,8 +27,8 @@ from consumers.projection_set import (
 from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broker
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
-from consumers.runner import ProjectionRunner, RunnerSettings
-from engine.errors import EngramError
+from consumers.runner import ProjectionRunner, RunnerSettings, retry_delay
+from engine.errors import EngramError, ProjectionError
 from engine.events import EventData, make_event
 from engine.settings import Settings
 from engine.signing import EngineKey
@@ -35,6 +37,7 @@ from engine.stream.append import Appender, encode_for_append
 from engine.stream.engine_key import signing_key
 from projections.base import Projection
 from projections.context import HeuristicTokenCounter
+from projections.faults import describe, is_environmental
 from projections.sessions import sessions_verb
 from projections.tables import DATABASE_FILE
 
@@ -68,6 +71,11 @@ class Engine:
         self.appender = Appender(
             nc, settings.stream.name, timeout_s=settings.nats.request_timeout_s
         )
+        self.connection = ConnectionWatch(nc)
+        """Logs a NATS outage once each way; the runners wait on it instead of failing."""
+        self.snapshot_poll_s = 5.0
+        self.snapshots_reason: str | None = None
+        """Why scheduled snapshots fail (None while they do not)."""
         self.key: EngineKey | None = None
         """The stream's engine key, loaded by ``run``: signs what this engine publishes (the
         appender's signer) and verifies every derived event its runners read."""
@@ -106,6 +114,7 @@ class Engine:
             dead_letters=dead_letters,
             **self._announcing(projection),
             verifier=self.key,
+            link=self.connection,
         )
 
     async def _watch_embedder(
@@ -162,6 +171,9 @@ class Engine:
                 "last_sequence": state.last_sequence,
                 "lag": max(0, state.last_sequence - runner.checkpoint),
                 "durable": runner.durable,
+                # Stopped by its environment (a full disk, NATS away ...), with the cause.
+                "degraded": runner.degraded,
+                "reason": runner.reason,
             }
         return {
             "stream": state.name,
@@ -170,6 +182,10 @@ class Engine:
             "first_sequence": state.first_sequence,
             "last_sequence": state.last_sequence,
             "projections": projections,
+            "snapshots": {
+                "degraded": self.snapshots_reason is not None,
+                "reason": self.snapshots_reason,
+            },
             "instance": self.instance,
         }
 
@@ -205,25 +221,43 @@ class Engine:
         ids = await store.snapshot_ids()
         covered = int(ids[-1]) if ids and ids[-1].isdigit() else 0
         since = time.monotonic()
+        failures, retry_at = 0, 0.0
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5.0)
+                await asyncio.wait_for(stop.wait(), self.snapshot_poll_s)
+            if not self.connection.is_up():
+                continue  # the connection watch logs the outage
             try:
                 last = (await self.log.state()).last_sequence
             except (NatsError, TimeoutError) as exc:  # the server is away: try again later
-                log.warning("snapshot policy cannot read the stream", error=repr(exc))
+                if not self.connection.settling():
+                    log.warning("snapshot policy cannot read the stream", error=repr(exc))
                 continue
             fresh = last - covered
             due = (every_n and fresh >= every_n) or (
                 every_s and fresh > 0 and time.monotonic() - since >= every_s
             )
-            if stop.is_set() or not due:
+            if stop.is_set() or not due or time.monotonic() < retry_at:
                 continue
             try:
                 manifest = await take_snapshot(self.nc, self.settings, store)
-            except (EngramError, NatsError, TimeoutError) as exc:
-                log.error("scheduled snapshot failed", error=str(exc) or repr(exc))
+            except Exception as exc:  # a full disk, the server away, a bug: retry, later each time
+                failures += 1
+                pause = retry_delay(failures, self.snapshot_poll_s, 600.0)
+                retry_at = time.monotonic() + pause
+                reason = describe(exc)
+                log.log(
+                    logging.DEBUG if reason == self.snapshots_reason else logging.ERROR,
+                    "scheduled snapshot failed, retrying later",
+                    reason=reason,
+                    attempt=failures,
+                    retry_in_s=round(pause, 1),
+                )
+                self.snapshots_reason = reason
                 continue
+            if self.snapshots_reason is not None:
+                log.warning("scheduled snapshots resumed", attempts=failures)
+            self.snapshots_reason, failures = None, 0
             covered, since = manifest.sequence + 1, time.monotonic()  # +1: its own event
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -242,6 +276,7 @@ class Engine:
         tasks = {r.projection.name: asyncio.create_task(r.run(stop)) for r in self.runners}
         watcher = asyncio.create_task(self._watch_embedder(stop, dead_letters, tasks))
         snapshots = asyncio.create_task(self._snapshot_policy(stop))
+        connection = asyncio.create_task(self.connection.run(stop))
         log.info(
             "engine running",
             projections=[p.name for p in self._set.live],
@@ -254,7 +289,7 @@ class Engine:
         finally:
             # Whatever failed on the way, the projections are closed: close is their save.
             try:
-                await _cancel([watcher, snapshots])
+                await _cancel([watcher, snapshots, connection])
                 await _cancel(list(tasks.values()))
                 try:
                     await broker.stop()
@@ -266,8 +301,18 @@ class Engine:
                     except (NatsError, TimeoutError) as exc:  # it expires by its TTL instead
                         log.warning("announcer lease not released", error=repr(exc))
             finally:
-                self._set.close()
-                self._set = None
+                try:
+                    self._set.close()
+                except Exception as exc:
+                    if not is_environmental(exc):
+                        raise
+                    raise ProjectionError(
+                        f"the projections could not all save on shutdown ({describe(exc)}); "
+                        "nothing is lost: the next start resumes each from its last saved "
+                        "checkpoint"
+                    ) from exc
+                finally:
+                    self._set = None
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from consumers.applying import apply_isolating
+from consumers.applying import ProjectionStalledError, apply_isolating
 from consumers.deadletters import DeadLetterPublisher
 from consumers.decoding import decode_batch
 from consumers.lease import AnnouncerLease
@@ -31,8 +33,10 @@ from engine.stream import AppendResult
 from engine.stream.append import Appender, encode_for_append
 from engine.stream.read import to_stored
 from projections.base import Projection
+from projections.faults import describe
+from projections.records import DeadLetter, SequencedEvent
 
-__all__ = ["Announcer", "ProjectionRunner", "RunnerSettings"]
+__all__ = ["Announcer", "Link", "ProjectionRunner", "RunnerSettings", "retry_delay"]
 
 
 class Announcer(Protocol):
@@ -46,12 +50,41 @@ class Announcer(Protocol):
 log = structlog.get_logger(__name__)
 
 
+class Link(Protocol):
+    """The state of the runner's NATS connection (``consumers.outage.ConnectionWatch``)."""
+
+    def is_up(self) -> bool: ...
+
+    def settling(self) -> bool:
+        """True while the connection is down or has just come back."""
+        ...
+
+    async def wait_up(self, stop: asyncio.Event) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunnerSettings:
     batch_size: int = 2_000
     max_wait_s: float = 0.5
     ack_wait_s: float = 30.0
     retry_backoff_s: float = 1.0
+    """The first pause after a failure; each further failure in a row doubles it ..."""
+    max_backoff_s: float = 30.0
+    """... up to this."""
+
+
+def retry_delay(attempt: int, first_s: float, cap_s: float) -> float:
+    """Seconds to wait before retry ``attempt`` (1-based): ``first_s`` doubled per failure in a
+    row, at most ``cap_s`` (pure)."""
+    return min(cap_s, first_s * 2.0 ** min(max(attempt, 1) - 1, 30))
+
+
+_NATS_AWAY = "NATS connection lost"
+
+
+class _DeliveriesLostError(Exception):
+    """The consumer delivered messages this subscription never received (they were in flight
+    when the connection dropped): acknowledging later ones would acknowledge them too."""
 
 
 class ProjectionRunner:
@@ -60,6 +93,20 @@ class ProjectionRunner:
     Per batch, in this order: decode (bad messages become dead letters) -> publish dead letters
     (idempotent) -> projection.apply = rows + checkpoint in one transaction -> ack the batch.
     Messages at or below the checkpoint (redeliveries after a crash) are acked without effect.
+
+    Failures, and what the runner does about each:
+
+    - the projection's environment fails (full disk, I/O, memory, a broken database: see
+      ``projections.faults``): the batch is neither acknowledged nor dead-lettered; the runner
+      is ``degraded`` with the ``reason``, logs it once, and applies the same batch again after
+      a growing pause until it succeeds, so it resumes exactly where it stopped;
+    - an event's content fails: that event becomes a dead letter (``apply_isolating``);
+    - the NATS connection is lost: the runner waits for it quietly (the connection watch logs
+      the outage) and then resubscribes from its checkpoint;
+    - a delivery was lost in flight (a gap in the consumer's delivery sequence): it resubscribes
+      from its checkpoint before acknowledging anything after the gap;
+    - anything else: it logs the first failure of a series, pauses (growing, capped) and
+      resubscribes from its checkpoint.
     """
 
     def __init__(
@@ -74,6 +121,7 @@ class ProjectionRunner:
         announcer: Announcer | None = None,
         appender: Appender | None = None,
         lease: AnnouncerLease | None = None,
+        link: Link | None = None,
         verifier: Verifier | None = None,
     ) -> None:
         self.js = js
@@ -88,9 +136,52 @@ class ProjectionRunner:
         self.appender = appender
         self._published: set[str] = set()
         self.lease = lease
+        self.link = link
         self.verifier = verifier
+        self.reason: str | None = None
+        """Why the projection does not progress (None while it does)."""
+        self.degraded_since: float | None = None
+        self._failures = 0
+        self._delivered = 0
+        self._stop = asyncio.Event()
         if (announcer is None) != (appender is None):
             raise ValueError("an announcer needs an appender to publish with, and vice versa")
+
+    @property
+    def degraded(self) -> bool:
+        """True while the projection cannot progress (see ``reason``)."""
+        return self.reason is not None
+
+    def _pause_s(self, attempt: int) -> float:
+        return retry_delay(attempt, self.settings.retry_backoff_s, self.settings.max_backoff_s)
+
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Wait ``seconds`` or until ``stop``; True when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        return stop.is_set()
+
+    def _degrade(self, reason: str) -> None:
+        if self.reason is None:
+            self.degraded_since = time.monotonic()
+        self.reason = reason
+
+    def _recover(self) -> None:
+        """A batch went through: the series of failures, if any, is over."""
+        if self.reason is not None and self.degraded_since is not None:
+            # After an outage the connection watch has said it all; a stall is news.
+            level = logging.INFO if self.reason == _NATS_AWAY else logging.WARNING
+            log.log(
+                level,
+                "projection resumed",
+                projection=self.projection.name,
+                checkpoint=self.checkpoint,
+                degraded_s=round(time.monotonic() - self.degraded_since, 1),
+                attempts=self._failures,
+            )
+        self.reason = None
+        self.degraded_since = None
+        self._failures = 0
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         with contextlib.suppress(NotFoundError):
@@ -104,28 +195,58 @@ class ProjectionRunner:
             max_ack_pending=max(10_000, self.settings.batch_size * 4),
             filter_subject="memory.>",
         )
-        return await self.js.pull_subscribe(
+        sub = await self.js.pull_subscribe(
             "memory.>", durable=self.durable, stream=self.stream, config=config
         )
+        self._delivered = 0  # a new consumer numbers its deliveries from 1
+        return sub
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop``; on an unexpected error, back off and resume from the checkpoint."""
+        """Run until ``stop``; on a failure, pause (longer each time in a row) and resume from
+        the checkpoint. Never raises but CancelledError."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 await self._run_once(stop)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # resume from the stored checkpoint after a pause
-                log.error(
-                    "projection failed, resuming from checkpoint",
+            except _DeliveriesLostError as exc:
+                log.info(
+                    "deliveries lost in flight, resubscribing from checkpoint",
                     projection=self.projection.name,
-                    error=repr(exc),
+                    checkpoint=self.checkpoint,
+                    detail=str(exc),
                 )
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.retry_backoff_s)
+            except Exception as exc:  # resume from the checkpoint after a pause
+                await self._failed(exc, stop)
+
+    async def _failed(self, exc: Exception, stop: asyncio.Event) -> None:
+        if self.link is not None and not self.link.is_up():
+            # The connection watch logs the outage once; nothing to retry before it ends.
+            self._degrade(_NATS_AWAY)
+            log.debug("projection waits for NATS", projection=self.projection.name)
+            await self.link.wait_up(stop)
+            return
+        self._failures += 1
+        delay = self._pause_s(self._failures)
+        self._degrade(describe(exc))
+        quiet = self._failures > 1 or (self.link is not None and self.link.settling())
+        log.log(
+            logging.DEBUG if quiet else logging.ERROR,
+            "projection failed, resuming from checkpoint",
+            projection=self.projection.name,
+            checkpoint=self.checkpoint,
+            error=repr(exc),
+            attempt=self._failures,
+            retry_in_s=round(delay, 2),
+        )
+        await self._pause(stop, delay)
 
     async def _run_once(self, stop: asyncio.Event) -> None:
-        self.checkpoint = await asyncio.to_thread(self.projection.checkpoint)
+        # This projection object holds everything up to self.checkpoint (in memory at least),
+        # so a resubscription in the same process resumes there, not at an older saved one.
+        saved = await asyncio.to_thread(self.projection.checkpoint)
+        self.checkpoint = max(self.checkpoint, saved)
         sub = await self._subscribe()
         log.info(
             "projection started",
@@ -150,11 +271,16 @@ class ProjectionRunner:
                 except TimeoutError:  # nats-py raises its own or asyncio's (both TimeoutError)
                     upcoming = fetch()
                     await self._announce()  # nothing new: we are caught up
+                    if self.reason is not None and not self._failures:
+                        self._recover()
                     continue
                 upcoming = fetch()
                 if not msgs:  # nats-py returns [] when the pull expires with a status reply
                     continue
+                self._check_deliveries(msgs)
                 await self._handle(msgs)
+                if self._failures or self.reason is not None:
+                    self._recover()
                 if msgs[-1].metadata.num_pending == 0:
                     await self._announce()
         finally:
@@ -163,6 +289,20 @@ class ProjectionRunner:
             upcoming.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    def _check_deliveries(self, msgs: list[Msg]) -> None:
+        """Raise _DeliveriesLostError unless ``msgs`` continue the deliveries seen so far.
+
+        JetStream numbers every delivery of a consumer (redeliveries too) 1, 2, 3 ...; a gap
+        means messages were sent that never arrived (cut off with a connection). Acking a
+        later message (AckPolicy.ALL) would acknowledge them unseen, so the runner must
+        resubscribe from its checkpoint instead.
+        """
+        for msg in msgs:
+            number = msg.metadata.sequence.consumer
+            if number != self._delivered + 1:
+                raise _DeliveriesLostError(f"delivery {number} follows delivery {self._delivered}")
+            self._delivered = number
 
     async def _announce(self) -> None:
         """Publish the derived events the projection decided (only once caught up with the
@@ -204,13 +344,49 @@ class ProjectionRunner:
             if dead and self.dead_letters is not None:
                 await self.dead_letters.publish(dead)
             last = fresh[-1].sequence
-            created = await asyncio.to_thread(apply_isolating, self.projection, events, dead, last)
+            created = await self._apply(events, dead, last)
+            if created is None:
+                return  # stopped while the projection could not go on: nothing acked
             if created and self.dead_letters is not None:
                 await self.dead_letters.publish(created)
             self.checkpoint = last
             self.applied_batches += 1
         # AckPolicy.ALL: acking the highest message acknowledges the whole batch.
         await max(msgs, key=lambda m: m.metadata.sequence.stream).ack()
+
+    async def _apply(
+        self, events: list[SequencedEvent], dead: list[DeadLetter], last: int
+    ) -> list[DeadLetter] | None:
+        """Apply the batch, again and again while the environment prevents it (growing pauses);
+        the dead letters its events' content caused, or None when stopped before it went in."""
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(apply_isolating, self.projection, events, dead, last)
+            except ProjectionStalledError as stalled:
+                if stalled.dead_letters and self.dead_letters is not None:
+                    await self.dead_letters.publish(stalled.dead_letters)
+                attempt += 1
+                self._failures += 1
+                delay = self._pause_s(attempt)
+                if self.reason != stalled.reason:
+                    log.error(
+                        "projection stalled: nothing is acknowledged or dead-lettered until "
+                        "the cause is gone",
+                        projection=self.projection.name,
+                        checkpoint=self.checkpoint,
+                        reason=stalled.reason,
+                    )
+                else:
+                    log.debug(
+                        "projection still stalled",
+                        projection=self.projection.name,
+                        attempt=attempt,
+                        retry_in_s=round(delay, 2),
+                    )
+                self._degrade(stalled.reason)
+                if await self._pause(self._stop, delay):
+                    return None
 
 
 def _consume_outcome(task: asyncio.Task[list[Msg]]) -> None:

@@ -26,7 +26,7 @@ class NatsEndpoint:
 
 
 @asynccontextmanager
-async def open_nats(settings: Settings) -> AsyncIterator[NatsEndpoint]:
+async def open_nats(settings: Settings, *, persistent: bool = False) -> AsyncIterator[NatsEndpoint]:
     """Connect as configured: ``nats.url``, else the embedded server recorded in the data
     directory, else start one there for the duration of the block (its store persists).
     """
@@ -47,7 +47,8 @@ async def open_nats(settings: Settings) -> AsyncIterator[NatsEndpoint]:
                 )
                 url, source = server.start(), "embedded-started"
     try:
-        nc = await connect(settings.nats, url)
+        # persistent: reconnect for as long as it runs (engram serve), not give up after 5 s.
+        nc = await connect(settings.nats, url, persistent=persistent)
         try:
             yield NatsEndpoint(nc=nc, url=url, source=source)
         finally:

@@ -7,6 +7,10 @@ the projection opened or last saved, and, after a save that took ``d`` seconds,
 ``d * (1 / max_share - 1)`` seconds, so at most ``max_share`` of the wall time goes into saving
 whatever the state's size. A short catch-up (a restart, a snapshot's tail) saves once, on close.
 
+A save that fails (a full disk) raises out of the projection's ``apply``: the runner then applies
+the same batch again after a pause, the projection skips the events it holds already, and the
+policy, which remembers the failed save, saves again at once (``due``), whatever the counts.
+
 What is not saved yet is never lost: the saved watermark is the projection's checkpoint, and
 after a crash the runner re-reads the stream from it (see ``consumers/runner.py``). When the
 saves happen changes nothing in the state (property tests batch and save at random points).
@@ -30,6 +34,7 @@ class SavePolicy:
     min_interval_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
     _not_before: float = field(default=0.0, init=False)
+    _owed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if self.every_events < 1:
@@ -41,12 +46,19 @@ class SavePolicy:
         self._not_before = self.clock() + self.min_interval_s
 
     def due(self, unsaved_events: int) -> bool:
+        """Whether to save now: enough unsaved events and time, or a save that failed and is
+        owed (the caller's retry of the same batch then saves before anything goes on)."""
+        if self._owed:
+            return True
         return unsaved_events >= self.every_events and self.clock() >= self._not_before
 
     def timed(self, save: Callable[[], None]) -> None:
-        """Run ``save`` and hold the next save back in proportion to how long it took."""
+        """Run ``save`` and hold the next save back in proportion to how long it took. When
+        ``save`` raises, the save stays owed: ``due`` is True until one succeeds."""
         started = self.clock()
+        self._owed = True
         save()
+        self._owed = False
         finished = self.clock()
         spacing = (finished - started) * (1 / self.max_share - 1)
         self._not_before = finished + max(self.min_interval_s, spacing)

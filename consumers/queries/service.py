@@ -25,7 +25,9 @@ QUEUE_GROUP = "engram-query"
 def broker_options(settings: NatsSettings, url: str) -> dict[str, Any]:
     """faststream's spelling of the same credentials the engine's nats-py connection uses."""
     kwargs = connect_kwargs(settings, url)
-    options: dict[str, Any] = {"name": "engram-query"}
+    # The query service lives as long as the engine: it reconnects after an outage of any
+    # length (faststream's default gives up after 60 attempts, two minutes).
+    options: dict[str, Any] = {"name": "engram-query", "max_reconnect_attempts": -1}
     if "token" in kwargs:
         options["token"] = kwargs["token"]
     if "user_credentials" in kwargs:

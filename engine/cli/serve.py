@@ -42,7 +42,8 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_nats(settings) as endpoint:
+    # A persistent connection: after an outage of any length the engine reconnects by itself.
+    async with open_nats(settings, persistent=True) as endpoint:
         engine = Engine(settings, endpoint.nc, endpoint.url)
         log.info(
             "engram serving",

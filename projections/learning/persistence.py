@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ProjectionError
 from engine.events import PatternLearned
+from projections.atomic_files import write_atomic
 from projections.learning.scoring import LearnerConfig
 from projections.learning.state import Announcement, LearnerState
 from projections.learning.stats import FeedbackStats, OutcomeStats, Snapshot, WorkflowStats
@@ -69,17 +69,8 @@ def save_state(directory: Path, state: LearnerState) -> None:
     """Write state and watermark together: a crash leaves the old file or the new one."""
     directory.mkdir(parents=True, exist_ok=True)
     body = gzip.compress(json.dumps(dump_state(state), separators=(",", ":")).encode(), 5)
-    temp = directory / (STATE_FILE + ".tmp")
-    with temp.open("wb") as handle:
-        handle.write(body)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, directory / STATE_FILE)
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    # Temp file + fsync + rename; a failed write (a full disk) removes its temp file.
+    write_atomic(directory / STATE_FILE, body)
 
 
 def load_state(

@@ -23,15 +23,17 @@ after the old watermark, which decide the same records again.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.errors import ProjectionError
+from projections.atomic_files import write_atomic
 from projections.sessions.facts import (
     DecisionFact,
     SessionConfig,
@@ -104,12 +106,11 @@ def _log_lines(state: SessionState) -> bytes:
     return "".join(lines).encode()
 
 
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def _cut(log: BinaryIO, records_bytes: int) -> None:
+    """Best effort after a failed save: drop the lines it appended (a full disk needs the
+    space back). Harmless when it fails too: ``load_state`` reads only ``records_bytes``."""
+    with contextlib.suppress(OSError, ValueError):
+        log.truncate(records_bytes)
 
 
 def save_state(directory: Path, state: SessionState, records_bytes: int) -> int:
@@ -122,9 +123,13 @@ def save_state(directory: Path, state: SessionState, records_bytes: int) -> int:
             raise ProjectionError(f"{log_path} is shorter than the saved state says")
         log.truncate(records_bytes)
         log.seek(records_bytes)
-        log.write(_log_lines(state))
-        log.flush()
-        os.fsync(log.fileno())
+        try:
+            log.write(_log_lines(state))
+            log.flush()
+            os.fsync(log.fileno())
+        except BaseException:
+            _cut(log, records_bytes)
+            raise
         size = log.tell()
     body = {
         "format": FORMAT,
@@ -134,13 +139,13 @@ def save_state(directory: Path, state: SessionState, records_bytes: int) -> int:
         "open": [_facts_json(f) for f in state.open.values()],
         "pending": list(state.pending),
     }
-    temp = directory / (STATE_FILE + ".tmp")
-    with temp.open("wb") as handle:
-        handle.write(gzip.compress(_CANONICAL.encode(body).encode(), 5))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, directory / STATE_FILE)
-    _fsync_directory(directory)
+    try:
+        # Raises before its rename only: the old state file, naming records_bytes, stays.
+        write_atomic(directory / STATE_FILE, gzip.compress(_CANONICAL.encode(body).encode(), 5))
+    except BaseException:
+        with log_path.open("ab") as log:
+            _cut(log, records_bytes)
+        raise
     state.journal.clear()
     return size
 

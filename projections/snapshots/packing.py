@@ -7,6 +7,8 @@ file. Packing reads a directory whose projections were all flushed at one sequen
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from projections.sessions.persistence import STATE_FILE as SESSIONS_STATE_FILE
 from projections.tables.schema import TABLES
 from projections.tables.store import DATABASE_FILE, TableStore, connect_database
 
-__all__ = ["pack", "unpack"]
+__all__ = ["RESTORE_DIR", "pack", "unpack"]
+
+RESTORE_DIR = ".restoring"
 
 
 def _literal(path: Path) -> str:
@@ -44,7 +48,7 @@ def pack(data_dir: Path, embedder: str) -> dict[str, bytes]:
         connection.close()
     vectors = data_dir / "vectors" / embedder
     for path in sorted(p for p in vectors.rglob("*") if p.is_file()):
-        if not path.name.endswith(".tmp"):
+        if not path.name.endswith(".tmp") and not path.name.startswith(".tmp-"):  # crash leftovers
             files[f"vectors/{embedder}/{path.relative_to(vectors)}"] = path.read_bytes()
     learner = data_dir / "patterns" / STATE_FILE
     if learner.exists():
@@ -57,12 +61,36 @@ def pack(data_dir: Path, embedder: str) -> dict[str, bytes]:
 
 
 def unpack(files: dict[str, bytes], data_dir: Path) -> None:
-    """Materialise a verified snapshot into an empty ``data_dir``."""
+    """Materialise a verified snapshot into an empty ``data_dir``, all or nothing.
+
+    The files are written under ``data_dir/.restoring`` first, then moved into place, the
+    database last: its presence is what marks a directory as restored (``Engine.run`` restores
+    only when it is missing). A restore that fails half-way (a full disk) leaves nothing but
+    the error: the staging directory is removed, and the next start restores again.
+    """
     if (data_dir / DATABASE_FILE).exists():
         raise ProjectionError(f"{data_dir} already holds a database: restore into a new one")
     missing = [t for t in TABLES if f"tables/{t}.parquet" not in files]
     if missing:
         raise ProjectionError(f"snapshot has no table {', '.join(missing)}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = data_dir / RESTORE_DIR
+    shutil.rmtree(staging, ignore_errors=True)  # left by a restore that was killed
+    try:
+        _materialise(files, staging)
+        for top in ("vectors", "patterns", "sessions"):
+            if (staging / top).exists():
+                shutil.rmtree(data_dir / top, ignore_errors=True)  # no database: not a state
+                os.replace(staging / top, data_dir / top)
+        wal = DATABASE_FILE + ".wal"
+        if (staging / wal).exists():
+            os.replace(staging / wal, data_dir / wal)
+        os.replace(staging / DATABASE_FILE, data_dir / DATABASE_FILE)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _materialise(files: dict[str, bytes], data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         store = TableStore.open(data_dir)

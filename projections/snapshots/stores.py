@@ -5,7 +5,6 @@ manifest is partial and is never listed."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from projections.atomic_files import write_atomic
 from projections.snapshots.manifest import MANIFEST
 
 __all__ = ["DirectorySnapshots", "ObjectStoreSnapshots", "SnapshotStore"]
@@ -41,9 +41,7 @@ class DirectorySnapshots:
 
     def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_bytes(data)
-        os.replace(temp, path)
+        write_atomic(path, data)  # a failed write (a full disk) leaves no temp file
 
     async def put(self, snapshot_id: str, name: str, data: bytes) -> None:
         await asyncio.to_thread(self._write, self.root / snapshot_id / name, data)

@@ -42,7 +42,13 @@ class TablesProjection:
         stored_at = events[-1].stored_at if events else None
         if dead_letters and (not events or dead_letters[-1].sequence > events[-1].sequence):
             stored_at = dead_letters[-1].stored_at
-        self.store.commit(self.name, changes, dead_letters, last_sequence, stored_at)
+        try:
+            self.store.commit(self.name, changes, dead_letters, last_sequence, stored_at)
+        except BaseException:
+            # Whether a COMMIT that raised is stored is the database's to say (a fatal error
+            # after the WAL write): read the checkpoint again before the next batch.
+            self._checkpoint = None
+            raise
         self._checkpoint = last_sequence
 
     def close(self) -> None:

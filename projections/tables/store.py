@@ -17,6 +17,7 @@ written again with ``ON CONFLICT DO NOTHING``: the same rows either way.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -91,21 +92,54 @@ def _arrow(table: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
 class TableStore:
     """Writes table changes with their checkpoint atomically; one cursor, guarded by a lock."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, connection: duckdb.DuckDBPyConnection, path: Path | None = None) -> None:
+        self._path = path
+        """The database file, to reopen it after a fatal error (None: cannot be reopened)."""
+        self._lock = threading.Lock()
+        self._invalidated: BaseException | None = None
+        with self._lock:
+            self._attach(connection)
+
+    def _attach(self, connection: duckdb.DuckDBPyConnection) -> None:
         self._connection = connection
         self._db = connection.cursor()
-        self._lock = threading.Lock()
         self._checkpointed: set[str] = set()
         """Projections whose checkpoint row is committed: step 4 is then a plain UPDATE."""
-        with self._lock:
-            # _write hands its Arrow batch to DuckDB as a Python variable (see there).
-            self._db.execute("SET python_enable_replacements = true")
-            for statement in create_statements():
-                self._db.execute(statement)
+        # _write hands its Arrow batch to DuckDB as a Python variable (see there).
+        self._db.execute("SET python_enable_replacements = true")
+        for statement in create_statements():
+            self._db.execute(statement)
+
+    def _heal(self) -> None:
+        """Reopen the database if a fatal error invalidated it (caller holds the lock).
+
+        After a fatal error (a checkpoint that could not be written: a full disk) DuckDB refuses
+        every statement until the database is opened again; reopening replays its WAL, so the
+        store then holds exactly the batches whose COMMIT succeeded. Raises what reopening
+        raises (the cause may still be there); the next call tries again.
+        """
+        if self._invalidated is None:
+            return
+        if self._path is None:
+            raise EngramError(
+                f"the in-memory table store was invalidated: {self._invalidated}"
+            ) from self._invalidated
+        with contextlib.suppress(duckdb.Error):
+            self._connection.close()  # closes every cursor of the invalidated database too
+        self._attach(connect_database(self._path))
+        self._invalidated = None
+
+    def _note(self, exc: BaseException) -> None:
+        if isinstance(exc, duckdb.Error) and (
+            isinstance(exc, duckdb.FatalException | duckdb.InternalException)
+            or "database has been invalidated" in str(exc)
+        ):
+            self._invalidated = exc
 
     @classmethod
     def open(cls, data_dir: Path) -> TableStore:
-        return cls(connect_database(data_dir / DATABASE_FILE))
+        path = data_dir / DATABASE_FILE
+        return cls(connect_database(path), path)
 
     @classmethod
     def in_memory(cls) -> TableStore:
@@ -121,9 +155,14 @@ class TableStore:
     def checkpoint(self, projection: str) -> int:
         """The last sequence ``projection`` committed (0 when it never did)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT sequence FROM checkpoints WHERE projection = ?", [projection]
-            ).fetchone()
+            self._heal()
+            try:
+                row = self._db.execute(
+                    "SELECT sequence FROM checkpoints WHERE projection = ?", [projection]
+                ).fetchone()
+            except duckdb.Error as exc:
+                self._note(exc)
+                raise
         return int(row[0]) if row else 0
 
     def commit(
@@ -134,19 +173,32 @@ class TableStore:
         last_sequence: int,
         last_stored_at: datetime | None,
     ) -> None:
-        """Apply one batch and move the checkpoint, all or nothing (see the module docstring)."""
+        """Apply one batch and move the checkpoint, all or nothing (see the module docstring).
+
+        Raises what DuckDB raised (never a failed rollback's error instead of it). After a
+        fatal error the database is reopened by the next call (see ``_heal``)."""
         with self._lock:
+            self._heal()
             try:
-                self._transaction(
-                    projection, changes, dead_letters, last_sequence, last_stored_at, plain=True
-                )
-            except duckdb.ConstraintException:
-                # An inserted key is stored already (or twice in the batch), or a NOT NULL column
-                # is empty: all rolled back. Again, skipping stored keys; a NOT NULL violation
-                # raises again, as it did before the plain INSERT was tried.
-                self._transaction(
-                    projection, changes, dead_letters, last_sequence, last_stored_at, plain=False
-                )
+                try:
+                    self._transaction(
+                        projection, changes, dead_letters, last_sequence, last_stored_at, plain=True
+                    )
+                except duckdb.ConstraintException:
+                    # An inserted key is stored already (or twice in the batch), or a NOT NULL
+                    # column is empty: all rolled back. Again, skipping stored keys; a NOT NULL
+                    # violation raises again, as it did before the plain INSERT was tried.
+                    self._transaction(
+                        projection,
+                        changes,
+                        dead_letters,
+                        last_sequence,
+                        last_stored_at,
+                        plain=False,
+                    )
+            except BaseException as exc:
+                self._note(exc)
+                raise
 
     def _transaction(
         self,
@@ -197,8 +249,14 @@ class TableStore:
                     [projection, last_sequence, last_stored_at],
                 )
             self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as failure:
+            # A COMMIT that could not be written (a full disk) has ended the transaction
+            # already, and after a fatal error nothing runs: the rollback's own error must not
+            # replace the failure that says what happened.
+            try:
+                self._db.execute("ROLLBACK")
+            except duckdb.Error as rollback_error:
+                failure.add_note(f"(the rollback after it failed too: {rollback_error})")
             raise
         self._checkpointed.add(projection)
 

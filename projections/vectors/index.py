@@ -26,6 +26,7 @@ import structlog
 from engine.errors import DimensionMismatchError, IndexCorruptError, VectorIndexError
 from projections.vectors import persistence
 from projections.vectors._rwlock import ReadWriteLock
+from projections.vectors.hnsw_file import check_complete
 
 __all__ = ["IndexConfig", "LoadedIndex", "VectorIndex"]
 
@@ -181,6 +182,7 @@ class VectorIndex:
             with self._lock.read():
                 self._hnsw.save_index(str(temp))
                 count = len(self)
+            check_complete(temp, count)  # hnswlib does not report a failed write (a full disk)
             persistence.fsync_file(temp)
             digest, size = persistence.file_digest(temp), temp.stat().st_size
             os.replace(temp, final)

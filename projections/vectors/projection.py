@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from engine.errors import DimensionMismatchError, IndexCorruptError, UsageError
 from engine.events import DecisionOutcome, MemoryRecalled, TaskExecuted
 from projections._rwlock import ReadWriteLock
+from projections.atomic_files import write_atomic
 from projections.embedders import Embedder
 from projections.records import DeadLetter, SequencedEvent
 from projections.save_policy import SavePolicy, policy_for
@@ -37,7 +37,6 @@ from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
 from projections.vectors.index import IndexConfig
 from projections.vectors.index_set import MANIFEST_NAME, IndexSet
 from projections.vectors.memories import COLLECTIONS, Memory, memory_of
-from projections.vectors.persistence import fsync_directory
 
 __all__ = ["VectorProjection"]
 
@@ -191,12 +190,7 @@ class VectorProjection:
         body = json.dumps(
             [m.to_json() for m in self.memories.values()], separators=(",", ":")
         ).encode()
-        temp = directory / (records + ".tmp")
-        temp.write_bytes(gzip.compress(body, 5))
-        with temp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, directory / records)
-        fsync_directory(directory)
+        write_atomic(directory / records, gzip.compress(body, 5))  # no temp file left on failure
         self.indexes.save(directory, applied, {"memories": records})
         for stale in directory.glob("memories-*.json.gz"):
             if stale.name != records:
