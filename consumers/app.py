@@ -38,6 +38,7 @@ from engine.stream.engine_key import signing_key
 from projections.base import Projection
 from projections.context import HeuristicTokenCounter
 from projections.faults import describe, is_environmental
+from projections.identity import duplicates_seen
 from projections.sessions import sessions_verb
 from projections.tables import DATABASE_FILE
 
@@ -174,6 +175,8 @@ class Engine:
                 # Stopped by its environment (a full disk, NATS away ...), with the cause.
                 "degraded": runner.degraded,
                 "reason": runner.reason,
+                # Repeated envelope ids it ignored (the first occurrence wins everywhere).
+                "duplicates": duplicates_seen(runner.projection),
             }
         return {
             "stream": state.name,

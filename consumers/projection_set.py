@@ -88,13 +88,16 @@ def open_projections(settings: Settings, stream_last_sequence: int = 0) -> Proje
     """Every projection of the engine over the data directory (the replay uses the same)."""
     store = TableStore.open(settings.data_dir)
     try:
+        tables = TablesProjection(store)
         return ProjectionSet(
             store=store,
-            tables=TablesProjection(store),
+            tables=tables,
             learner=LearnerProjection(settings.data_dir / "patterns"),
             vectors=vector_projection(settings, active_embedder(settings)),
             recent=RecentEvents(
-                settings.recent_capacity, stream_last_sequence=stream_last_sequence
+                settings.recent_capacity,
+                stream_last_sequence=stream_last_sequence,
+                history=tables,  # the ids first seen before the tail it starts from
             ),
             sessions=SessionCompactor(settings.data_dir / "sessions"),
         )

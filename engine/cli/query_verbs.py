@@ -168,5 +168,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             if key != "projections":
                 print(f"{key:>16}: {value}")
         for name, info in status["projections"].items():
-            print(f"{'projection':>16}: {name} at {info['checkpoint']} (lag {info['lag']})")
+            lag = f"lag {info['lag']}"
+            if info.get("duplicates"):  # repeated envelope ids it ignored
+                lag += f", {info['duplicates']} duplicates"
+            print(f"{'projection':>16}: {name} at {info['checkpoint']} ({lag})")
     return EXIT_OK

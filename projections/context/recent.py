@@ -3,6 +3,11 @@
 In memory only, rebuilt on start from the tail of the stream (``checkpoint`` tells the runner to
 start ``capacity`` events before the end), so it obeys the same rule as every projection: a
 replay gives the same buffer.
+
+A repeated envelope id is ignored here as everywhere (the first occurrence wins). To know the ids
+first seen before the tail it starts from, it takes them from ``history`` (the tables
+projection): it then starts at the older of the tail's start and that projection's checkpoint.
+Its count of repeats covers what it applied since it started.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from engine.events import SessionEnded, SessionStarted
+from projections.identity import IdHistory, SeenIds
 from projections.records import DeadLetter, SequencedEvent
 
 __all__ = ["RecentEvents"]
@@ -23,18 +29,31 @@ class RecentEvents:
 
     name = "recent"
 
-    def __init__(self, capacity: int = 10_000, *, stream_last_sequence: int = 0) -> None:
+    def __init__(
+        self,
+        capacity: int = 10_000,
+        *,
+        stream_last_sequence: int = 0,
+        history: IdHistory | None = None,
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
         self._events: deque[SequencedEvent] = deque(maxlen=capacity)
         self._active: dict[tuple[str, str], SequencedEvent] = {}
         self._start = max(0, stream_last_sequence - capacity)
+        self._seen = SeenIds()
+        if history is not None and self._start:
+            self._seen, self._start = history.seen_through(self._start)
         self._applied = self._start
         self._lock = threading.Lock()
 
     def checkpoint(self) -> int:
         return self._applied
+
+    def duplicates_seen(self) -> int:
+        """Events ignored since start because their envelope id was applied before."""
+        return self._seen.duplicates
 
     def apply(
         self,
@@ -44,7 +63,7 @@ class RecentEvents:
     ) -> None:
         with self._lock:
             for item in events:
-                if item.sequence <= self._applied:
+                if item.sequence <= self._applied or not self._seen.first(item.event.id):
                     continue
                 self._events.append(item)
                 data = item.event.data

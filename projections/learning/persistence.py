@@ -1,16 +1,26 @@
-"""Saving the learner's state with its watermark in one file, atomically (temp file + rename)."""
+"""Saving the learner's state with its watermark in one file, atomically (temp file + rename).
+
+The file holds the envelope ids applied (``seen``: sorted 64-bit keys, base64) and the repeats
+ignored, so a restart or a restored snapshot ignores the same repeats. A file of format 1 (written
+before ids were recorded) loads with an empty record and a warning: repeats of the events it
+covers are not recognised until the learner is rebuilt by replay.
+"""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from engine.errors import ProjectionError
 from engine.events import PatternLearned
 from projections.atomic_files import write_atomic
+from projections.identity import SeenIds
 from projections.learning.scoring import LearnerConfig
 from projections.learning.state import Announcement, LearnerState
 from projections.learning.stats import FeedbackStats, OutcomeStats, Snapshot, WorkflowStats
@@ -19,7 +29,10 @@ from projections.task_types import TaskTypeClassifier
 __all__ = ["STATE_FILE", "dump_state", "load_state", "restore_state", "save_state"]
 
 STATE_FILE = "learner-state.json.gz"
-FORMAT = 1
+FORMAT = 2
+_READABLE = (1, FORMAT)
+
+log = structlog.get_logger(__name__)
 
 
 def dump_state(state: LearnerState) -> dict[str, Any]:
@@ -40,13 +53,15 @@ def dump_state(state: LearnerState) -> dict[str, Any]:
         "pending": [
             [a.namespace, a.occurred_at, a.data.model_dump(mode="json")] for a in state.pending
         ],
+        "seen": base64.b64encode(state.seen.to_bytes()).decode(),
+        "duplicates": state.seen.duplicates,
     }
 
 
 def restore_state(
     raw: dict[str, Any], config: LearnerConfig, classifier: TaskTypeClassifier
 ) -> LearnerState:
-    if raw.get("format") != FORMAT:
+    if raw.get("format") not in _READABLE:
         raise ProjectionError(f"learner state format {raw.get('format')!r} is not {FORMAT}")
     state = LearnerState(config, classifier)
     state.sequence = int(raw["sequence"])
@@ -62,6 +77,9 @@ def restore_state(
         Announcement(ns, when, PatternLearned.model_validate(data))
         for ns, when, data in raw["pending"]
     ]
+    state.seen = SeenIds.from_bytes(
+        base64.b64decode(raw.get("seen", "")), duplicates=int(raw.get("duplicates", 0))
+    )
     return state
 
 
@@ -87,4 +105,10 @@ def load_state(
         raise ProjectionError(
             f"learner state {path} is unreadable ({exc}); delete {directory} to rebuild it"
         ) from None
+    if raw.get("format") == 1:
+        log.warning(
+            "learner state predates the record of event ids: repeats of the events it covers "
+            "are not recognised; delete it to rebuild by replay",
+            path=str(path),
+        )
     return restore_state(raw, config, classifier)

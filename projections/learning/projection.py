@@ -77,6 +77,10 @@ class LearnerProjection:
     def checkpoint(self) -> int:
         return self._saved
 
+    def duplicates_seen(self) -> int:
+        """Events ignored because their envelope id was applied before (no lock: one int)."""
+        return self.state.seen.duplicates
+
     def apply(
         self,
         events: Sequence[SequencedEvent],

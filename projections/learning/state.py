@@ -22,6 +22,7 @@ from engine.events import (
     TaskExecuted,
     WorkflowExecuted,
 )
+from projections.identity import SeenIds
 from projections.learning.scoring import LearnerConfig, confidence, wilson_lower_bound
 from projections.learning.stats import FeedbackStats, OutcomeStats, Snapshot, WorkflowStats
 from projections.learning.terms import summary_terms
@@ -72,15 +73,20 @@ class LearnerState:
         self.best: dict[Scope, str] = {}
         self.announced: dict[str, int] = {}
         self.pending: list[Announcement] = []
+        self.seen = SeenIds()
+        """The envelope ids applied: a later event with one of them is ignored (and counted)."""
         self.sequence = 0
 
     # -- applying events ----------------------------------------------------------------------
 
     def apply(self, item: SequencedEvent) -> None:
-        """Fold one event in (events at or below ``sequence`` are ignored: idempotent)."""
+        """Fold one event in (events at or below ``sequence`` are ignored: idempotent; so is
+        an event whose envelope id was applied before: the first occurrence wins)."""
         if item.sequence <= self.sequence:
             return
         self.sequence = item.sequence
+        if not self.seen.first(item.event.id):
+            return
         event, data = item.event, item.event.data
         when = event.occurred_at.isoformat()
         match data:

@@ -4,9 +4,12 @@ Records only grow (one per compacted session), so rewriting them all on every sa
 O(history). Instead:
 
 - ``sessions-records.jsonl``: one JSON line per record and per announcement seen on the stream,
-  appended;
+  and one per save with the keys of the envelope ids applied since the previous save (base64 of
+  8 bytes per id, see ``projections.identity``), appended;
 - ``sessions-state.json.gz``: the watermark (``sequence``), the stream clock, the open
-  segments, the pending ids and ``records_bytes``, the length of the log that belongs to it.
+  segments, the pending ids, the repeats ignored and ``records_bytes``, the length of the log
+  that belongs to it. A state of format 1 (written before ids were recorded) loads with an empty
+  record of ids: repeats of the events it covers are not recognised until a rebuild.
 
 Commit order of ``save_state``:
 
@@ -32,8 +35,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import structlog
+
 from engine.errors import ProjectionError
 from projections.atomic_files import write_atomic
+from projections.identity import SeenIds
 from projections.sessions.facts import (
     DecisionFact,
     SessionConfig,
@@ -49,7 +55,9 @@ __all__ = ["RECORDS_FILE", "STATE_FILE", "load_state", "save_state", "state_dige
 
 STATE_FILE = "sessions-state.json.gz"
 RECORDS_FILE = "sessions-records.jsonl"
-FORMAT = 1
+FORMAT = 2
+_READABLE = (1, FORMAT)
+_log = structlog.get_logger(__name__)
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -82,8 +90,9 @@ def _facts_from(body: dict[str, Any]) -> SessionFacts:
 
 def state_digest(state: SessionState) -> str:
     """SHA-256 of everything the events decide: open segments (in order), records, announced
-    and pending ids, clock, watermark. Leaves out ``compaction_duration_ms`` (measured, not
-    decided) and the unsaved journal, so equal digests mean equal deterministic state."""
+    and pending ids, clock, watermark, the ids applied and the repeats ignored. Leaves out
+    ``compaction_duration_ms`` (measured, not decided) and the unsaved journal, so equal digests
+    mean equal deterministic state."""
     body = {
         "sequence": state.sequence,
         "clock": state.clock,
@@ -91,6 +100,8 @@ def state_digest(state: SessionState) -> str:
         "records": [_record_json(r, timings=False) for r in state.records.values()],
         "announced": sorted(state.announced),
         "pending": list(state.pending),
+        "seen": state.seen.to_bytes().hex(),
+        "duplicates": state.seen.duplicates,
     }
     return hashlib.sha256(_CANONICAL.encode(body).encode()).hexdigest()
 
@@ -103,6 +114,9 @@ def _log_lines(state: SessionState) -> bytes:
         else:
             entry = {"k": "a", "id": event_id, "ms": duration_ms}
         lines.append(_CANONICAL.encode(entry) + "\n")
+    keys = state.seen.journal_bytes()
+    if keys:
+        lines.append(_CANONICAL.encode({"k": "i", "keys": base64.b64encode(keys).decode()}) + "\n")
     return "".join(lines).encode()
 
 
@@ -138,6 +152,7 @@ def save_state(directory: Path, state: SessionState, records_bytes: int) -> int:
         "records_bytes": size,
         "open": [_facts_json(f) for f in state.open.values()],
         "pending": list(state.pending),
+        "duplicates": state.seen.duplicates,
     }
     try:
         # Raises before its rename only: the old state file, naming records_bytes, stays.
@@ -147,6 +162,7 @@ def save_state(directory: Path, state: SessionState, records_bytes: int) -> int:
             _cut(log, records_bytes)
         raise
     state.journal.clear()
+    state.seen.clear_journal()
     return size
 
 
@@ -163,14 +179,21 @@ def _restore(state: SessionState, raw: dict[str, Any], log: bytes) -> None:
         facts = _facts_from(body)
         state.open[(facts.namespace, facts.session_id)] = facts
     state.pending = dict.fromkeys(raw["pending"])
+    keys: list[bytes] = []
     for line in log.splitlines():
         entry = json.loads(line)
-        if entry.pop("k") == "r":
+        kind = entry.pop("k")
+        if kind == "r":
             record = _record_from(entry)
             state.records[record.event_id] = record
+        elif kind == "i":
+            keys.append(base64.b64decode(entry["keys"]))
         else:
             state.announced.add(entry["id"])
             adopt(state, entry["id"], float(entry["ms"]))
+    state.seen = SeenIds.from_bytes(
+        b"".join(keys), duplicates=int(raw.get("duplicates", 0)), journal=True
+    )
 
 
 def load_state(
@@ -189,7 +212,7 @@ def load_state(
         log = (directory / RECORDS_FILE).read_bytes()[:size] if size else b""
     except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
         raise _unreadable(directory, exc) from None
-    if raw.get("format") != FORMAT:
+    if raw.get("format") not in _READABLE:
         raise _unreadable(directory, f"format {raw.get('format')!r} is not {FORMAT}")
     if len(log) != size:
         raise _unreadable(directory, f"{RECORDS_FILE} has {len(log)} of its {size} bytes")
@@ -197,4 +220,10 @@ def load_state(
         _restore(state, raw, log)
     except (ValueError, KeyError, TypeError) as exc:
         raise _unreadable(directory, exc) from None
+    if raw["format"] == 1:
+        _log.warning(
+            "session state predates the record of event ids: repeats of the events it covers "
+            "are not recognised; delete it to rebuild by replay",
+            path=str(path),
+        )
     return state, size

@@ -94,6 +94,10 @@ class SessionCompactor:
     def checkpoint(self) -> int:
         return self._saved
 
+    def duplicates_seen(self) -> int:
+        """Events ignored because their envelope id was applied before (no lock: one int)."""
+        return self.state.seen.duplicates
+
     def apply(
         self,
         events: Sequence[SequencedEvent],
@@ -108,6 +112,7 @@ class SessionCompactor:
                 self.state.sequence = max(self.state.sequence, last_sequence)
                 if self.directory is None:
                     self.state.journal.clear()  # nothing to save it to
+                    self.state.seen.clear_journal()
             self._unsaved += len(events) + len(dead_letters)
             if self.save_policy.due(self._unsaved):
                 self.save_policy.timed(self._save)

@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import Literal
 
 from engine.events import SessionCompacted, SessionEnded, encode_event
+from projections.identity import SeenIds
 from projections.records import SequencedEvent
 from projections.sessions.facts import SessionConfig, SessionFacts, session_of
 from projections.sessions.summary import CompactedSession, Reason, compact
@@ -42,8 +43,9 @@ JournalEntry = tuple[Literal["record", "announced"], str, float]
 class SessionState:
     """Open session segments, compacted records and announcements, evolved one event at a time.
 
-    ``apply`` is idempotent (events at or below ``sequence`` are ignored) and deterministic in
-    everything but the ``compaction_duration_ms`` of the records it creates.
+    ``apply`` is idempotent (events at or below ``sequence``, and envelope ids applied before,
+    are ignored) and deterministic in everything but the ``compaction_duration_ms`` of the
+    records it creates.
     """
 
     def __init__(
@@ -65,13 +67,18 @@ class SessionState:
         """Record and announcement changes not yet saved (persistence appends and clears it)."""
         self.clock: float | None = None
         """The stream clock: the greatest ``occurred_at`` (POSIX seconds) seen so far."""
+        self.seen = SeenIds(journal=True)
+        """The envelope ids applied (a later event with one of them is ignored and counted);
+        its journal holds the ids not saved yet (persistence appends and clears it)."""
         self.sequence = 0
 
     def apply(self, item: SequencedEvent) -> None:
-        """Fold one event in."""
+        """Fold one event in. A repeated envelope id changes nothing (not even the clock)."""
         if item.sequence <= self.sequence:
             return
         self.sequence = item.sequence
+        if not self.seen.first(item.event.id):
+            return
         event = item.event
         stamp = event.occurred_at.timestamp()
         self.clock = stamp if self.clock is None else max(self.clock, stamp)

@@ -2,7 +2,10 @@
 
 A snapshot holds: each DuckDB table as one Parquet file (zstd), the vector index directory of
 the active embedder as it was saved (index files, memories, manifest), and the learner's state
-file. Packing reads a directory whose projections were all flushed at one sequence.
+file. Packing reads a directory whose projections were all flushed at one sequence. Each
+projection's record of the envelope ids it applied travels inside those: the ``event_ids`` table,
+``seen-<watermark>.bin`` beside the vector manifest, the learner's state file and the sessions'
+record log.
 """
 
 from __future__ import annotations
@@ -70,7 +73,9 @@ def unpack(files: dict[str, bytes], data_dir: Path) -> None:
     """
     if (data_dir / DATABASE_FILE).exists():
         raise ProjectionError(f"{data_dir} already holds a database: restore into a new one")
-    missing = [t for t in TABLES if f"tables/{t}.parquet" not in files]
+    # A snapshot from before event ids were recorded has no event_ids: restored with none (the
+    # tables projection warns that repeats of the events it covers are not recognised).
+    missing = [t for t in TABLES if f"tables/{t}.parquet" not in files and t != "event_ids"]
     if missing:
         raise ProjectionError(f"snapshot has no table {', '.join(missing)}")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +103,9 @@ def _materialise(files: dict[str, bytes], data_dir: Path) -> None:
             cursor = store.reader()
             cursor.execute("BEGIN TRANSACTION")
             for table in TABLES.values():
-                body = files[f"tables/{table.name}.parquet"]
+                body = files.get(f"tables/{table.name}.parquet")
+                if body is None:  # event_ids of an older snapshot (see unpack)
+                    continue
                 source = Path(scratch) / f"{table.name}.parquet"
                 source.write_bytes(body)
                 cursor.execute(

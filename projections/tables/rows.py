@@ -3,6 +3,11 @@
 Insert-only tables get one row per event. Keyed tables (decisions, sessions, knowledge) get one
 folded row per key per batch, so a batch never touches a key twice; the store merges each folded
 row with what is already stored (see ``MERGE_RULES``).
+
+The envelope id is an event's identity: only its first occurrence changes a table. A repeat
+(same id, later sequence) is not folded at all: the keyed merges would otherwise count it again
+(``sessions.event_count`` and the other counts add up; ``decisions`` and ``knowledge`` would take
+its sequence). Every event gets an ``event_ids`` row, marked ``duplicate`` for a repeat.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from engine.events import (
     TaskExecuted,
     WorkflowExecuted,
 )
+from projections.identity import SeenIds, event_key
 from projections.records import SequencedEvent
 from projections.task_types import TaskTypeClassifier
 
@@ -51,6 +57,10 @@ class TableChanges:
 
     inserts: dict[str, list[Row]] = field(default_factory=dict)
     upserts: dict[str, dict[tuple[str, str], Row]] = field(default_factory=dict)
+    new_keys: list[int] = field(default_factory=list)
+    """Keys of the envelope ids first seen in this batch (to record once committed)."""
+    duplicates: int = 0
+    """Events of this batch that repeat an envelope id seen before (and were not folded)."""
 
     def insert(self, table: str, row: Row) -> None:
         self.inserts.setdefault(table, []).append(row)
@@ -176,126 +186,151 @@ def _task_type(
     return classifier.classify(text or ""), True
 
 
-def fold_batch(batch: Sequence[SequencedEvent], classifier: TaskTypeClassifier) -> TableChanges:
-    """The table changes of ``batch`` (events in stream order)."""
+def fold_batch(
+    batch: Sequence[SequencedEvent],
+    classifier: TaskTypeClassifier,
+    seen: SeenIds | None = None,
+) -> TableChanges:
+    """The table changes of ``batch`` (events in stream order). An event whose envelope id is in
+    ``seen`` (the ids applied before) or earlier in the batch only gets its ``event_ids`` row.
+    ``seen`` is not changed: the caller records ``new_keys`` once the changes are committed."""
     changes = TableChanges()
+    known = seen if seen is not None else SeenIds()
+    in_batch: set[int] = set()
     for item in batch:
-        event, data, seq = item.event, item.event.data, item.sequence
-        session = _session_row(changes, event, event.session_id, seq) if event.session_id else None
-        match data:
-            case WorkflowExecuted():
-                task_type, inferred = _task_type(data.task_type, data.request, classifier)
-                changes.insert(
-                    "workflows",
-                    {
-                        **_base(item),
-                        "task_type": task_type,
-                        "task_type_inferred": inferred,
-                        "request": data.request,
-                        "workflow_steps": list(data.workflow_steps),
-                        "workflow_key": workflow_key(data.workflow_steps),
-                        "success": data.success,
-                        "duration": data.duration,
-                        "cost": data.cost,
-                        "metadata": _json(data.metadata),
-                    },
-                )
-                if session is not None:
-                    session["workflow_count"] += 1
-                    session["workflow_successes"] += int(data.success)
-            case TaskExecuted():
-                task_type, inferred = _task_type(data.task_type, data.execution_summary, classifier)
-                changes.insert(
-                    "task_executions",
-                    {
-                        **_base(item),
-                        "task_id": data.task_id,
-                        "task_type": task_type,
-                        "task_type_inferred": inferred,
-                        "execution_summary": data.execution_summary,
-                        "success": data.success,
-                        "error_patterns": list(data.error_patterns),
-                        "has_embedding": data.embedding is not None,
-                        "metadata": _json(data.metadata),
-                    },
-                )
-                if session is not None:
-                    session["task_count"] += 1
-            case DecisionLogged():
-                row = changes.keyed(
-                    "decisions",
-                    (event.namespace, data.decision_id),
-                    {"namespace": event.namespace, "decision_id": data.decision_id},
-                )
-                row.update(
-                    {
-                        "sequence": seq,
-                        "event_id": event.id,
-                        "occurred_at": event.occurred_at,
-                        "agent_id": event.agent_id,
-                        "session_id": event.session_id,
-                        "actor": data.actor,
-                        "decision": data.decision,
-                        "rationale": data.rationale,
-                        "context": data.context,
-                        "alternatives": list(data.alternatives),
-                        "task_id": data.task_id,
-                    }
-                )
-                if session is not None:
-                    session["decision_count"] += 1
-            case DecisionOutcome():
-                row = changes.keyed(
-                    "decisions",
-                    (event.namespace, data.decision_id),
-                    {"namespace": event.namespace, "decision_id": data.decision_id},
-                )
-                row.update(
-                    {
-                        "outcome_success": data.success,
-                        "outcome_notes": data.notes,
-                        "outcome_at": event.occurred_at,
-                        "outcome_sequence": seq,
-                    }
-                )
-            case PatternFeedback():
-                changes.insert(
-                    "feedback",
-                    {
-                        **_base(item),
-                        "pattern_id": data.pattern_id,
-                        "helpful": data.helpful,
-                        "confidence_adjustment": data.confidence_adjustment,
-                    },
-                )
-            case SessionStarted():
-                row = _own_session(changes, event, data.session_id, seq, session)
-                if row["started_at"] is None:
-                    row["started_at"] = event.occurred_at
-                if row["goal"] is None:
-                    row["goal"] = data.goal
-            case SessionEnded():
-                row = _own_session(changes, event, data.session_id, seq, session)
-                row["ended_at"] = event.occurred_at
-                if data.success is not None:
-                    row["success"] = data.success
-            case KnowledgeAdded():
-                knowledge_id = data.knowledge_id or event.id
-                row = changes.keyed(
-                    "knowledge",
-                    (event.namespace, knowledge_id),
-                    {"namespace": event.namespace, "knowledge_id": knowledge_id},
-                )
-                row.update(
-                    {
-                        **_base(item),
-                        "kind": data.kind,
-                        "title": data.title,
-                        "content": data.content,
-                        "tags": list(data.tags),
-                        "metadata": _json(data.metadata),
-                    }
-                )
-            case _:
-                pass  # engine-derived events are projected by their own projections
+        key = event_key(item.event.id)
+        repeat = key in in_batch or key in known
+        changes.insert(
+            "event_ids", {"sequence": item.sequence, "event_key": key, "duplicate": repeat}
+        )
+        if repeat:
+            changes.duplicates += 1
+            continue
+        in_batch.add(key)
+        changes.new_keys.append(key)
+        _fold_event(changes, item, classifier)
     return changes
+
+
+def _fold_event(
+    changes: TableChanges, item: SequencedEvent, classifier: TaskTypeClassifier
+) -> None:
+    """Fold one first occurrence into ``changes``."""
+    event, data, seq = item.event, item.event.data, item.sequence
+    session = _session_row(changes, event, event.session_id, seq) if event.session_id else None
+    match data:
+        case WorkflowExecuted():
+            task_type, inferred = _task_type(data.task_type, data.request, classifier)
+            changes.insert(
+                "workflows",
+                {
+                    **_base(item),
+                    "task_type": task_type,
+                    "task_type_inferred": inferred,
+                    "request": data.request,
+                    "workflow_steps": list(data.workflow_steps),
+                    "workflow_key": workflow_key(data.workflow_steps),
+                    "success": data.success,
+                    "duration": data.duration,
+                    "cost": data.cost,
+                    "metadata": _json(data.metadata),
+                },
+            )
+            if session is not None:
+                session["workflow_count"] += 1
+                session["workflow_successes"] += int(data.success)
+        case TaskExecuted():
+            task_type, inferred = _task_type(data.task_type, data.execution_summary, classifier)
+            changes.insert(
+                "task_executions",
+                {
+                    **_base(item),
+                    "task_id": data.task_id,
+                    "task_type": task_type,
+                    "task_type_inferred": inferred,
+                    "execution_summary": data.execution_summary,
+                    "success": data.success,
+                    "error_patterns": list(data.error_patterns),
+                    "has_embedding": data.embedding is not None,
+                    "metadata": _json(data.metadata),
+                },
+            )
+            if session is not None:
+                session["task_count"] += 1
+        case DecisionLogged():
+            row = changes.keyed(
+                "decisions",
+                (event.namespace, data.decision_id),
+                {"namespace": event.namespace, "decision_id": data.decision_id},
+            )
+            row.update(
+                {
+                    "sequence": seq,
+                    "event_id": event.id,
+                    "occurred_at": event.occurred_at,
+                    "agent_id": event.agent_id,
+                    "session_id": event.session_id,
+                    "actor": data.actor,
+                    "decision": data.decision,
+                    "rationale": data.rationale,
+                    "context": data.context,
+                    "alternatives": list(data.alternatives),
+                    "task_id": data.task_id,
+                }
+            )
+            if session is not None:
+                session["decision_count"] += 1
+        case DecisionOutcome():
+            row = changes.keyed(
+                "decisions",
+                (event.namespace, data.decision_id),
+                {"namespace": event.namespace, "decision_id": data.decision_id},
+            )
+            row.update(
+                {
+                    "outcome_success": data.success,
+                    "outcome_notes": data.notes,
+                    "outcome_at": event.occurred_at,
+                    "outcome_sequence": seq,
+                }
+            )
+        case PatternFeedback():
+            changes.insert(
+                "feedback",
+                {
+                    **_base(item),
+                    "pattern_id": data.pattern_id,
+                    "helpful": data.helpful,
+                    "confidence_adjustment": data.confidence_adjustment,
+                },
+            )
+        case SessionStarted():
+            row = _own_session(changes, event, data.session_id, seq, session)
+            if row["started_at"] is None:
+                row["started_at"] = event.occurred_at
+            if row["goal"] is None:
+                row["goal"] = data.goal
+        case SessionEnded():
+            row = _own_session(changes, event, data.session_id, seq, session)
+            row["ended_at"] = event.occurred_at
+            if data.success is not None:
+                row["success"] = data.success
+        case KnowledgeAdded():
+            knowledge_id = data.knowledge_id or event.id
+            row = changes.keyed(
+                "knowledge",
+                (event.namespace, knowledge_id),
+                {"namespace": event.namespace, "knowledge_id": knowledge_id},
+            )
+            row.update(
+                {
+                    **_base(item),
+                    "kind": data.kind,
+                    "title": data.title,
+                    "content": data.content,
+                    "tags": list(data.tags),
+                    "metadata": _json(data.metadata),
+                }
+            )
+        case _:
+            pass  # engine-derived events are projected by their own projections

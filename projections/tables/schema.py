@@ -158,6 +158,18 @@ TABLES: dict[str, Table] = {
             partition_by_day="occurred_at",
         ),
         Table(
+            # The envelope ids the tables applied (as 64-bit keys, see projections.identity), one
+            # row per event: ``duplicate`` marks a later occurrence of an id, which changed nothing.
+            "event_ids",
+            (
+                _c("sequence", "BIGINT NOT NULL", pa.int64()),
+                _c("event_key", "UBIGINT NOT NULL", pa.uint64()),
+                _c("duplicate", "BOOLEAN NOT NULL", pa.bool_()),
+            ),
+            key=("sequence",),
+            order=("sequence",),
+        ),
+        Table(
             "dead_letters",
             (
                 _c("projection", "VARCHAR NOT NULL", pa.string()),

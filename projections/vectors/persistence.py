@@ -12,6 +12,10 @@ Commit order of one save into a directory ``d`` (each step survives a crash of t
 
 On load, a metadata file whose index file is missing, or whose size or digest differ, is a torn
 or damaged save and raises IndexCorruptError; the projection then rebuilds by replay.
+
+The projection's record of the envelope ids it applied (``projections.identity``) is saved the
+same way: ``seen-<watermark>.bin`` (sorted 8-byte keys) is written and renamed before the
+manifest that names it (``extra["seen"]``, with the repeats ignored in ``extra["duplicates"]``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from engine.errors import IndexCorruptError, IndexMismatchError
+from projections.atomic_files import write_atomic
+from projections.identity import SeenIds
 
 __all__ = [
     "FORMAT_VERSION",
@@ -37,9 +45,14 @@ __all__ = [
     "fsync_file",
     "new_token",
     "read_metadata",
+    "read_seen",
     "remove_stale_files",
+    "remove_stale_seen",
     "write_json_atomic",
+    "write_seen",
 ]
+
+log = structlog.get_logger(__name__)
 
 FORMAT_VERSION = 1
 METADATA_NAME = "index.json"
@@ -168,3 +181,38 @@ def remove_stale_files(directory: Path, keep: str) -> None:
         if stale_index or path.name.startswith(".tmp-"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def write_seen(directory: Path, watermark: int, seen: SeenIds) -> dict[str, Any]:
+    """Write ``seen`` as ``seen-<watermark>.bin`` (``write_atomic``: fsynced temp file, rename);
+    returns the manifest ``extra`` entries that name it."""
+    name = f"seen-{watermark}.bin"
+    write_atomic(directory / name, seen.to_bytes())  # no temp file left on failure
+    return {"seen": name, "duplicates": seen.duplicates}
+
+
+def read_seen(directory: Path, extra: dict[str, Any]) -> SeenIds:
+    """The record a manifest's ``extra`` names. A save from before ids were recorded has none:
+    an empty record (and a warning). Raises IndexCorruptError when the named file is unusable."""
+    name = extra.get("seen")
+    if name is None:
+        log.warning(
+            "vector state predates the record of event ids: repeats of the events it covers "
+            "are not recognised; reindex to rebuild it",
+            directory=str(directory),
+        )
+        return SeenIds()
+    path = directory / str(name)
+    if path.name != name:
+        raise IndexCorruptError(f"the manifest in {directory} names {name!r} as its id record")
+    try:
+        return SeenIds.from_bytes(path.read_bytes(), duplicates=int(extra.get("duplicates", 0)))
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"event id record {path} unreadable: {exc}") from None
+
+
+def remove_stale_seen(directory: Path, keep: dict[str, Any]) -> None:
+    """Delete id records other than the one ``keep`` (``write_seen``'s entries) names."""
+    for path in directory.glob("seen-*.bin"):
+        if path.name != keep["seen"]:
+            path.unlink(missing_ok=True)

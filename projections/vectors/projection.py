@@ -31,12 +31,18 @@ from engine.events import DecisionOutcome, MemoryRecalled, TaskExecuted
 from projections._rwlock import ReadWriteLock
 from projections.atomic_files import write_atomic
 from projections.embedders import Embedder
+from projections.identity import SeenIds, event_key
 from projections.records import DeadLetter, SequencedEvent
 from projections.save_policy import SavePolicy, policy_for
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
 from projections.vectors.index import IndexConfig
 from projections.vectors.index_set import MANIFEST_NAME, IndexSet
 from projections.vectors.memories import COLLECTIONS, Memory, memory_of
+from projections.vectors.persistence import (
+    read_seen,
+    remove_stale_seen,
+    write_seen,
+)
 
 __all__ = ["VectorProjection"]
 
@@ -70,6 +76,7 @@ class VectorProjection:
         self.memories: dict[int, Memory] = {}
         self._by_id: dict[str, int] = {}
         self._by_key: dict[tuple[str, str, str], int] = {}
+        self._seen = SeenIds()
         self._unsaved = 0
         self.indexes = IndexSet(embedder.name, embedder.dimension, config)
         self._saved = 0
@@ -82,6 +89,10 @@ class VectorProjection:
     def checkpoint(self) -> int:
         return self._saved
 
+    def duplicates_seen(self) -> int:
+        """Events ignored because their envelope id was applied before (no lock: one int)."""
+        return self._seen.duplicates
+
     def apply(
         self,
         events: Sequence[SequencedEvent],
@@ -91,6 +102,10 @@ class VectorProjection:
         """Validate everything first (a bad precomputed vector raises before any change), then
         embed the batch's texts in one call and add per (namespace, collection)."""
         fresh = [e for e in events if e.sequence > self._applied]
+        # The first occurrence of an envelope id wins; a repeat changes nothing (and is counted).
+        keys = [event_key(e.event.id) for e in fresh]
+        firsts = self._seen.fresh(keys)
+        fresh = [e for e, first in zip(fresh, firsts, strict=True) if first]
         planned: list[tuple[Memory, list[float] | None]] = []
         for item in fresh:
             data = item.event.data
@@ -124,6 +139,8 @@ class VectorProjection:
                         self._register(planned[position][0])
                     self._update(item)
                 self._index(planned, vectors)
+                self._seen.extend(k for k, first in zip(keys, firsts, strict=True) if first)
+                self._seen.duplicates += firsts.count(False)
                 self._applied = max(self._applied, last_sequence)
             self._unsaved += len(events) + len(dead_letters)
             if self.save_policy.due(self._unsaved):
@@ -191,10 +208,12 @@ class VectorProjection:
             [m.to_json() for m in self.memories.values()], separators=(",", ":")
         ).encode()
         write_atomic(directory / records, gzip.compress(body, 5))  # no temp file left on failure
-        self.indexes.save(directory, applied, {"memories": records})
+        seen = write_seen(directory, applied, self._seen)
+        self.indexes.save(directory, applied, {"memories": records, **seen})
         for stale in directory.glob("memories-*.json.gz"):
             if stale.name != records:
                 stale.unlink(missing_ok=True)
+        remove_stale_seen(directory, seen)
 
     def _load(self, directory: Path) -> None:
         indexes, watermark = IndexSet.load(
@@ -207,6 +226,7 @@ class VectorProjection:
         except (OSError, ValueError, EOFError) as exc:
             raise IndexCorruptError(f"memory records {records} unreadable: {exc}") from None
         self.indexes = indexes
+        self._seen = read_seen(directory, manifest.get("extra", {}))
         for entry in raw:
             memory = Memory(**entry)
             self.memories[memory.sequence] = memory
