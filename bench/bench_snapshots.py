@@ -279,8 +279,8 @@ class Row:
 def time_saves(projections: Sequence[Projection]) -> list[float]:
     """Time the periodic state saves of ``projections`` (those with a ``_save``: vectors,
     learner, sessions save their state when their SavePolicy says so and on close; tables
-    commit per batch); the returned list's only item accumulates their wall time. Measurement only: the
-    saves themselves are unchanged."""
+    commit per batch); the returned list's only item accumulates their wall time. Measurement
+    only: the saves themselves are unchanged."""
     spent = [0.0]
 
     def timed(save: Callable[[], None]) -> Callable[[], None]:
