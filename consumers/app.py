@@ -199,6 +199,14 @@ class Engine:
             self._lease = AnnouncerLease(self.log.js, self.settings.stream.name, self.instance)
         return {"announcer": projection, "appender": self.appender, "lease": self._lease}
 
+    async def _keep_lease(self, stop: asyncio.Event) -> None:
+        """Renew the announcer lease while the announcing projections are healthy, so a long
+        apply or save never lets it lapse (and a stalled one lets another engine announce)."""
+        if self._lease is None:
+            return
+        announcing = [r for r in self.runners if r.lease is not None]
+        await self._lease.keep(stop, lambda: not any(r.degraded for r in announcing))
+
     async def _restore_snapshot(self) -> None:
         """An empty data directory starts from the newest valid snapshot, if there is one, so
         start-up replays only the tail whatever the history's length."""
@@ -280,6 +288,7 @@ class Engine:
         watcher = asyncio.create_task(self._watch_embedder(stop, dead_letters, tasks))
         snapshots = asyncio.create_task(self._snapshot_policy(stop))
         connection = asyncio.create_task(self.connection.run(stop))
+        keeper = asyncio.create_task(self._keep_lease(stop))
         log.info(
             "engine running",
             projections=[p.name for p in self._set.live],
@@ -292,7 +301,7 @@ class Engine:
         finally:
             # Whatever failed on the way, the projections are closed: close is their save.
             try:
-                await _cancel([watcher, snapshots, connection])
+                await _cancel([watcher, snapshots, connection, keeper])
                 await _cancel(list(tasks.values()))
                 try:
                     await broker.stop()

@@ -11,9 +11,12 @@ stops cleanly releases it, so the next engine need not wait for the TTL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 
 import structlog
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import (
     APIError,
@@ -88,6 +91,27 @@ class AnnouncerLease:
             return await kv.update(self._key, self._holder, last=entry.revision)
         except (KeyWrongLastSequenceError, APIError):
             return None
+
+    @property
+    def holding(self) -> bool:
+        """True when this engine took the lease (it may have expired since)."""
+        return self._revision is not None
+
+    async def keep(self, stop: asyncio.Event, healthy: Callable[[], bool]) -> None:
+        """Renew a lease this engine holds every third of its TTL until ``stop``, independently
+        of the runners (which renew it only when they announce, and not while they apply or
+        save a batch). While ``healthy()`` is False (an announcing projection cannot progress)
+        it stops renewing, so the lease expires and a healthy engine takes over. Never takes a
+        lease it does not hold; errors (the server away) are retried at the next period."""
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._ttl_s / 3)
+            if stop.is_set() or not self.holding or not healthy():
+                continue
+            try:
+                await self.held()
+            except (NatsError, TimeoutError) as exc:  # the server away: retried next period
+                log.debug("announcer lease not renewed", key=self._key, error=repr(exc))
 
     async def release(self) -> None:
         """Give the lease up (a clean stop), so another engine takes over at once rather than
