@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,54 +20,9 @@ from engine import MemoryClient
 from engine.server import RECORD_FILE
 from engine.settings import Settings, StreamSettings
 from engine.stream import EventLog
-
-ENGRAM = [sys.executable, "-m", "engine.cli.main"]
-REPO = Path(__file__).resolve().parent.parent
+from tests.cli_runs import ENGRAM, cli_env, engram
 
 WORKFLOW = {"workflow_steps": ["plan", "code"], "success": True, "duration": 1.5}
-
-
-@dataclass(frozen=True)
-class Run:
-    """One finished ``engram`` process."""
-
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines()]
-
-
-def _env() -> dict[str, str]:
-    """The caller's environment without ENGRAM_* (flags decide, not the developer's shell)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-async def engram(*args: str | Path, cwd: Path) -> Run:
-    """Run ``engram ARGS`` to completion in ``cwd`` (so ./engram-data never lands in the repo)."""
-    proc = await asyncio.create_subprocess_exec(
-        *ENGRAM,
-        *map(str, args),
-        cwd=cwd,
-        env=_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(60):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
 
 
 @pytest.fixture
@@ -538,7 +490,7 @@ async def test_serve_queries_export_and_replay(
             "--enable-sql",  # an operator verb: off over NATS unless enabled
             *conn,
             cwd=tmp_path,
-            env=_env(),
+            env=cli_env(),
             stdout=log_file,
             stderr=log_file,
         )

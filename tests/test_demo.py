@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.demo.world import TASK_WORLD
-from tests.test_cli import engram
+from tests.cli_runs import engram
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -4,10 +4,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +18,8 @@ from engine.errors import ForbiddenError, UsageError
 from engine.settings import Settings
 from engine.stream import EventLog
 from projections.tables.store import TableStore
+from tests.cli_runs import engram
 from tests.engines import running, settle
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-async def engram(*args: str | Path, cwd: Path) -> tuple[int, str, str]:
-    """``engram ARGS`` in a subprocess without the developer's ENGRAM_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-    env["PYTHONPATH"] = str(REPO)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine.cli.main",
-        *map(str, args),
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,9 +44,9 @@ from engine.stream.append import Appender, encode_for_append
 from engine.stream.engine_key import BUCKET, signing_key, verifying_key
 from projections.learning.state import announcement_event_id, workflow_pattern_id
 from projections.tables.rows import workflow_key
+from tests.cli_runs import engram
 from tests.engines import FAST, running, settle
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 DERIVED_PAYLOADS: dict[str, EventData] = {
@@ -133,25 +131,6 @@ async def test_the_sdk_refuses_derived_types_and_sends_nothing(
     assert (await event_log.state()).messages == 2
 
 
-async def _engram(*args: str | Path, cwd: Path) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-    env["PYTHONPATH"] = str(REPO)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine.cli.main",
-        *map(str, args),
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_the_cli_refuses_derived_types(
     event_log: EventLog, settings: Settings, tmp_path: Path
 ) -> None:
@@ -160,7 +139,7 @@ async def test_the_cli_refuses_derived_types(
     conn = ["--nats-url", str(settings.nats.url), "--stream", settings.stream.name]
     conn += ["--data-dir", str(tmp_path / "cli")]
     data = DERIVED_PAYLOADS["pattern.learned"].model_dump(mode="json")
-    code, out, err = await _engram(
+    code, out, err = await engram(
         "publish", "pattern.learned", "--data", json.dumps(data), *conn, cwd=tmp_path
     )
     assert code == 2, err
@@ -177,7 +156,7 @@ async def test_the_cli_refuses_derived_types(
     ]
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    code, out, err = await _engram("ingest", path, "--json", *conn, cwd=tmp_path)
+    code, out, err = await engram("ingest", path, "--json", *conn, cwd=tmp_path)
     report = json.loads(out)
     assert code == 2
     assert (report["accepted"], report["rejected"]) == (1, 1)

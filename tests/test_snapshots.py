@@ -20,34 +20,15 @@ from consumers.replay import replay
 from consumers.snapshotting import restore_latest, take_snapshot
 from engine.settings import Settings
 from engine.stream import EventLog
-from projections.learning.persistence import dump_state
-from projections.sessions import state_digest
 from projections.snapshots.manifest import MANIFEST
 from projections.snapshots.packing import pack, unpack
 from projections.snapshots.stores import DirectorySnapshots
 from projections.tables import table_digests
 from tests.histories import realistic_history
+from tests.states import state_of
 from tests.strategies.events import histories
 
-QUERIES = ("did thing 7", "did thing 1234", "go")
-
 pytestmark = pytest.mark.timeout(300)
-
-
-def state_of(projections: ProjectionSet) -> dict[str, Any]:
-    """Everything a rebuild must reproduce: table hashes, learner state, memories, answers."""
-    vectors = projections.vectors
-    return {
-        "tables": table_digests(projections.store.reader()),
-        "learner": dump_state(projections.learner.state),
-        "sessions": state_digest(projections.sessions.state),
-        "memories": {k: m.to_json() for k, m in vectors.memories.items()},
-        "answers": [
-            [h["id"] for h in vectors.search(namespace=ns, text=q, top_k=5)]
-            for q in QUERIES
-            for ns in ("default", "team-a")
-        ],
-    }
 
 
 async def rebuilt(

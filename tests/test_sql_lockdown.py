@@ -10,13 +10,10 @@ No file may appear outside.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import shutil
-import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +42,7 @@ from engine.stream import EventLog
 from projections.tables import DATABASE_FILE, connect_database
 from projections.tables.digest import table_digests
 from projections.tables.store import TableStore
+from tests.cli_runs import engram
 from tests.engines import running, settle
 
 # Each statement tries to change the engine's state or to write outside; {outside} is a
@@ -101,7 +99,6 @@ READS = [
 ]
 
 SECRET = "engram-host-secret-7f3a"
-REPO = Path(__file__).resolve().parent.parent
 
 _CATALOG = {
     "tables": "SELECT database_name, schema_name, table_name, comment, sql FROM duckdb_tables()",
@@ -139,36 +136,6 @@ def write_secrets(outside: Path) -> None:
     (outside / "secret.csv").write_text(f"token\n{SECRET}\n")
     (outside / "secret.json").write_text(json.dumps({"token": SECRET}))
     pq.write_table(pa.table({"token": [SECRET]}), outside / "secret.parquet")
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-async def engram(*args: str | Path, cwd: Path) -> Run:
-    """``engram ARGS`` in a subprocess, without the developer's ENGRAM_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
-    env["PYTHONPATH"] = str(REPO)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine.cli.main",
-        *map(str, args),
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
 
 
 @pytest.fixture
