@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from engine.errors import IndexCorruptError, VectorIndexError
 from projections.vectors import persistence
 from projections.vectors.index import IndexConfig, LabelFilter, VectorIndex
 
-__all__ = ["MANIFEST_NAME", "IndexSet", "SetHit"]
+__all__ = ["MANIFEST_NAME", "IndexSet", "SetHit", "directory_name"]
 
 MANIFEST_NAME = "indexset.json"
 
@@ -54,7 +54,8 @@ class SetHit:
     similarity: float
 
 
-def _directory_name(part: str) -> str:
+def directory_name(part: str) -> str:
+    """A file-system-safe name for a namespace or collection (injective, never a path)."""
     # Percent-encode everything but letters, digits, "-" and "_" so that no name can contain a
     # path separator or be "." / "..".
     return quote(part, safe="-_").replace(".", "%2E").replace("~", "%7E") or "%00"
@@ -117,6 +118,22 @@ class IndexSet:
             )
         return heapq.nsmallest(k, hits, key=lambda h: (-h.similarity, h.collection, h.label))
 
+    def similarities(
+        self, vector: npt.ArrayLike, namespace: str, items: Sequence[tuple[str, int]]
+    ) -> list[float]:
+        """Exact similarity (0..1) of ``vector`` to each ``(collection, label)`` of
+        ``namespace`` (0.0 for one that has no vector)."""
+        wanted: dict[str, list[int]] = {}
+        for collection, label in items:
+            wanted.setdefault(collection, []).append(label)
+        found: dict[tuple[str, int], float] = {}
+        for collection, labels in wanted.items():
+            index = self._indexes.get((namespace, collection))
+            if index is not None:
+                scores = index.similarities(vector, labels)
+                found.update(((collection, lb), sc) for lb, sc in zip(labels, scores, strict=True))
+        return [found.get(item, 0.0) for item in items]
+
     def save(
         self, root: Path | str, watermark: int, extra_meta: dict[str, Any] | None = None
     ) -> None:
@@ -130,7 +147,7 @@ class IndexSet:
         entries = []
         for key in self.keys():
             namespace, collection = key
-            directory = base / _directory_name(namespace) / _directory_name(collection)
+            directory = base / directory_name(namespace) / directory_name(collection)
             index = self._indexes[key]
             mutations = index.mutations
             if self._saved_at.get(key) != mutations or not directory.is_dir():
