@@ -1,4 +1,4 @@
-"""Embedders: turn texts into normalised vectors (``hashing`` by default, ``minilm`` optional)."""
+"""Embedders: texts to normalised vectors (``hashing`` by default; ``minilm``, ``minilm-numpy``)."""
 
 from projections.embedders.base import Embedder, FloatMatrix, l2_normalise
 from projections.embedders.hashing import HashingEmbedder

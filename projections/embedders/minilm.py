@@ -24,7 +24,13 @@ import structlog
 from engine.errors import EmbedderError, EmbedderUnavailableError
 from projections.embedders.base import Embedder, FloatMatrix
 
-__all__ = ["MINILM_DIMENSION", "MINILM_SHA256", "MiniLMEmbedder", "bundled_model_path"]
+__all__ = [
+    "MINILM_DIMENSION",
+    "MINILM_SHA256",
+    "MiniLMEmbedder",
+    "bundled_model_path",
+    "check_model_weights",
+]
 
 MINILM_DIMENSION = 384
 # sha256 of model.safetensors in sentence-transformers/all-MiniLM-L6-v2 on the Hugging Face hub.
@@ -64,7 +70,8 @@ def bundled_model_path() -> Path:
     return path
 
 
-def _verify_weights(path: Path) -> None:
+def check_model_weights(path: Path) -> None:
+    """Raise EmbedderError unless ``path/model.safetensors`` is all-MiniLM-L6-v2 (once a path)."""
     with _verify_lock:
         if path in _verified:
             return
@@ -99,7 +106,7 @@ class MiniLMEmbedder(Embedder):
         # Weights are found and checked first: that is cheap, sentence-transformers imports torch.
         path = model_path if model_path is not None else bundled_model_path()
         if verify_weights:
-            _verify_weights(path)
+            check_model_weights(path)
         st = _import("sentence_transformers")
         try:
             self._model = st.SentenceTransformer(str(path), device=device, local_files_only=True)

@@ -21,9 +21,16 @@ def _minilm(**options: Any) -> Embedder:
     return MiniLMEmbedder(**options)
 
 
+def _minilm_numpy(**options: Any) -> Embedder:
+    from projections.embedders.minilm_numpy import MiniLMNumpyEmbedder
+
+    return MiniLMNumpyEmbedder(**options)
+
+
 _FACTORIES: dict[str, Callable[..., Embedder]] = {
     "hashing": HashingEmbedder,
     "minilm": _minilm,
+    "minilm-numpy": _minilm_numpy,
 }
 
 
@@ -36,7 +43,8 @@ def get_embedder(name: str, **options: Any) -> Embedder:
     """Build the embedder registered as ``name`` with its constructor ``options``.
 
     Raises UnknownEmbedderError listing the known names when ``name`` is not one of them, and
-    EmbedderUnavailableError (from ``minilm``) when its optional extra is not installed.
+    EmbedderUnavailableError (from ``minilm`` and ``minilm-numpy``) when the packages they need
+    are not installed.
     Each call builds a new instance: callers that embed often should keep theirs.
     """
     key = name.strip().lower()
