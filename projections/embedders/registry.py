@@ -27,10 +27,17 @@ def _minilm_numpy(**options: Any) -> Embedder:
     return MiniLMNumpyEmbedder(**options)
 
 
+def _minilm_onnx(**options: Any) -> Embedder:
+    from projections.embedders.minilm_onnx import MiniLMOnnxEmbedder
+
+    return MiniLMOnnxEmbedder(**options)
+
+
 _FACTORIES: dict[str, Callable[..., Embedder]] = {
     "hashing": HashingEmbedder,
     "minilm": _minilm,
     "minilm-numpy": _minilm_numpy,
+    "minilm-onnx": _minilm_onnx,
 }
 
 
@@ -43,8 +50,8 @@ def get_embedder(name: str, **options: Any) -> Embedder:
     """Build the embedder registered as ``name`` with its constructor ``options``.
 
     Raises UnknownEmbedderError listing the known names when ``name`` is not one of them, and
-    EmbedderUnavailableError (from ``minilm`` and ``minilm-numpy``) when the packages they need
-    are not installed.
+    EmbedderUnavailableError (from ``minilm``, ``minilm-numpy`` and ``minilm-onnx``) when the
+    packages they need are not installed.
     Each call builds a new instance: callers that embed often should keep theirs.
     """
     key = name.strip().lower()
