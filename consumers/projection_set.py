@@ -16,6 +16,7 @@ from projections.sessions import SessionCompactor
 from projections.tables import TablesProjection, TableStore
 from projections.vectors.index import IndexConfig
 from projections.vectors.projection import VectorProjection
+from projections.vectors.retrieval import SearchConfig
 
 __all__ = [
     "ACTIVE_FILE",
@@ -81,7 +82,13 @@ def vector_projection(settings: Settings, embedder_name: str) -> VectorProjectio
         ef=settings.index_ef,
         num_threads=1,
     )
-    return VectorProjection(settings.vectors_dir / embedder.name, embedder, config=config)
+    search = SearchConfig(
+        lexical_weight=settings.search_lexical_weight,
+        duplicate_similarity=settings.search_duplicate_similarity,
+    )
+    return VectorProjection(
+        settings.vectors_dir / embedder.name, embedder, config=config, search=search
+    )
 
 
 def open_projections(settings: Settings, stream_last_sequence: int = 0) -> ProjectionSet:

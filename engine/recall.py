@@ -18,9 +18,11 @@ from engine.results import (
     WorkflowPattern,
 )
 
-__all__ = ["RecallVerbs"]
+__all__ = ["RecallVerbs", "SearchMode"]
 
 Target = Literal["success_rate", "duration", "cost"]
+SearchMode = Literal["hybrid", "vector", "lexical"]
+"""hybrid (default): words (BM25) and vectors fused; vector or lexical: one retriever alone."""
 
 
 class RecallVerbs:
@@ -140,8 +142,20 @@ class RecallVerbs:
         collections: Sequence[str] | None = None,
         task_type: str | None = None,
         namespace: str | None = None,
+        mode: SearchMode = "hybrid",
+        group_duplicates: bool = True,
+        duplicate_similarity: float | None = None,
     ) -> list[SearchHit]:
-        """Similar past memories by text or by vector, most similar first."""
+        """Similar past memories by text or by vector, most similar first.
+
+        ``mode``: ``hybrid`` (default; the text's words and its vector, fused), ``vector`` or
+        ``lexical`` (needs ``text``). ``similarity_score`` is 0..1 in every mode (1: the query's
+        own text; 0: nothing in common), and ``similarity_threshold`` applies to it. Filters
+        (``collections``, ``task_type``, ``success_only``) apply inside the retrievers, so
+        ``top_k`` hits come back whenever that many memories pass them. Near-duplicates (term
+        cosine >= ``duplicate_similarity``, the engine's setting by default) are grouped under
+        the best one (``duplicates``, ``duplicate_ids``) unless ``group_duplicates`` is false.
+        """
         reply = await self._ask(
             "search",
             {
@@ -153,25 +167,43 @@ class RecallVerbs:
                 "task_type": task_type,
                 "namespace": namespace,
                 "collections": list(collections) if collections else None,
+                "mode": mode,
+                "group_duplicates": group_duplicates,
+                "duplicate_similarity": duplicate_similarity,
             },
         )
         return [SearchHit.model_validate(h) for h in reply["hits"]]
 
     async def find_similar_decisions(
-        self, context: str, top_k: int = 5, *, namespace: str | None = None
+        self,
+        context: str,
+        top_k: int = 5,
+        *,
+        namespace: str | None = None,
+        mode: SearchMode = "hybrid",
     ) -> list[SearchHit]:
         """Seed 002: past decisions made in a similar context."""
         return await self.search_similar(
-            context, top_k=top_k, collections=["decisions"], namespace=namespace
+            context, top_k=top_k, collections=["decisions"], namespace=namespace, mode=mode
         )
 
     async def get_task_context(
-        self, task_description: str, top_k: int = 5, *, namespace: str | None = None
+        self,
+        task_description: str,
+        top_k: int = 5,
+        *,
+        namespace: str | None = None,
+        mode: SearchMode = "hybrid",
     ) -> TaskContext:
         """Seed 001: similar tasks, matching patterns and recommendations in plain sentences."""
         reply = await self._ask(
             "task_context",
-            {"task_description": task_description, "top_k": top_k, "namespace": namespace},
+            {
+                "task_description": task_description,
+                "top_k": top_k,
+                "namespace": namespace,
+                "mode": mode,
+            },
         )
         return TaskContext.model_validate(reply)
 

@@ -98,6 +98,12 @@ class SearchHit(_Result):
     occurred_at: str
     sequence: int
     reused_count: int = 0
+    occurrences: int = 1
+    """How many times this text was stored (identical texts are one memory)."""
+    duplicates: int = 0
+    """How many near-duplicate hits this one stands for (grouped under it, not listed)."""
+    duplicate_ids: list[str] = []
+    """The ids of those near-duplicates, best first."""
 
 
 class ContextChunk(_Result):

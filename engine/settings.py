@@ -70,6 +70,10 @@ class Settings(BaseModel):
     index_m: Annotated[int, Field(ge=2, le=256)] = 16
     index_ef_construction: Annotated[int, Field(ge=1)] = 200
     index_ef: Annotated[int, Field(ge=1)] = 200
+    search_lexical_weight: Annotated[float, Field(ge=0, le=1)] = 0.6
+    """Weight of the lexical (BM25) similarity in a hybrid search; the vector one has the rest."""
+    search_duplicate_similarity: Annotated[float, Field(gt=0, le=1)] = 0.9
+    """Term cosine at which two search hits are near-duplicates, grouped under the best one."""
     recent_capacity: Annotated[int, Field(ge=1)] = 10_000
     """Events kept by the operational tier (the in-memory ring buffer)."""
     query_sql: bool = False

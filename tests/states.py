@@ -20,18 +20,23 @@ QUERIES = ("did thing 7", "did thing 1234", "go")
 
 
 def state_of(projections: ProjectionSet) -> dict[str, Any]:
-    """Everything a replay must reproduce: table hashes, learner and session state, memories
-    and search answers."""
+    """Everything a replay must reproduce: table hashes, learner and session state, memories,
+    the lexical index (its saved bytes) and search answers with their scores in every mode."""
     vectors = projections.vectors
     return {
         "tables": table_digests(projections.store.reader()),
         "learner": dump_state(projections.learner.state),
         "sessions": state_digest(projections.sessions.state),
         "memories": {k: m.to_json() for k, m in vectors.memories.items()},
+        "lexical": vectors.lexical.encoded(),
         "answers": [
-            [h["id"] for h in vectors.search(namespace=ns, text=q, top_k=5)]
+            [
+                (h["id"], h["similarity_score"], h["duplicates"])
+                for h in vectors.search(namespace=ns, text=q, top_k=5, mode=mode)
+            ]
             for q in QUERIES
             for ns in ("default", "team-a")
+            for mode in ("hybrid", "vector", "lexical")
         ],
     }
 

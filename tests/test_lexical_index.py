@@ -110,17 +110,19 @@ def test_scores_are_okapi_bm25_and_similarities_in_0_1(docs: list[str], query: l
         assert scored.similarity(hit.label) == hit.similarity
 
 
-def test_similarity_is_the_share_of_the_query_a_memory_holds() -> None:
-    """A memory holding every query term scores about 1; one holding none is not a hit; a
-    query term no memory has caps the similarity below 1."""
+def test_similarity_is_one_for_the_query_text_and_less_for_partial_matches() -> None:
+    """The query's own text scores exactly 1; a memory holding every query term and more words
+    scores less; one holding half the query less still; one holding none is not a hit."""
     index = LexicalIndex()
     index.add(1, tokenise("rotate postgres credentials"))
     index.add(2, tokenise("deploy the billing service"))
     index.add(3, tokenise("tune the kafka consumer"))
-    full = index.search(tokenise("postgres credentials"), 3)
-    assert [h.label for h in full] == [1] and full[0].similarity == pytest.approx(1.0, abs=0.05)
-    half = index.search(tokenise("postgres zebra"), 3)
-    assert [h.label for h in half] == [1] and 0.2 < half[0].similarity < 0.7
+    index.add(4, tokenise("postgres credentials"))
+    full = index.search(tokenise("postgres credentials"), 4)
+    assert [h.label for h in full] == [4, 1]
+    assert full[0].similarity == pytest.approx(1.0) and 0.5 < full[1].similarity < 1.0
+    half = index.search(tokenise("postgres zebra"), 4)
+    assert [h.label for h in half] == [4, 1] and all(h.similarity < 0.5 for h in half)
 
 
 def test_the_filter_runs_inside_the_walk_so_k_is_filled() -> None:

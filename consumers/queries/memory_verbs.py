@@ -70,6 +70,13 @@ def recommendations(
     return said
 
 
+def _bool_param(payload: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = payload.get(key, default)
+    if not isinstance(value, bool):
+        raise UsageError(f"{key} must be true or false, got {type(value).__name__}")
+    return value
+
+
 class MemoryVerbs:
     """Answers the memory verbs from the vector projection, the learner and the recent tier."""
 
@@ -121,7 +128,11 @@ class MemoryVerbs:
             "success_only": bool(p.get("success_only", False)),
             "collections": collections,
             "task_type": text_param(p, "task_type"),
+            "mode": text_param(p, "mode") or "hybrid",
+            "group_duplicates": _bool_param(p, "group_duplicates", True),
         }
+        if p.get("duplicate_similarity") is not None:
+            args["duplicate_similarity"] = number_param(p, "duplicate_similarity", 0.9)
         args.update(fixed)
         return self.vectors.search(**args)
 
@@ -144,6 +155,7 @@ class MemoryVerbs:
             text=description,
             top_k=top_k,
             collections=["tasks"],
+            mode=text_param(p, "mode") or "hybrid",
         )
         patterns, best = await asyncio.to_thread(
             self.learner.read,
@@ -217,7 +229,10 @@ class MemoryVerbs:
                     )
         k = max(5, min(50, budget // 40))
         if tiers & {"working", "longterm"}:
-            hits = vectors.search(namespace=namespace, vector=query.tolist(), top_k=k)
+            # Hybrid: the words of the description and its vector (embedded once, above).
+            hits = vectors.search(
+                namespace=namespace, text=description, vector=query.tolist(), top_k=k
+            )
             for hit in hits:
                 older = hit["sequence"] <= window_start or hit["collection"] == "knowledge"
                 tier = "longterm" if older else "working"

@@ -177,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", action="append", choices=["tasks", "decisions", "knowledge"])
     p.add_argument("--task-type", dest="task_type")
     p.add_argument("--namespace")
+    p.add_argument(
+        "--mode",
+        choices=["hybrid", "vector", "lexical"],
+        default="hybrid",
+        help="hybrid (default): words and vectors fused; vector or lexical: one alone",
+    )
+    p.add_argument(
+        "--no-group",
+        action="store_false",
+        dest="group_duplicates",
+        help="list near-duplicate memories one by one instead of grouped under the best",
+    )
     p.set_defaults(handler=memory_verbs.cmd_search)
 
     p = _verb(sub, "patterns", "learned workflow patterns, best first")

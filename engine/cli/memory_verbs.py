@@ -37,12 +37,16 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             "namespace": _ns(args),
             "collections": args.collection or None,
             "task_type": args.task_type,
+            "mode": args.mode,
+            "group_duplicates": args.group_duplicates,
         },
     )
     if args.json:
         emit_json(reply)
     else:
-        print_table(reply["hits"], ["similarity_score", "collection", "success", "text"])
+        print_table(
+            reply["hits"], ["similarity_score", "collection", "success", "duplicates", "text"]
+        )
     return EXIT_OK
 
 

@@ -14,11 +14,12 @@ Scoring (Lucene's BM25 variant, k1 = 1.2, b = 0.75 by default; ``BM25Params``):
                                                                     document of average length
     bm25(q, d) = sum over the distinct terms t of q of idf(t) part(t, d)
 
-The *similarity* in 0..1 that searches report is ``bm25(q, d) / sum of idf(t) over the distinct
-terms of q``, clipped to 1: the IDF-weighted share of the query that the memory contains (1 when
-every query term occurs in it at least about once; a query term no memory has counts in the
-denominator with the idf of a term seen nowhere, so a query half made of unknown words tops out
-near 0.5). It only rescales bm25 per query, so the ranking is plain BM25's.
+The *similarity* in 0..1 that searches report is ``bm25(q, d) / bm25(q, q)``, clipped to 1:
+the memory's score over the score the query's own text would get as a memory of the index (with
+its own term counts and length). So a memory that is the query's text scores exactly 1, one that
+holds every query term and says more scores less, and a query term no memory has (the idf of a
+term seen nowhere) weighs in the divisor, so partial matches of a query of rare words stay low.
+It only rescales bm25 per query: the ranking is plain BM25's.
 
 Removals: a memory that is superseded stays in the postings and the statistics (as Lucene's
 deleted documents do until a merge) and is filtered out at search time by the caller's ``accept``.
@@ -64,7 +65,16 @@ class LexicalHit:
 class LexicalIndex:
     """Postings of one namespace: term -> (document positions, term frequencies)."""
 
-    __slots__ = ("_labels", "_lengths", "_positions", "_postings", "_total", "mutations", "params")
+    __slots__ = (
+        "_derived",
+        "_labels",
+        "_lengths",
+        "_positions",
+        "_postings",
+        "_total",
+        "mutations",
+        "params",
+    )
 
     def __init__(self, params: BM25Params | None = None) -> None:
         self.params = params or BM25Params()
@@ -73,6 +83,7 @@ class LexicalIndex:
         self._positions: dict[int, int] = {}
         self._postings: dict[str, tuple[array[int], array[int]]] = {}
         self._total = 0
+        self._derived: tuple[int, npt.NDArray[np.int64], npt.NDArray[np.float64]] | None = None
         self.mutations = 0
         """Bumped by every add that changed something (a saver writes only moved indexes)."""
 
@@ -115,21 +126,39 @@ class LexicalIndex:
         it is now: the caller keeps writers out while it is used (the projection's lock)."""
         n = len(self._labels)
         scores = np.zeros(n, dtype=np.float64)
-        mass = 0.0
+        own = 0.0  # bm25 of the query's own text as a document of this index
         if n:
             k1, b = self.params.k1, self.params.b
-            lengths = np.array(self._lengths, dtype=np.float64)
-            norm = k1 * (1.0 - b + b * lengths / max(self._total / n, 1e-9))
-            for term in sorted(set(terms)):  # a fixed order: bit-identical sums
+            average = max(self._total / n, 1e-9)
+            _, norm = self._arrays()
+            counts = Counter(terms)
+            own_norm = k1 * (1.0 - b + b * sum(counts.values()) / average)
+            for term in sorted(counts):  # a fixed order: bit-identical sums
                 idf = self._idf(term)
-                mass += idf
+                own += idf * counts[term] * (k1 + 1.0) / (counts[term] + own_norm)
                 postings = self._postings.get(term)
                 if postings is None:
                     continue
                 where = np.array(postings[0], dtype=np.int64)
                 tf = np.array(postings[1], dtype=np.float64)
                 scores[where] += idf * tf * (k1 + 1.0) / (tf + norm[where])
-        return ScoredQuery(self, scores, mass)
+        return ScoredQuery(self, scores, own)
+
+    def _arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Labels by position and each document's length normalisation, kept until the next
+        add (readers may compute them at once: they compute the same arrays)."""
+        derived = self._derived
+        if derived is None or derived[0] != self.mutations:
+            k1, b, n = self.params.k1, self.params.b, len(self._labels)
+            average = max(self._total / max(n, 1), 1e-9)
+            lengths = np.array(self._lengths, dtype=np.float64)
+            derived = (
+                self.mutations,
+                np.array(self._labels, dtype=np.int64),
+                k1 * (1.0 - b + b * lengths / average),
+            )
+            self._derived = derived
+        return derived[1], derived[2]
 
     def search(
         self, terms: Sequence[str], k: int, accept: Accept | None = None
@@ -208,13 +237,13 @@ class LexicalIndex:
 class ScoredQuery:
     """BM25 scores of one query over one index (see ``LexicalIndex.query``)."""
 
-    __slots__ = ("_index", "_scores", "mass")
+    __slots__ = ("_index", "_scores", "own")
 
-    def __init__(self, index: LexicalIndex, scores: npt.NDArray[np.float64], mass: float) -> None:
+    def __init__(self, index: LexicalIndex, scores: npt.NDArray[np.float64], own: float) -> None:
         self._index = index
         self._scores = scores
-        self.mass = mass
-        """The sum of the idf of the query's distinct terms: a similarity's divisor."""
+        self.own = own
+        """BM25 of the query's own text in this index: the similarity's divisor."""
 
     def top(self, k: int, accept: Accept | None = None) -> list[LexicalHit]:
         """The ``k`` best documents sharing a term with the query that ``accept`` lets through,
@@ -226,7 +255,7 @@ class ScoredQuery:
         found = np.flatnonzero(self._scores > 0)
         if found.size == 0:
             return []
-        all_labels = np.array(self._index._labels, dtype=np.int64)
+        all_labels, _ = self._index._arrays()
         # Walk a partition of the best first (sorting every match is O(n log n) on a common
         # word); when the filter rejects too many of them, walk the whole ranked list.
         width = 4 * k + 16
@@ -254,7 +283,7 @@ class ScoredQuery:
             if accept is not None and not accept(label):
                 continue
             score = float(scores[at])
-            hits.append(LexicalHit(label, score, min(1.0, score / self.mass)))
+            hits.append(LexicalHit(label, score, self._similarity(score)))
             if len(hits) == k:
                 break
         return hits
@@ -262,9 +291,10 @@ class ScoredQuery:
     def similarity(self, label: int) -> float:
         """The similarity (0..1) of document ``label`` to the query (0.0 when not indexed)."""
         position = self._index._positions.get(label)
-        if position is None or self.mass <= 0:
-            return 0.0
-        return min(1.0, float(self._scores[position]) / self.mass)
+        return 0.0 if position is None else self._similarity(float(self._scores[position]))
+
+    def _similarity(self, score: float) -> float:
+        return min(1.0, score / self.own) if self.own > 0 else 0.0
 
 
 def _concatenate(parts: list[array[int]]) -> npt.NDArray[np.int32]:

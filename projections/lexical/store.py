@@ -181,6 +181,10 @@ class LexicalSet:
         log.warning("lexical index rebuilt from the memory records", reason=reason)
         return cls.rebuild(documents, wanted)
 
+    def encoded(self) -> dict[str, bytes]:
+        """Each namespace's index as the bytes a save writes (a comparable state)."""
+        return {namespace: encode(self._indexes[namespace]) for namespace in self.namespaces()}
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LexicalSet):
             return NotImplemented

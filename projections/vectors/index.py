@@ -9,6 +9,7 @@ share it: hnswlib is safe with concurrent queries, not with a query during an ad
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import json
@@ -160,6 +161,31 @@ class VectorIndex:
                 # selective filter leaves fewer than k: answer exactly over what passes instead.
                 found = self._exact(query[0], k, filter)
         return [(int(label), min(1.0, max(0.0, 1.0 - float(d)))) for label, d in found]
+
+    def similarities(self, vector: npt.ArrayLike, labels: Sequence[int]) -> list[float]:
+        """Exact similarity (1 - cosine distance, clipped to [0, 1]) of ``vector`` to the
+        stored vector of each of ``labels``; 0.0 for a label not in the index."""
+        query = self._as_matrix(vector)[0]
+        rows: dict[int, npt.NDArray[np.float32]] = {}
+        with self._lock.read():
+            try:
+                stored = self._hnsw.get_items(list(labels), return_type="numpy")
+                rows = dict(zip(labels, np.asarray(stored, np.float32), strict=True))
+            except RuntimeError:  # a label that is not here: read them one by one
+                for label in labels:
+                    with contextlib.suppress(RuntimeError):
+                        item = self._hnsw.get_items([label], return_type="numpy")
+                        rows[label] = np.asarray(item, np.float32)[0]
+        query_norm = max(float(np.linalg.norm(query)), 1e-30)
+        out: list[float] = []
+        for label in labels:
+            row = rows.get(label)
+            if row is None:
+                out.append(0.0)
+                continue
+            cosine = float(row @ query) / max(float(np.linalg.norm(row)) * query_norm, 1e-30)
+            out.append(min(1.0, max(0.0, cosine)))
+        return out
 
     def save(
         self, path: Path | str, watermark: int, extra_meta: dict[str, Any] | None = None

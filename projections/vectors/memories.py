@@ -1,17 +1,19 @@
 """What the vector projection remembers about each vector: the memory behind a label.
 
 A label is the stream sequence of the event that created the memory (unique, deterministic).
-Pure mapping from events to memory records lives here; the index lives in ``index_set``.
+Pure mapping from events to memory records lives here; the index lives in ``index_set``, the
+bookkeeping of keys, ids and duplicate texts in ``registry``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import unicodedata
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from engine.events import DecisionLogged, Event, KnowledgeAdded, TaskExecuted
 
-__all__ = ["COLLECTIONS", "Memory", "memory_of"]
+__all__ = ["COLLECTIONS", "Memory", "memory_of", "normalised_text"]
 
 COLLECTIONS = ("tasks", "decisions", "knowledge")
 
@@ -33,9 +35,27 @@ class Memory:
     """Identity that a later event may update or supersede (decision_id, knowledge_id)."""
     reused_count: int = 0
     superseded: bool = False
+    occurrences: int = 1
+    """How many times this text was stored in its namespace and collection (a retry with a new
+    id, an agent repeating itself): identical texts are one memory (see ``registry``)."""
+    merged_ids: list[str] = field(default_factory=list)
+    """Envelope ids of the later occurrences, in stream order (``id`` is the first's)."""
+    keys: list[str] = field(default_factory=list)
+    """The live keys (decision_id, knowledge_id) that name this memory; a keyed memory whose
+    keys were all taken by newer versions is superseded."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Memory:
+        """A record written by ``to_json``, also one saved before duplicates collapsed (no
+        occurrences, merged ids or keys: the live key was ``key`` unless superseded)."""
+        known = {f.name for f in fields(cls)}
+        memory = cls(**{k: v for k, v in raw.items() if k in known})
+        if "keys" not in raw and memory.key is not None and not memory.superseded:
+            memory.keys = [memory.key]
+        return memory
 
     def hit(self, similarity: float) -> dict[str, Any]:
         return {
@@ -50,7 +70,13 @@ class Memory:
             "occurred_at": self.occurred_at,
             "sequence": self.sequence,
             "reused_count": self.reused_count,
+            "occurrences": self.occurrences,
         }
+
+
+def normalised_text(text: str) -> str:
+    """What makes two memory texts the same: NFKC, case-folded, whitespace runs as one space."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def memory_of(event: Event, sequence: int, task_type: str | None) -> Memory | None:
@@ -81,6 +107,7 @@ def memory_of(event: Event, sequence: int, task_type: str | None) -> Memory | No
                 sequence,
                 task_id=data.task_id,
                 key=data.decision_id,
+                keys=[data.decision_id],
             )
         case KnowledgeAdded():
             return Memory(
@@ -92,6 +119,7 @@ def memory_of(event: Event, sequence: int, task_type: str | None) -> Memory | No
                 sequence,
                 task_type=data.kind,
                 key=data.knowledge_id or eid,
+                keys=[data.knowledge_id or eid],
             )
         case _:
             return None

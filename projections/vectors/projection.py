@@ -1,8 +1,17 @@
-"""The vector projection: task summaries, decisions and knowledge as searchable vectors.
+"""The memory projection: task summaries, decisions and knowledge, searchable by vector and by
+words (hybrid retrieval: ``retrieval``).
 
-One more projection of the log, under the same rules: labels are stream sequences; the index set and
-the memory records are saved together with one watermark (records file first, named by its
-watermark, then the index manifest that names it: a crash leaves the previous pair). Like the
+One more projection of the log, under the same rules: labels are stream sequences; the memory
+records, the vector index set and the lexical (BM25) indexes are saved together with one
+watermark (records and lexical files first, named by their watermark, then the index manifest
+that names them: a crash leaves the previous set).
+
+Why the lexical index lives here rather than in a projection of its own: it indexes exactly the
+memories this projection decides exist (the same labels, the same duplicate collapsing and
+superseding, see ``registry``), so one apply, one watermark and one save keep the two halves of
+a hybrid search at the same point of the stream by construction; snapshots (which pack this
+directory) and ``engram reindex`` (which replays it) carry both. Its logic is a store of its own,
+pure and tested apart (``projections.lexical``); only the wiring is shared. Like the
 learner it saves by a SavePolicy (``save_every`` events, a bounded share of the time); after a crash
 the runner resumes at the saved watermark and re-adds the tail (re-adding a label is a no-op). The
 index records the embedder and dimension that built it and refuses to open with another (changing
@@ -27,11 +36,13 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DimensionMismatchError, IndexCorruptError, UsageError
-from engine.events import DecisionOutcome, MemoryRecalled, TaskExecuted
+from engine.events import TaskExecuted
 from projections._rwlock import ReadWriteLock
 from projections.atomic_files import write_atomic
 from projections.embedders import Embedder
 from projections.identity import SeenIds, event_key
+from projections.lexical.bm25 import BM25Params
+from projections.lexical.store import LexicalSet
 from projections.records import DeadLetter, SequencedEvent
 from projections.save_policy import SavePolicy, policy_for
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
@@ -43,6 +54,8 @@ from projections.vectors.persistence import (
     remove_stale_seen,
     write_seen,
 )
+from projections.vectors.registry import MemoryRegistry
+from projections.vectors.retrieval import MODES, Query, SearchConfig, retrieve
 
 __all__ = ["VectorProjection"]
 
@@ -65,26 +78,33 @@ class VectorProjection:
         classifier: TaskTypeClassifier | None = None,
         save_every: int | None = None,
         save_policy: SavePolicy | None = None,
+        search: SearchConfig | None = None,
+        bm25: BM25Params | None = None,
     ) -> None:
         self.directory = directory
         self.embedder = embedder
         self.config = config
+        self.search_config = search or SearchConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
         self.save_policy = policy_for(save_every, save_policy)
         self._lock = ReadWriteLock()  # records and indexes: changes alone, reads shared
         self._save_lock = threading.Lock()  # writers and saves, one at a time
-        self.memories: dict[int, Memory] = {}
-        self._by_id: dict[str, int] = {}
-        self._by_key: dict[tuple[str, str, str], int] = {}
+        self.registry = MemoryRegistry()
         self._seen = SeenIds()
         self._unsaved = 0
         self.indexes = IndexSet(embedder.name, embedder.dimension, config)
+        self.lexical = LexicalSet(bm25)
         self._saved = 0
         self._applied = 0
         if directory is not None and (directory / MANIFEST_NAME).exists():
             self._load(directory)
 
     # -- the projection port --------------------------------------------------------------------
+
+    @property
+    def memories(self) -> dict[int, Memory]:
+        """Every memory record by label, superseded ones included (read-only by convention)."""
+        return self.registry.memories
 
     def checkpoint(self) -> int:
         return self._saved
@@ -133,12 +153,15 @@ class VectorProjection:
                 # Records change strictly in stream order (an outcome that comes before its
                 # decision must not reach it), whatever the batching; vectors are added after,
                 # grouped, in the same order.
+                # A memory whose text a live one already holds merges into it (registry): only
+                # the new ones are indexed.
+                new: list[int] = []
                 for item in fresh:
                     position = by_sequence.get(item.sequence)
-                    if position is not None:
-                        self._register(planned[position][0])
-                    self._update(item)
-                self._index(planned, vectors)
+                    if position is not None and self.registry.register(planned[position][0]):
+                        new.append(position)
+                    self.registry.update(item)
+                self._index([planned[p][0] for p in new], [vectors[p] for p in new])
                 self._seen.extend(k for k, first in zip(keys, firsts, strict=True) if first)
                 self._seen.duplicates += firsts.count(False)
                 self._applied = max(self._applied, last_sequence)
@@ -146,40 +169,18 @@ class VectorProjection:
             if self.save_policy.due(self._unsaved):
                 self.save_policy.timed(self._save)
 
-    def _register(self, memory: Memory) -> None:
-        if memory.key is not None:
-            previous = self._by_key.get((memory.namespace, memory.collection, memory.key))
-            if previous is not None:
-                self.memories[previous].superseded = True
-                memory.reused_count = self.memories[previous].reused_count
-                memory.success = self.memories[previous].success
-            self._by_key[(memory.namespace, memory.collection, memory.key)] = memory.sequence
-        self.memories[memory.sequence] = memory
-        self._by_id[memory.id] = memory.sequence
-
-    def _index(self, planned: list[tuple[Memory, list[float] | None]], vectors: list[Any]) -> None:
+    def _index(self, memories: list[Memory], vectors: list[Any]) -> None:
         groups: dict[tuple[str, str], list[int]] = {}
-        for position, (memory, _) in enumerate(planned):
+        for position, memory in enumerate(memories):
             groups.setdefault((memory.namespace, memory.collection), []).append(position)
+            self.lexical.add(memory.namespace, memory.sequence, memory.text)
         for (namespace, collection), positions in groups.items():
             self.indexes.add(
                 namespace,
                 collection,
-                np.asarray([planned[p][0].sequence for p in positions], dtype=np.int64),
+                np.asarray([memories[p].sequence for p in positions], dtype=np.int64),
                 np.vstack([vectors[p] for p in positions]),
             )
-
-    def _update(self, item: SequencedEvent) -> None:
-        data, namespace = item.event.data, item.event.namespace
-        if isinstance(data, MemoryRecalled):
-            for memory_id in data.memory_ids:
-                label = self._by_id.get(memory_id)
-                if label is not None and self.memories[label].namespace == namespace:
-                    self.memories[label].reused_count += 1
-        elif isinstance(data, DecisionOutcome):
-            label = self._by_key.get((namespace, "decisions", data.decision_id))
-            if label is not None:
-                self.memories[label].success = data.success
 
     def close(self) -> None:
         self.flush()
@@ -209,11 +210,13 @@ class VectorProjection:
         ).encode()
         write_atomic(directory / records, gzip.compress(body, 5))  # no temp file left on failure
         seen = write_seen(directory, applied, self._seen)
-        self.indexes.save(directory, applied, {"memories": records, **seen})
+        lexical = self.lexical.save(directory, applied)
+        self.indexes.save(directory, applied, {"memories": records, **seen, "lexical": lexical})
         for stale in directory.glob("memories-*.json.gz"):
             if stale.name != records:
                 stale.unlink(missing_ok=True)
         remove_stale_seen(directory, seen)
+        LexicalSet.remove_stale(directory, lexical)
 
     def _load(self, directory: Path) -> None:
         indexes, watermark = IndexSet.load(
@@ -225,14 +228,16 @@ class VectorProjection:
             raw = json.loads(gzip.decompress(records.read_bytes()))
         except (OSError, ValueError, EOFError) as exc:
             raise IndexCorruptError(f"memory records {records} unreadable: {exc}") from None
+        extra = manifest.get("extra", {})
         self.indexes = indexes
-        self._seen = read_seen(directory, manifest.get("extra", {}))
-        for entry in raw:
-            memory = Memory(**entry)
-            self.memories[memory.sequence] = memory
-            self._by_id[memory.id] = memory.sequence
-            if memory.key is not None and not memory.superseded:
-                self._by_key[(memory.namespace, memory.collection, memory.key)] = memory.sequence
+        self._seen = read_seen(directory, extra)
+        self.registry = MemoryRegistry.restore(Memory.from_json(entry) for entry in raw)
+        self.lexical = LexicalSet.load(
+            directory,
+            extra.get("lexical"),
+            ((m.namespace, m.sequence, m.text) for m in self.registry),
+            self.lexical.params,
+        )
         self._saved = self._applied = watermark
 
     # -- reading --------------------------------------------------------------------------------
@@ -248,28 +253,53 @@ class VectorProjection:
         success_only: bool = False,
         collections: Sequence[str] | None = None,
         task_type: str | None = None,
+        mode: str = "hybrid",
+        group_duplicates: bool = True,
+        duplicate_similarity: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Most similar memories of ``namespace`` (never another's), as SearchHit dicts."""
-        if (text is None) == (vector is None):
-            raise UsageError("search needs exactly one of text or vector")
+        """The memories of ``namespace`` (never another's) most similar to the query, as
+        SearchHit dicts, most similar first (``retrieval`` says how each mode ranks and what
+        ``similarity_score`` means). ``text`` feeds the lexical half and, when no ``vector`` is
+        given, is embedded for the vector half; ``lexical`` mode needs ``text``. Near-duplicate
+        hits are grouped under the best one (``duplicates``, ``duplicate_ids``) unless
+        ``group_duplicates`` is false. Raises UsageError on a bad argument and
+        DimensionMismatchError on a vector of another width."""
+        if text is None and vector is None:
+            raise UsageError("search needs text or a vector")
+        if mode not in MODES:
+            raise UsageError(f"unknown search mode {mode!r}; known: {', '.join(MODES)}")
+        if mode == "lexical" and text is None:
+            raise UsageError("a lexical search needs text")
         if top_k < 1 or top_k > 1_000:
             raise UsageError("top_k must be between 1 and 1000")
+        if not 0.0 <= similarity_threshold <= 1.0:
+            raise UsageError("similarity_threshold must be between 0 and 1")
+        duplicates = (
+            self.search_config.duplicate_similarity
+            if duplicate_similarity is None
+            else duplicate_similarity
+        )
+        if not 0.0 < duplicates <= 1.0:
+            raise UsageError("duplicate_similarity must be in (0, 1]")
         unknown = set(collections or ()) - set(COLLECTIONS)
         if unknown:
             raise UsageError(f"unknown collections {sorted(unknown)}; known: {list(COLLECTIONS)}")
-        query = (
-            self.embedder.embed([text])[0]
-            if text is not None
-            else np.asarray(vector, dtype=np.float32)
-        )
-        if query.shape != (self.embedder.dimension,):
-            raise DimensionMismatchError(
-                f"query vector has {query.shape[-1] if query.ndim else 0} dimensions; the index "
-                f"holds {self.embedder.dimension}-d vectors ({self.embedder.name})"
+        query_vector = None
+        if mode != "lexical":
+            query_vector = (
+                np.asarray(vector, dtype=np.float32)
+                if vector is not None
+                else self.embedder.embed([text or ""])[0]
             )
+            if query_vector.shape != (self.embedder.dimension,):
+                raise DimensionMismatchError(
+                    f"query vector has {query_vector.shape[-1] if query_vector.ndim else 0} "
+                    f"dimensions; the index holds {self.embedder.dimension}-d vectors "
+                    f"({self.embedder.name})"
+                )
 
         def accept(label: int) -> bool:
-            memory = self.memories.get(label)
+            memory = self.registry.memories.get(label)
             return (
                 memory is not None
                 and not memory.superseded
@@ -277,17 +307,22 @@ class VectorProjection:
                 and (task_type is None or memory.task_type == task_type)
             )
 
+        query = Query(
+            namespace=namespace,
+            mode=mode,
+            top_k=top_k,
+            threshold=similarity_threshold,
+            accept=accept,
+            collections=collections,
+            text=text,
+            vector=query_vector,
+            group_duplicates=group_duplicates,
+            duplicate_similarity=duplicates,
+        )
         with self._lock.read():
-            hits = self.indexes.search(
-                query, top_k, namespace=namespace, collections=collections, filter=accept
-            )
-            return [
-                self.memories[h.label].hit(h.similarity)
-                for h in hits
-                if h.similarity >= similarity_threshold
-            ]
+            return retrieve(query, self.registry, self.indexes, self.lexical, self.search_config)
 
     def memory(self, memory_id: str) -> Memory | None:
+        """The memory an envelope id created or merged into (None: none)."""
         with self._lock.read():
-            label = self._by_id.get(memory_id)
-            return None if label is None else self.memories[label]
+            return self.registry.by_id(memory_id)
