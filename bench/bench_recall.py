@@ -461,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated (the default embedder, hashing, then every "
                              "other one installed)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls per mode (20)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as JSON (the tables go to stderr)")  # fmt: skip
     parser.add_argument("--max-project-s", type=float, default=1_800.0,
                         help="give up when projections are not caught up by then")  # fmt: skip
     parser.add_argument("--nats-url", help="use this (scratch) server instead of an embedded one")
@@ -487,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = {**result, "rows": [m.to_json() for m in result["rows"]],
                "baseline": result["baseline"].to_json()}  # fmt: skip
         print(json.dumps(out, indent=2))
+        note(report(result))  # the tables too, on stderr
     else:
         print(report(result))
     return 0
