@@ -273,8 +273,10 @@ class Engine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop consuming and close the stores."""
-        info = await self.log.ensure()
+        # The key first: every precondition is checked before the broker is changed (a refusal
+        # for a missing ENGRAM_ENGINE_KEY must not leave a new stream behind).
         self.key = self.appender.signer = await signing_key(self.log.js, self.settings)
+        info = await self.log.ensure()
         dead_letters = DeadLetterPublisher(self.log.js, self.settings.stream)
         await dead_letters.ensure()
         if not (self.settings.data_dir / DATABASE_FILE).exists():
@@ -307,7 +309,10 @@ class Engine:
                     await broker.stop()
                 except NatsError as exc:  # the server is away: nothing left to drain
                     log.warning("query service stopped without draining", error=repr(exc))
-                if self._lease is not None:
+                if self._lease is not None and not self.connection.is_up():
+                    # A release would wait for a NATS that is away: the lease expires by its TTL.
+                    log.info("announcer lease left to expire: NATS is away")
+                elif self._lease is not None:
                     try:
                         await self._lease.release()
                     except (NatsError, TimeoutError) as exc:  # it expires by its TTL instead

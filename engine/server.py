@@ -224,6 +224,39 @@ class EmbeddedServer:
         errors = [line for line in text if "[FTL]" in line or "[ERR]" in line or "error" in line]
         return (errors or text or ["no output"])[-1]
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while one was started (even if it has died since)."""
+        return None if self._process is None else self._process.pid
+
+    def exit_status(self) -> int | None:
+        """The exit status of a server that died by itself (negative: killed by that signal),
+        or None while it runs (or was never started). Reaps the process, so a dead server no
+        longer looks alive to ``read_server_record``."""
+        if self._process is None:
+            return None
+        return self._process.poll()
+
+    def restart(self) -> str:
+        """Start again after the process died, on the same port and store (JetStream recovers
+        its files at start); returns the URL, the same as before. The dead server's log is kept
+        as ``nats-server.log.1``. Raises EmbeddedServerError as ``start`` does (also when another
+        server took the directory or the port meanwhile)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            raise EmbeddedServerError(f"the embedded server (pid {process.pid}) still runs")
+        if self._url is not None:
+            # Clients hold this URL and reconnect to it: the new server listens where it was.
+            self.port = int(self._url.rsplit(":", 1)[1])
+        elif self.port <= 0:
+            raise EmbeddedServerError("the embedded server was never started: nothing to restart")
+        if process is not None and process.stderr is not None:
+            process.stderr.close()
+        self._process = self._url = None
+        if self.log_file.exists():
+            self.log_file.replace(self.log_file.with_name(self.log_file.name + ".1"))
+        return self.start()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout_s``); idempotent."""
         process, self._process = self._process, None

@@ -11,7 +11,10 @@ import structlog
 from engine.cli._common import EXIT_OK
 from engine.connection import redact_url
 from engine.endpoint import open_nats
+from engine.errors import EmbeddedServerError
+from engine.server import EmbeddedServer
 from engine.settings import Settings
+from engine.supervisor import ServerSupervisor
 
 __all__ = ["add_sql_flag", "cmd_serve"]
 
@@ -33,7 +36,9 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Start (or connect to) NATS, run the engine, stop cleanly on SIGINT/SIGTERM.
 
     The engine creates the stream, or raises its limits to the settings'; it lowers them only
-    with ``--allow-stream-downgrade`` (``settings.stream.allow_downgrade``)."""
+    with ``--allow-stream-downgrade`` (``settings.stream.allow_downgrade``). An embedded server
+    that serve started is supervised: restarted when it dies; when it keeps dying the engine
+    stops and EmbeddedServerError is raised (exit 1)."""
     from consumers.app import Engine
 
     if getattr(args, "enable_sql", None):
@@ -53,6 +58,30 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             data_dir=str(settings.data_dir),
             sql_over_nats=settings.query_sql,
         )
-        await engine.run(stop)
+        watch = asyncio.create_task(_supervise(endpoint.server, stop), name="server-supervisor")
+        try:
+            await engine.run(stop)
+        finally:
+            stop.set()
+            failure = await watch
         log.info("engram stopped")
+    if failure is not None:
+        raise failure
     return EXIT_OK
+
+
+async def _supervise(
+    server: EmbeddedServer | None, stop: asyncio.Event
+) -> EmbeddedServerError | None:
+    """Restart the embedded server serve started until ``stop``; when it keeps dying, stop the
+    engine and return the error (raised once the engine has stopped cleanly)."""
+    if server is None:  # a given server, or one another command started: not ours to keep
+        await stop.wait()
+        return None
+    try:
+        await ServerSupervisor(server).run(stop)
+    except EmbeddedServerError as exc:
+        log.error("stopping: the embedded nats-server cannot be kept running", error=str(exc))
+        stop.set()
+        return exc
+    return None
