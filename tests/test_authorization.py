@@ -64,6 +64,11 @@ def test_the_example_follows_the_registry() -> None:
     assert {subject_for(t) for t in DERIVED_TYPES} <= denied
     assert not {subject_for(t) for t in DERIVED_TYPES} & allowed
     assert "memory.>" not in allowed
+    # Wire contract v1 only: a v2 form (memory.<type>.> with a namespace token) would let agents
+    # publish events the engine can only dead-letter; they come with v2.
+    listed = allowed | denied | _permissions("AGENT", "subscribe", "allow")
+    v1 = {subject_for(t) for t in (*AGENT_TYPES, *DERIVED_TYPES)}
+    assert {s for s in listed if s.startswith("memory.")} <= v1
     checked = subprocess.run(
         [str(find_nats_server()), "-c", str(AUTH / "nats-server.conf"), "-t"],
         env=_env(),
@@ -150,9 +155,9 @@ async def test_an_agent_stores_events_but_cannot_forge_nor_touch_the_stream(
     violations: tuple[NatsClient, list[str]],
     tmp_path: Path,
 ) -> None:
-    """As ``agent``: MemoryClient stores a workflow; publishing memory.pattern.learned, and
-    creating, updating, purging or deleting a stream, are permission violations that change
-    nothing."""
+    """As ``agent``: MemoryClient stores a workflow; publishing memory.pattern.learned or a v2
+    subject (memory.<type>.<namespace>, which the engine would dead-letter), and creating,
+    updating, purging or deleting a stream, are permission violations that change nothing."""
     log = EventLog(engine_nc, StreamSettings())
     await log.ensure()
     agent_settings = _settings(secured_url, "agent", tmp_path / "a")
@@ -166,6 +171,7 @@ async def test_an_agent_stores_events_but_cannot_forge_nor_touch_the_stream(
     js = agent.jetstream(timeout=SHORT)
     attempts = {
         "memory.pattern.learned": js.publish("memory.pattern.learned", b"{}"),
+        "memory.task.executed.team-a": js.publish("memory.task.executed.team-a", b"{}"),
         "$js.api.stream.create.other": js.add_stream(StreamConfig(name="OTHER", subjects=["x"])),
         "$js.api.stream.update.engram": js.update_stream(
             StreamConfig(name="ENGRAM", subjects=["memory.>"], max_msgs=1)
