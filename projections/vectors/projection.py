@@ -26,6 +26,7 @@ watermark written is the one of exactly the records and vectors written.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import threading
@@ -307,6 +308,10 @@ class VectorProjection:
                 and (task_type is None or memory.task_type == task_type)
             )
 
+        # hnswlib calls a filter back for every node it visits: when it would accept them all
+        # (no filter asked, nothing superseded in the namespace), the walk goes without it.
+        every = not success_only and task_type is None
+
         query = Query(
             namespace=namespace,
             mode=mode,
@@ -320,6 +325,8 @@ class VectorProjection:
             duplicate_similarity=duplicates,
         )
         with self._lock.read():
+            if every and self.registry.superseded_in(namespace) == 0:
+                query = dataclasses.replace(query, accept=None)
             return retrieve(query, self.registry, self.indexes, self.lexical, self.search_config)
 
     def memory(self, memory_id: str) -> Memory | None:

@@ -36,6 +36,7 @@ class MemoryRegistry:
         self._by_id: dict[str, int] = {}
         self._by_key: dict[_Scope, int] = {}
         self._by_text: dict[_Scope, int] = {}  # live memories only
+        self._superseded: dict[str, int] = {}  # namespace -> superseded memories in it
 
     def __len__(self) -> int:
         return len(self.memories)
@@ -45,6 +46,10 @@ class MemoryRegistry:
 
     def get(self, label: int) -> Memory | None:
         return self.memories.get(label)
+
+    def superseded_in(self, namespace: str) -> int:
+        """How many memories of ``namespace`` are superseded (hidden from searches)."""
+        return self._superseded.get(namespace, 0)
 
     def by_id(self, memory_id: str) -> Memory | None:
         """The memory an envelope id created or was merged into (None: no such memory)."""
@@ -87,8 +92,9 @@ class MemoryRegistry:
     def _release(self, memory: Memory, key: str | None) -> None:
         if key in memory.keys:
             memory.keys.remove(key)
-        if not memory.keys:
+        if not memory.keys and not memory.superseded:
             memory.superseded = True
+            self._superseded[memory.namespace] = self.superseded_in(memory.namespace) + 1
             scope = (memory.namespace, memory.collection, normalised_text(memory.text))
             if self._by_text.get(scope) == memory.sequence:
                 del self._by_text[scope]
@@ -119,7 +125,10 @@ class MemoryRegistry:
                 registry._by_id[merged] = label
             for key in memory.keys:
                 registry._by_key[(memory.namespace, memory.collection, key)] = label
-            if not memory.superseded:
+            if memory.superseded:
+                namespace = memory.namespace
+                registry._superseded[namespace] = registry.superseded_in(namespace) + 1
+            else:
                 scope = (memory.namespace, memory.collection, normalised_text(memory.text))
                 registry._by_text[scope] = label
         return registry

@@ -75,13 +75,14 @@ class SearchConfig:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """One search, its filters folded into ``accept`` (a label's memory passes them)."""
+    """One search, its filters folded into ``accept`` (a label's memory passes them; None:
+    every memory of the namespace does)."""
 
     namespace: str
     mode: Mode
     top_k: int
     threshold: float
-    accept: Callable[[int], bool]
+    accept: Callable[[int], bool] | None
     collections: Sequence[str] | None
     text: str | None = None
     vector: npt.NDArray[np.float32] | None = None
@@ -119,7 +120,7 @@ def retrieve(
         return (
             memory is not None
             and (wanted is None or memory.collection in wanted)
-            and query.accept(label)
+            and (query.accept is None or query.accept(label))
         )
 
     scored: ScoredQuery | None = None
@@ -147,7 +148,9 @@ def retrieve(
             candidates.update((h.label, h.similarity) for h in vector_hits)
         lexical_sims: dict[int, float] = {}
         if scored is not None:
-            lexical_hits = scored.top(depth, accept_lexical)
+            lexical_hits = scored.top(
+                depth, accept_lexical if wanted is not None or query.accept else None
+            )
             exhausted = exhausted and len(lexical_hits) < depth
             lexical_sims = {h.label: h.similarity for h in lexical_hits}
         ranked = _rank(query, registry, indexes, scored, candidates, lexical_sims, weight, mode)
