@@ -380,6 +380,8 @@ WRONG_VALUES = [
     ("task.executed", "embedding", []),
     ("task.executed", "embedding", ["a"]),
     ("task.executed", "embedding", [0.1, math.nan]),
+    ("task.executed", "embedding", [1e308] * 384),  # finite, but infinite as float32
+    ("task.executed", "embedding", [0.5, -3.5e38]),
     ("task.executed", "error_patterns", "timeout"),
     ("decision.logged", "actor", ""),
     ("decision.logged", "alternatives", "a"),
@@ -506,6 +508,7 @@ def test_encode_refuses_nothing_it_validated() -> None:
 TEXT = st.text(max_size=40)
 LABEL = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
+FINITE_32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 NON_NEGATIVE = st.floats(min_value=0, allow_nan=False, allow_infinity=False)
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | FINITE | TEXT,
@@ -544,7 +547,8 @@ TASKS = st.builds(
     success=st.booleans(),
     task_type=st.none() | TASK_TYPE,
     error_patterns=st.lists(st.text(min_size=1, max_size=20), max_size=4),
-    embedding=st.none() | st.lists(FINITE, min_size=1, max_size=8),
+    # float32 values: what the index holds (a larger finite float is refused).
+    embedding=st.none() | st.lists(FINITE_32, min_size=1, max_size=8),
     metadata=METADATA,
 )
 

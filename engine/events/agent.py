@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, field_validator
 
 from engine.events._base import (
     EventData,
-    FiniteFloat,
     Identifier,
     JsonObject,
     NonNegativeFloat,
@@ -33,6 +33,9 @@ TaskTypeName = Annotated[
 ]
 Step = Annotated[str, Field(min_length=1, max_length=256, strict=True)]
 
+FLOAT32_MAX = 3.4028235e38
+"""The largest float32: vectors are indexed as float32, where anything larger is infinite."""
+
 
 class WorkflowExecuted(EventData):
     """One run of a workflow (a sequence of steps) for a task, and how it went."""
@@ -47,15 +50,38 @@ class WorkflowExecuted(EventData):
 
 
 class TaskExecuted(EventData):
-    """One executed task with a summary; ``embedding``, when given, is indexed as is."""
+    """One executed task with a summary; ``embedding``, when given, is indexed as is.
+
+    Every value of ``embedding`` must be finite and within float32 range: it is the event's
+    content, so a vector the index cannot hold is refused here (an invalid event), not failed
+    on by the vectors projection. An all-zero vector is accepted: it is finite, the index gives
+    it similarity 0 to every query (no direction: never a vector hit, never a failure), the
+    task is still found by its text, and refusing it would turn stored v1 events into dead
+    letters on replay.
+    """
 
     task_id: Identifier
     execution_summary: Annotated[str, Field(min_length=1, max_length=200_000, strict=True)]
     success: StrictBool
     task_type: TaskTypeName | None = None
     error_patterns: list[ShortText] = Field(default_factory=list, max_length=1_000)
-    embedding: list[FiniteFloat] | None = Field(default=None, min_length=1, max_length=8_192)
+    embedding: list[float] | None = Field(default=None, min_length=1, max_length=8_192)
     metadata: JsonObject = Field(default_factory=dict)
+
+    @field_validator("embedding")
+    @classmethod
+    def _indexable(cls, embedding: list[float] | None) -> list[float] | None:
+        # One problem for the whole vector, not one per value (a 384-d vector of overflows).
+        if embedding is None:
+            return None
+        bad = [i for i, x in enumerate(embedding) if not math.isfinite(x) or abs(x) > FLOAT32_MAX]
+        if bad:
+            raise ValueError(
+                f"every value must be a finite number within float32 range "
+                f"(abs <= {FLOAT32_MAX!r}); {len(bad)} of {len(embedding)} are not, the first "
+                f"at index {bad[0]}: {embedding[bad[0]]!r}"
+            )
+        return embedding
 
 
 class DecisionLogged(EventData):
