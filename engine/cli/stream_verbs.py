@@ -84,7 +84,7 @@ async def cmd_stream_apply(args: argparse.Namespace, settings: Settings) -> int:
     each lower limit it kept (exit 0 either way)."""
     async with open_nats(settings) as endpoint:
         log = EventLog(endpoint.nc, settings.stream, timeout_s=settings.nats.request_timeout_s)
-        applied = await log.apply()
+        applied = await log.apply(warn_kept=False)  # said below, once, in the verb's output
         where = server_address(endpoint.nc)
     described = {"action": applied.action, "server": where, **_describe(applied.info)}
     described["kept"] = {

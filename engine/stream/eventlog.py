@@ -48,13 +48,18 @@ class EventLog:
         client (CLI verb, SDK) does."""
         return await lookup_stream(self.js, self.settings, where=server_address(self.nc))
 
-    async def apply(self, *, allow_downgrade: bool | None = None) -> StreamApplied:
+    async def apply(
+        self, *, allow_downgrade: bool | None = None, warn_kept: bool = True
+    ) -> StreamApplied:
         """Create the stream, or raise its limits to the settings' (idempotent). A limit is
-        lowered only with ``allow_downgrade`` (default: the settings' ``allow_downgrade``).
+        lowered only with ``allow_downgrade`` (default: the settings' ``allow_downgrade``);
+        a lower limit kept is logged unless ``warn_kept`` is False (see ``apply_stream``).
         Only ``engram serve``, ``engram stream apply`` and tests call this."""
         if allow_downgrade is None:
             allow_downgrade = self.settings.allow_downgrade
-        return await apply_stream(self.js, self.settings, allow_downgrade=allow_downgrade)
+        return await apply_stream(
+            self.js, self.settings, allow_downgrade=allow_downgrade, warn_kept=warn_kept
+        )
 
     async def ensure(self, *, allow_downgrade: bool | None = None) -> StreamInfo:
         """``apply``'s stream info (engram serve and tests; clients use ``lookup``)."""

@@ -158,12 +158,18 @@ async def lookup_stream(
 
 
 async def apply_stream(
-    js: JetStreamContext, settings: StreamSettings, *, allow_downgrade: bool = False
+    js: JetStreamContext,
+    settings: StreamSettings,
+    *,
+    allow_downgrade: bool = False,
+    warn_kept: bool = True,
 ) -> StreamApplied:
     """Create the stream, or raise its limits and set its subjects to ``settings``.
 
     Idempotent. A limit of an existing stream is lowered only with ``allow_downgrade``;
-    otherwise the stronger existing value stays and one warning names each kept field.
+    otherwise the stronger existing value stays, is reported in ``StreamApplied.kept`` and,
+    with ``warn_kept`` (``engram serve``), one warning names each kept field (a caller that
+    reports them itself, as ``engram stream apply`` does, passes False: said once).
     Raises ConfigurationError when the server refuses the stream.
     """
     wanted = stream_config(settings)
@@ -181,7 +187,7 @@ async def apply_stream(
         log.info("stream created", stream=settings.name, subjects=list(settings.subjects))
         return StreamApplied(info, "created")
     plan = merge_stream_config(current.config, wanted, allow_downgrade=allow_downgrade)
-    if plan.kept:
+    if plan.kept and warn_kept:
         log.warning(
             "stream limits kept: the settings ask for less than the stream has "
             "(engram serve --allow-stream-downgrade lowers them)",
