@@ -4,7 +4,11 @@ near-duplicates are grouped in results under the best one, with how many it stan
 
 from __future__ import annotations
 
+import gzip
+import json
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +25,9 @@ from engine.events import (
     make_event,
 )
 from projections.embedders import HashingEmbedder
+from projections.lexical.store import LEXICAL_DIR
 from projections.records import SequencedEvent
+from projections.vectors.index_set import MANIFEST_NAME
 from projections.vectors.projection import VectorProjection
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -211,3 +217,56 @@ def test_duplicates_collapse_identically_whatever_the_batching(
         start = cut
     assert _state(split) == _state(whole)
     split.close()
+
+
+def test_a_save_from_before_collapsing_opens_with_keys_and_a_rebuilt_lexical_index(
+    tmp_path: Path,
+) -> None:
+    """Records saved before duplicates collapsed (no occurrences, merged ids or keys) and a
+    manifest naming no lexical files open as they were: live keys from ``key``, the lexical
+    index rebuilt from the records, the same answers; a later repeat then merges."""
+    items = _sequenced(
+        [
+            ("default", DecisionLogged(decision_id="d1", actor="a", decision="use a cache")),
+            ("default", DecisionLogged(decision_id="d1", actor="a", decision="drop the cache")),
+            ("default", TaskExecuted(task_id="t1", execution_summary=TEXTS[0], success=True)),
+        ]
+    )
+    saved = VectorProjection(tmp_path, HashingEmbedder())
+    _apply(saved, items)
+    expected = _state(saved)
+    saved.close()
+    records = next(tmp_path.glob("memories-*.json.gz"))
+    old = [
+        {k: v for k, v in m.items() if k not in ("occurrences", "merged_ids", "keys")}
+        for m in json.loads(gzip.decompress(records.read_bytes()))
+    ]
+    records.write_bytes(gzip.compress(json.dumps(old).encode()))
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    del manifest["extra"]["lexical"]
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    shutil.rmtree(tmp_path / LEXICAL_DIR)
+
+    reopened = VectorProjection(tmp_path, HashingEmbedder())
+    assert _state(reopened) == expected
+    assert reopened.memories[2].keys == ["d1"] and reopened.memories[1].keys == []
+    _apply(
+        reopened,
+        [
+            SequencedEvent(
+                4,
+                T0,
+                make_event(DecisionOutcome(decision_id="d1", success=True), event_id="outcome"),
+            ),
+            SequencedEvent(
+                5,
+                T0,
+                make_event(
+                    TaskExecuted(task_id="t2", execution_summary=TEXTS[1], success=False),
+                    event_id="again",
+                ),
+            ),
+        ],
+    )
+    assert reopened.memories[2].success is True
+    assert reopened.memories[3].occurrences == 2 and reopened.memory("again") is not None
