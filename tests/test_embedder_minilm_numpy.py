@@ -68,7 +68,7 @@ def test_registry_knows_minilm_numpy_under_its_own_name(numpy_minilm: Embedder) 
 @pytest.mark.skipif(ST_MISSING, reason=ST_REASON)
 def test_vectors_match_sentence_transformers(numpy_minilm: Embedder) -> None:
     """Every sentence's numpy vector has cosine > 0.9999 with the torch one (minilm)."""
-    ours = get_embedder("minilm-numpy").embed(SENTENCES)
+    ours = numpy_minilm.embed(SENTENCES)
     theirs = get_embedder("minilm").embed(SENTENCES)
     cosines = np.sum(ours * theirs, axis=1)
     assert ours.shape == theirs.shape == (len(SENTENCES), 384)
@@ -85,14 +85,13 @@ def test_token_ids_match_hugging_face_tokenizers(numpy_minilm: Embedder) -> None
     reference = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
     reference.enable_truncation(256)
     reference.no_padding()
-    embedder = get_embedder("minilm-numpy")
     for text in SENTENCES:
-        assert embedder.tokenize(text) == reference.encode(text).ids, text  # type: ignore[attr-defined]
+        assert numpy_minilm.tokenize(text) == reference.encode(text).ids, text  # type: ignore[attr-defined]
 
 
 def test_rows_are_unit_norm_float32(numpy_minilm: Embedder) -> None:
     """Every row, the empty text's included ([CLS] [SEP] is a real input), has L2 norm 1."""
-    vectors = get_embedder("minilm-numpy").embed(SENTENCES)
+    vectors = numpy_minilm.embed(SENTENCES)
     assert vectors.dtype == np.float32
     assert vectors.flags.c_contiguous
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
@@ -100,17 +99,56 @@ def test_rows_are_unit_norm_float32(numpy_minilm: Embedder) -> None:
 
 def test_batch_equals_single_bit_for_bit(numpy_minilm: Embedder) -> None:
     """A text's vector is the same whether embedded alone or in batches of any size."""
-    alone = np.stack([get_embedder("minilm-numpy").embed_one(text) for text in SENTENCES])
-    in_pairs = get_embedder("minilm-numpy", batch_size=2).embed(SENTENCES)
-    reversed_batch = get_embedder("minilm-numpy", batch_size=64).embed(SENTENCES[::-1])[::-1]
+    alone = np.stack([numpy_minilm.embed_one(text) for text in SENTENCES])
+    numpy_minilm.batch_size = 2
+    try:
+        in_pairs = numpy_minilm.embed(SENTENCES)
+    finally:
+        numpy_minilm.batch_size = 64
+    reversed_batch = numpy_minilm.embed(SENTENCES[::-1])[::-1]
     np.testing.assert_array_equal(alone, in_pairs)
     np.testing.assert_array_equal(alone, reversed_batch)
+
+
+def test_matrix_products_run_on_one_blas_thread(
+    numpy_minilm: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While it embeds, BLAS runs one thread (whatever numpy was set to), and numpy's own
+    setting is back afterwards; the vectors are then the same under any outer setting."""
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+    def numpy_blas_threads() -> list[int]:
+        # numpy's own BLAS (wheels vendor it in numpy.libs): torch, once imported by another
+        # test, brings a BLAS of its own that the embedder leaves alone. All, if none matches.
+        infos = ThreadpoolController().select(user_api="blas").info()
+        own = [i for i in infos if "numpy" in i["filepath"]] or infos
+        return [i["num_threads"] for i in own]
+
+    controller = ThreadpoolController()
+    embedder = numpy_minilm
+    encoder = embedder._encoder  # type: ignore[attr-defined]
+    seen: list[int] = []
+    original = encoder.mean_pooled
+
+    def spy(ids: list[list[int]]) -> np.ndarray:
+        seen.extend(numpy_blas_threads())
+        return original(ids)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(encoder, "mean_pooled", spy)
+    with controller.limit(limits=2, user_api="blas"):
+        two = embedder.embed(SENTENCES)
+        after = numpy_blas_threads()
+    with controller.limit(limits=1, user_api="blas"):
+        one = embedder.embed(SENTENCES)
+    assert seen and set(seen) == {1}
+    assert after and set(after) == {2}
+    np.testing.assert_array_equal(two, one)
 
 
 def test_deterministic_in_a_fresh_process_without_torch(numpy_minilm: Embedder) -> None:
     """A new interpreter where torch, transformers, sentence-transformers and tokenizers cannot
     be imported embeds the same texts bit for bit and never imports them."""
-    here = get_embedder("minilm-numpy").embed(SENTENCES).tobytes().hex()
+    here = numpy_minilm.embed(SENTENCES).tobytes().hex()
     script = (
         "import sys, json\n"
         "class Block:\n"
@@ -142,7 +180,7 @@ def test_deterministic_in_a_fresh_process_without_torch(numpy_minilm: Embedder) 
 
 def test_similar_texts_are_closer_than_unrelated_ones(numpy_minilm: Embedder) -> None:
     """The vectors carry meaning: a paraphrase is nearer than an unrelated sentence."""
-    anchor, paraphrase, unrelated = get_embedder("minilm-numpy").embed(
+    anchor, paraphrase, unrelated = numpy_minilm.embed(
         [
             "The login page times out for users of the auth service",
             "Sign-in requests to the authentication service hang until they expire",

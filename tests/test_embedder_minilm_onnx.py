@@ -71,7 +71,11 @@ def test_vectors_are_close_to_the_float32_model(onnx_minilm: Embedder) -> None:
 
 def test_unit_rows_and_batch_equals_single(onnx_minilm: Embedder) -> None:
     """Rows are unit float32 vectors, the same bit for bit alone and in any batch."""
-    batch = get_embedder("minilm-onnx", batch_size=3).embed(SENTENCES)
+    onnx_minilm.batch_size = 3
+    try:
+        batch = onnx_minilm.embed(SENTENCES)
+    finally:
+        onnx_minilm.batch_size = 64
     alone = np.stack([onnx_minilm.embed_one(text) for text in SENTENCES])
     assert batch.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, rtol=1e-5)

