@@ -115,7 +115,13 @@ class RecallVerbs:
         *,
         namespace: str | None = None,
     ) -> dict[str, Any] | None:
-        """Seed 001: pool every task type matching a regex; None below ``min_samples``."""
+        """Seed 001: pool every task type ``task_type_pattern`` matches whole (e.g.
+        ``.*authentication.*``); None below ``min_samples`` (at least 1).
+
+        The pattern is a regular-expression subset matched in linear time: literals, ``.``,
+        classes, ``\\d \\w \\s``, groups, ``|``, ``* + ?`` and ``{m,n}``, at most 256
+        characters; backreferences, lookarounds and flags are refused (UsageError).
+        """
         reply = await self._ask(
             "extract_pattern",
             {

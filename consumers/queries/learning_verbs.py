@@ -17,6 +17,7 @@ from consumers.queries.params import (
 from engine.errors import UsageError
 from projections.learning import LearnerProjection
 from projections.learning import queries as q
+from projections.learning.type_pattern import TaskTypePattern
 
 __all__ = ["LEARNING_VERBS", "register_learning_verbs"]
 
@@ -66,16 +67,14 @@ def _verbs(learner: LearnerProjection) -> dict[str, Any]:
         return learner.read(lambda s: q.learning_metrics(s, namespace_param(p)))
 
     def extract(p: Mapping[str, Any]) -> dict[str, Any]:
-        regex = required_text(p, "task_type_pattern")
+        matcher = TaskTypePattern(required_text(p, "task_type_pattern"))
         kind = text_param(p, "pattern_type", "success") or "success"
         if kind not in ("success", "failure", "workflow"):
             raise UsageError("pattern_type must be success, failure or workflow")
-        n = int(number_param(p, "min_samples", 5))
-        return {
-            "pattern": learner.read(
-                lambda s: q.extract_pattern(s, namespace_param(p), regex, kind, n)
-            )
-        }
+        n, ns = limit_param(p, 5, key="min_samples"), namespace_param(p)
+        # The pattern runs outside the learner's lock: a batch being applied never waits for it.
+        matched = matcher.filter(learner.read(lambda s: q.task_types(s, ns)))
+        return {"pattern": learner.read(lambda s: q.pool_pattern(s, ns, matched, kind, n))}
 
     return {
         "patterns": patterns,

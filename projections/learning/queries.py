@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from engine.errors import UsageError
 from projections.learning.scoring import wilson_lower_bound
 from projections.learning.state import LearnerState, workflow_pattern_id
 from projections.learning.stats import WorkflowStats
+from projections.learning.type_pattern import TaskTypePattern
 
 __all__ = [
     "best_workflow",
     "extract_pattern",
     "learning_metrics",
     "list_patterns",
+    "pool_pattern",
     "retrieve_workflow_patterns",
     "search_patterns",
     "task_success_metrics",
+    "task_types",
 ]
 
 Target = Literal["success_rate", "duration", "cost"]
@@ -176,6 +179,11 @@ def learning_metrics(state: LearnerState, namespace: str) -> dict[str, Any]:
     }
 
 
+def task_types(state: LearnerState, namespace: str) -> list[str]:
+    """Every task type seen in ``namespace`` (with outcomes or workflows), sorted."""
+    return sorted({tt for ns, tt in {*state.outcomes, *state.workflows} if ns == namespace})
+
+
 def extract_pattern(
     state: LearnerState,
     namespace: str,
@@ -183,17 +191,26 @@ def extract_pattern(
     pattern_type: str = "success",
     min_samples: int = 5,
 ) -> dict[str, Any] | None:
-    """Seed 001's extract_pattern: pool every task type matching a regex; None below
-    ``min_samples``. Computed on demand (not announced)."""
-    try:
-        matcher = re.compile(task_type_pattern)
-    except re.error as exc:
-        raise UsageError(f"task_type_pattern is not a valid regex: {exc}") from None
-    scopes = [
-        scope
-        for scope in {*state.outcomes, *state.workflows}
-        if scope[0] == namespace and matcher.fullmatch(scope[1])
-    ]
+    """Seed 001's extract_pattern: pool every task type the pattern matches whole (a safe
+    regular-expression subset, see type_pattern); None below ``min_samples``. Computed on demand
+    (not announced). Raises UsageError for an unsupported pattern."""
+    matcher = TaskTypePattern(task_type_pattern)
+    matched = matcher.filter(task_types(state, namespace))
+    return pool_pattern(state, namespace, matched, pattern_type, min_samples)
+
+
+def pool_pattern(
+    state: LearnerState,
+    namespace: str,
+    matched: Iterable[str],
+    pattern_type: str = "success",
+    min_samples: int = 5,
+) -> dict[str, Any] | None:
+    """extract_pattern over task types already matched: ``min_samples`` must be at least 1."""
+    if min_samples < 1:
+        raise UsageError(f"min_samples must be a positive integer, got {min_samples}")
+    scopes = [(namespace, tt) for tt in sorted(set(matched))]
+    scopes = [s for s in scopes if s in state.outcomes or s in state.workflows]
     if pattern_type == "workflow":
         pooled: dict[str, list[int]] = {}
         for scope in scopes:
