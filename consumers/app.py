@@ -88,7 +88,9 @@ class Engine:
         return self._set
 
     def _dispatcher(self, projections: ProjectionSet) -> QueryDispatcher:
-        access = OperatorAccess.remote(self.settings.data_dir, sql=self.settings.query_sql)
+        access = OperatorAccess.remote(
+            self.settings.data_dir, sql=self.settings.query_sql, export=self.settings.query_export
+        )
         dispatcher = QueryDispatcher(projections.store.reader, access=access)
         dispatcher.register("status", self.status)
         register_learning_verbs(dispatcher, projections.learner)

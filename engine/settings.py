@@ -79,6 +79,10 @@ class Settings(BaseModel):
     query_sql: bool = False
     """Answer the operator verb ``sql`` over NATS (``ENGRAM_QUERY_SQL``, ``serve --enable-sql``).
     Off by default; ``engram sql --data-dir`` on the engine's host works either way."""
+    query_export: bool = False
+    """Answer the operator verb ``export`` over NATS, writing under ``<data dir>/exports``
+    (``ENGRAM_QUERY_EXPORT``, ``serve --enable-export``). Off by default: each export is a full
+    copy on the engine's disk. ``engram export --data-dir`` on the engine's host works anyway."""
     snapshot_every_events: Annotated[int, Field(ge=0)] = 50_000
     """engram serve snapshots after this many new events (0: never by count)."""
     snapshot_every_s: Annotated[float, Field(ge=0)] = 1_800.0

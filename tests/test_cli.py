@@ -487,7 +487,8 @@ async def test_serve_queries_export_and_replay(
         serve = await asyncio.create_subprocess_exec(
             *ENGRAM,
             "serve",
-            "--enable-sql",  # an operator verb: off over NATS unless enabled
+            "--enable-sql",  # operator verbs: off over NATS unless enabled
+            "--enable-export",
             *conn,
             cwd=tmp_path,
             env=cli_env(),

@@ -1,6 +1,8 @@
-"""A remote ``export`` writes only under the engine's ``<data dir>/exports``; a path outside it
-(absolute, with ``..``, through a symlink) is refused naming the allowed place. Read from
-``--data-dir`` on one's own machine, ``engram export --to DIR`` writes DIR wherever it is."""
+"""``export`` over NATS is an operator verb, off unless the engine is told (``--enable-export``,
+``ENGRAM_QUERY_EXPORT=true``, see test_query_hardening); when on, a remote export writes only
+under the engine's ``<data dir>/exports``, and a path outside it (absolute, with ``..``, through
+a symlink) is refused naming the allowed place. Read from ``--data-dir`` on one's own machine,
+``engram export --to DIR`` writes DIR wherever it is."""
 
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from tests.engines import running, settle
 
 @pytest.fixture
 def remote(tmp_path: Path) -> OperatorAccess:
-    """What an engine serving NATS from ``tmp_path/data`` allows a client."""
-    return OperatorAccess.remote(tmp_path / "data", sql=False)
+    """What an engine serving NATS from ``tmp_path/data`` with export enabled allows a client."""
+    return OperatorAccess.remote(tmp_path / "data", sql=False, export=True)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +73,8 @@ def test_a_remote_export_goes_under_the_export_directory(
     assert export_target(OperatorAccess(local=True), "/anywhere/x") == Path("/anywhere/x")
     with pytest.raises(ForbiddenError):
         export_target(OperatorAccess(), "x")  # a dispatcher told nothing allows nothing
+    with pytest.raises(ForbiddenError, match="--enable-export"):  # the engine's default
+        export_target(OperatorAccess.remote(tmp_path / "data", sql=True), "x")
 
 
 async def _ask(nc: NatsClient, payload: dict[str, Any]) -> dict[str, Any]:
@@ -83,8 +87,10 @@ async def _ask(nc: NatsClient, payload: dict[str, Any]) -> dict[str, Any]:
 async def test_a_running_engine_exports_only_under_its_data_directory(
     settings: Settings, nc: NatsClient, event_log: EventLog, tmp_path: Path
 ) -> None:
-    """Over NATS: outside paths are refused and nothing is written there; a name is written
-    under <data dir>/exports/<name>, also through ``engram export --to NAME``."""
+    """Over NATS, export enabled: outside paths are refused and nothing is written there; a
+    name is written under <data dir>/exports/<name>, also through ``engram export --to NAME``;
+    a name the file system refuses is an error reply, not silence."""
+    settings = settings.model_copy(update={"query_export": True})
     data_dir = settings.data_dir
     exports = (data_dir / EXPORTS_DIR).resolve()
     elsewhere = tmp_path / "elsewhere"
@@ -103,6 +109,11 @@ async def test_a_running_engine_exports_only_under_its_data_directory(
             assert reply.get("kind") == "forbidden", reply
             assert f"{exports}/<name>" in reply["error"]
         assert not (tmp_path / "stolen").exists()
+        reply = await _ask(nc, {"to": "n" * 256})  # over the file system's NAME_MAX (255)
+        assert reply.get("kind") in ("usage", "failure"), reply
+        assert "too long" in reply["error"], reply
+        reply = await _ask(nc, {"to": "n" * 300})
+        assert reply.get("kind") == "usage" and "at most 256" in reply["error"], reply
         assert not (data_dir / "escape").exists()
         assert list(elsewhere.iterdir()) == []
 

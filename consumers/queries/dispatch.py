@@ -12,8 +12,9 @@ import duckdb
 import structlog
 
 from consumers.queries import readers
-from consumers.queries.params import limit_param
-from engine.errors import EngramError, ForbiddenError, UsageError
+from consumers.queries.params import limit_param, required_text, text_param
+from consumers.queries.sandbox import SQL_MAX_ROWS
+from engine.errors import EngramError, ForbiddenError, QueryError, UsageError
 from engine.query_client import QUERY_PREFIX
 from projections.tables.export import export_parquet
 
@@ -41,8 +42,22 @@ class OperatorAccess:
     """Remote exports write only under this directory (None: remote exports are refused)."""
 
     @classmethod
-    def remote(cls, data_dir: Path, *, sql: bool) -> OperatorAccess:
-        return cls(sql=sql, export_root=data_dir / EXPORTS_DIR)
+    def remote(cls, data_dir: Path, *, sql: bool, export: bool = False) -> OperatorAccess:
+        """What an engine serving ``data_dir`` allows remote clients: ``sql`` when told so,
+        ``export`` (under ``<data dir>/exports`` only) when told so."""
+        return cls(sql=sql, export_root=data_dir / EXPORTS_DIR if export else None)
+
+
+_EXPORT_OFF = (
+    "export is an operator verb and is off on this engine: start it with engram serve "
+    "--enable-export (or ENGRAM_QUERY_EXPORT=true), or run engram export --data-dir DIR on the "
+    "engine's host while no engine holds DIR"
+)
+_SQL_OFF = (
+    "sql is an operator verb and is off on this engine: start it with engram serve "
+    "--enable-sql (or ENGRAM_QUERY_SQL=true), or run engram sql --data-dir DIR on the engine's "
+    "host while no engine holds DIR"
+)
 
 
 def export_target(access: OperatorAccess, requested: str) -> Path:
@@ -55,7 +70,7 @@ def export_target(access: OperatorAccess, requested: str) -> Path:
     if access.local:
         return Path(requested)
     if access.export_root is None:
-        raise ForbiddenError("export is not available to remote clients of this engine")
+        raise ForbiddenError(_EXPORT_OFF)
     root = access.export_root.resolve()
     place = f"{root}/<name>"
     if not requested.strip():
@@ -81,14 +96,7 @@ Extra = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _text(payload: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
-    value = payload.get(key)
-    if value is None:
-        if required:
-            raise UsageError(f"{key} is required")
-        return None
-    if not isinstance(value, str):
-        raise UsageError(f"{key} must be a string, got {type(value).__name__}")
-    return value
+    return required_text(payload, key) if required else text_param(payload, key)
 
 
 def error_reply(exc: BaseException) -> dict[str, Any]:
@@ -99,13 +107,6 @@ def error_reply(exc: BaseException) -> dict[str, Any]:
     else:
         kind = "failure"
     return {"error": str(exc) or repr(exc), "kind": kind}
-
-
-_SQL_OFF = (
-    "sql is an operator verb and is off on this engine: start it with engram serve "
-    "--enable-sql (or ENGRAM_QUERY_SQL=true), or run engram sql --data-dir DIR on the engine's "
-    "host while no engine holds DIR"
-)
 
 
 class QueryDispatcher:
@@ -146,14 +147,21 @@ class QueryDispatcher:
                     raise ForbiddenError(_SQL_OFF)
                 if not self._access.local:
                     log.info("operator sql", sql=query[:200])
-                return readers.run_sql(cursor, query, limit_param(payload, 10_000))
+                limit = limit_param(payload, SQL_MAX_ROWS, maximum=SQL_MAX_ROWS)
+                return readers.run_sql(cursor, query, limit)
             if verb == "export":
+                if not self._access.local and self._access.export_root is None:
+                    raise ForbiddenError(_EXPORT_OFF)
                 requested = _text(payload, "to", required=True)
                 assert requested is not None
                 target = export_target(self._access, requested)
                 if not self._access.local:
                     log.info("operator export", to=str(target))
-                return {**export_parquet(cursor, target), "location": str(target)}
+                try:
+                    manifest = export_parquet(cursor, target)
+                except OSError as exc:  # a name the file system refuses, a full disk ...
+                    raise QueryError(f"export to {target} failed: {exc.strerror or exc}") from None
+                return {**manifest, "location": str(target)}
             if verb == "checkpoints":
                 return {"checkpoints": readers.checkpoints(cursor)}
             raise UsageError(f"unknown query verb {verb!r}; known: {', '.join(self.verbs)}")

@@ -30,6 +30,7 @@ from engine.events import (
     MemoryRecalled,
     PatternMatched,
 )
+from engine.events.derived import usage_excerpt
 from projections.context import TIERS, Candidate, RecentEvents, TokenCounter, assemble
 from projections.context.describe import describe_event
 from projections.learning import LearnerProjection
@@ -139,7 +140,7 @@ class MemoryVerbs:
     async def search(self, p: Mapping[str, Any]) -> dict[str, Any]:
         hits = await asyncio.to_thread(self._search, p)
         if hits:
-            query = (text_param(p, "text") or "")[:2_000]
+            query = usage_excerpt(text_param(p, "text") or "")
             self._record(
                 MemoryRecalled(memory_ids=[h["id"] for h in hits], query=query), namespace_param(p)
             )
@@ -167,7 +168,7 @@ class MemoryVerbs:
         said = recommendations(best, patterns, similar)
         self._record(
             ContextSuggested(
-                task_description=description[:10_000],
+                task_description=usage_excerpt(description),
                 task_type=task_type,
                 similar_memory_ids=[h["id"] for h in similar],
                 pattern_ids=[pt["pattern_id"] for pt in patterns],
@@ -180,7 +181,7 @@ class MemoryVerbs:
                 PatternMatched(
                     pattern_id=pattern["pattern_id"],
                     task_type=task_type,
-                    task_description=description[:10_000],
+                    task_description=usage_excerpt(description),
                 ),
                 namespace,
             )
@@ -259,7 +260,11 @@ class MemoryVerbs:
         description = required_text(p, "task_description")
         max_tokens = limit_param(p, 1_000, key="max_tokens")
         tiers = p.get("tiers", list(TIERS))
-        if not isinstance(tiers, list) or not set(tiers) <= set(TIERS) or not tiers:
+        if (
+            not isinstance(tiers, list)
+            or not tiers
+            or not all(isinstance(t, str) and t in TIERS for t in tiers)
+        ):
             raise UsageError(f"tiers must be a non-empty list of {', '.join(TIERS)}")
         candidates = await asyncio.to_thread(
             self._candidates, description, namespace_param(p), set(tiers), max_tokens

@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from consumers.queries.sandbox import SQL_TIMEOUT_S, run_sandboxed
+from consumers.queries.sandbox import SQL_MAX_ROWS, run_sandboxed
 from engine.errors import UsageError
 
 __all__ = ["checkpoints", "ensure_read_only", "rows", "run_sql", "task_metrics", "workflow_metrics"]
@@ -107,17 +107,18 @@ def ensure_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
 def run_sql(
     cursor: duckdb.DuckDBPyConnection,
     sql: str,
-    limit: int = 10_000,
-    timeout_s: float = SQL_TIMEOUT_S,
+    limit: int = SQL_MAX_ROWS,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Run an operator's query in a sandbox over copies of ``cursor``'s tables.
 
-    At most ``limit`` rows are returned; raises UsageError for a refused or failing statement,
-    QueryError when it runs longer than ``timeout_s``. ``cursor``'s database is only read.
+    At most ``limit`` rows (and SQL_MAX_RESULT_BYTES of them) are returned, ``truncated`` when
+    there were more; raises UsageError for a refused or failing statement, QueryError when it
+    runs longer than ``timeout_s`` (the sandbox's SQL_TIMEOUT_S by default). ``cursor``'s
+    database is only read.
     """
     ensure_read_only(cursor, sql)
-    table = run_sandboxed(cursor, sql, limit, timeout_s)
+    table, cut = run_sandboxed(cursor, sql, limit, timeout_s)
     names = list(table.column_names)
-    fetched = table.to_pylist()
-    data = [{k: _json_value(v) for k, v in row.items()} for row in fetched[:limit]]
-    return {"columns": names, "rows": data, "truncated": len(fetched) > limit}
+    data = [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
+    return {"columns": names, "rows": data, "truncated": cut}

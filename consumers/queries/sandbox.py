@@ -25,6 +25,8 @@ from engine.errors import QueryError, UsageError
 from projections.tables.schema import TABLES, VIEWS
 
 __all__ = [
+    "SQL_MAX_RESULT_BYTES",
+    "SQL_MAX_ROWS",
     "SQL_MEMORY_LIMIT",
     "SQL_TIMEOUT_S",
     "copy_tables",
@@ -37,6 +39,12 @@ SQL_TIMEOUT_S = 30.0
 """A statement running longer is interrupted (the engine's own work never waits for it)."""
 SQL_MEMORY_LIMIT = "1GB"
 """DuckDB's own memory for one statement (the Arrow copies of the tables come on top)."""
+SQL_MAX_ROWS = 10_000
+"""The most rows one statement may ask for (``limit``); a larger limit is refused."""
+SQL_MAX_RESULT_BYTES = 16 * 1024 * 1024
+"""What the engine takes from one statement's result, in Arrow bytes: a reply carries less
+anyway (the server's max_payload, 1 MB by default), so more would only cost memory."""
+_BATCH_ROWS = 256
 
 _READABLE = frozenset(TABLES) | frozenset(VIEWS)
 _ONE_AT_A_TIME = threading.Lock()
@@ -64,8 +72,10 @@ def sandbox_config() -> dict[str, Any]:
 def open_sandbox() -> duckdb.DuckDBPyConnection:
     """A new in-memory DuckDB instance whose configuration can no longer be changed."""
     sandbox = duckdb.connect(":memory:", config=sandbox_config())
-    # TimeZone is ICU's setting (unknown to the connect config): set it, then lock everything.
+    # TimeZone (ICU's) and the progress bar (a connection's) are unknown to the connect config:
+    # set them, then lock everything.
     sandbox.execute("SET TimeZone = 'UTC'")
+    sandbox.execute("SET enable_progress_bar = false")  # it would print on the engine's stdout
     sandbox.execute("SET lock_configuration = true")
     return sandbox
 
@@ -98,24 +108,48 @@ def run_sandboxed(
     cursor: duckdb.DuckDBPyConnection,
     sql: str,
     limit: int,
-    timeout_s: float = SQL_TIMEOUT_S,
-) -> pa.Table:
-    """At most ``limit + 1`` rows of ``sql`` run in a sandbox over copies of ``cursor``'s tables.
+    timeout_s: float | None = None,
+    max_bytes: int = SQL_MAX_RESULT_BYTES,
+) -> tuple[pa.Table, bool]:
+    """At most ``limit`` rows of ``sql`` run in a sandbox over copies of ``cursor``'s tables,
+    and whether it was cut short (more rows than ``limit``, or over ``max_bytes`` of them).
 
-    ``cursor`` (the engine's database) is only read, by the engine's own SELECTs. Raises
-    UsageError for a statement DuckDB refuses (naming files or the network when that is why),
-    QueryError when it runs longer than ``timeout_s``, needs more memory than allowed, or
-    another statement is running.
+    Rows are read in small batches and reading stops at the limit or the byte budget, so a
+    statement producing millions of rows (or huge ones) costs no more than that. ``cursor`` (the
+    engine's database) is only read, by the engine's own SELECTs. Raises UsageError for a
+    statement DuckDB refuses (naming files or the network when that is why), QueryError when it
+    runs longer than ``timeout_s`` (SQL_TIMEOUT_S by default), needs more memory than allowed,
+    or another statement is running.
     """
     if not _ONE_AT_A_TIME.acquire(blocking=False):
         raise QueryError("another sql statement is running (one at a time): try again shortly")
     try:
-        return _run(cursor, sql, limit, timeout_s)
+        return _run(
+            cursor, sql, limit, SQL_TIMEOUT_S if timeout_s is None else timeout_s, max_bytes
+        )
     finally:
         _ONE_AT_A_TIME.release()
 
 
-def _run(cursor: duckdb.DuckDBPyConnection, sql: str, limit: int, timeout_s: float) -> pa.Table:
+def _read(relation: duckdb.DuckDBPyRelation, limit: int, max_bytes: int) -> tuple[pa.Table, bool]:
+    reader = relation.limit(limit + 1).to_arrow_reader(_BATCH_ROWS)
+    batches, rows, size, cut = [], 0, 0, False
+    try:
+        for batch in reader:
+            batches.append(batch)
+            rows, size = rows + batch.num_rows, size + batch.nbytes
+            if rows > limit or size > max_bytes:
+                cut = True
+                break
+    finally:
+        reader.close()
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    return table.slice(0, limit), cut
+
+
+def _run(
+    cursor: duckdb.DuckDBPyConnection, sql: str, limit: int, timeout_s: float, max_bytes: int
+) -> tuple[pa.Table, bool]:
     box = open_sandbox()
     try:
         for name, table in copy_tables(cursor, _named_tables(box, sql)).items():
@@ -126,8 +160,8 @@ def _run(cursor: duckdb.DuckDBPyConnection, sql: str, limit: int, timeout_s: flo
         try:
             relation = box.sql(sql)
             if relation is None:
-                return pa.table({})
-            return relation.limit(limit + 1).to_arrow_table()
+                return pa.table({}), False
+            return _read(relation, limit, max_bytes)
         finally:
             timer.cancel()
     except duckdb.PermissionException as exc:

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "serve", "run the engine (starts an embedded nats-server if needed)", output=False
     )
     stream_verbs.add_downgrade_flag(p)
-    serve.add_sql_flag(p)
+    serve.add_operator_flags(p)
     p.set_defaults(handler=serve.cmd_serve)
 
     stream_verbs.add_stream_verbs(sub, _verb)

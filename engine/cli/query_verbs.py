@@ -113,8 +113,9 @@ async def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
         emit_json(reply)
     else:
         print_table(reply["rows"], reply["columns"])
-        if reply.get("truncated"):
-            print(f"(truncated at {args.limit} rows)")
+        if reply.get("truncated"):  # by --limit, by sql's memory bound, or to fit one message
+            note = f"; {reply['note']}" if reply.get("note") else ""
+            print(f"(truncated at {len(reply['rows'])} rows{note})")
     return EXIT_OK
 
 

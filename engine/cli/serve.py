@@ -16,19 +16,28 @@ from engine.server import EmbeddedServer
 from engine.settings import Settings
 from engine.supervisor import ServerSupervisor
 
-__all__ = ["add_sql_flag", "cmd_serve"]
+__all__ = ["add_operator_flags", "cmd_serve"]
 
 log = structlog.get_logger(__name__)
 
 
-def add_sql_flag(parser: argparse.ArgumentParser) -> None:
-    """``--enable-sql``: answer the operator verb ``sql`` over NATS (settings.query_sql)."""
+def add_operator_flags(parser: argparse.ArgumentParser) -> None:
+    """``--enable-sql`` / ``--enable-export``: answer the operator verbs ``sql`` / ``export``
+    over NATS (settings.query_sql / settings.query_export)."""
     parser.add_argument(
         "--enable-sql",
         action="store_true",
         default=None,
         dest="enable_sql",
         help="answer engram sql over NATS, in its sandbox (default: ENGRAM_QUERY_SQL, else off)",
+    )
+    parser.add_argument(
+        "--enable-export",
+        action="store_true",
+        default=None,
+        dest="enable_export",
+        help="answer engram export over NATS, writing under <data dir>/exports "
+        "(default: ENGRAM_QUERY_EXPORT, else off)",
     )
 
 
@@ -43,6 +52,8 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if getattr(args, "enable_sql", None):
         settings = settings.model_copy(update={"query_sql": True})
+    if getattr(args, "enable_export", None):
+        settings = settings.model_copy(update={"query_export": True})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,6 +68,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             stream=settings.stream.name,
             data_dir=str(settings.data_dir),
             sql_over_nats=settings.query_sql,
+            export_over_nats=settings.query_export,
         )
         watch = asyncio.create_task(_supervise(endpoint.server, stop), name="server-supervisor")
         try:

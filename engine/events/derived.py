@@ -9,6 +9,7 @@ from pydantic import Field
 from engine.events._base import EventData, Identifier, JsonObject, NonNegativeFloat, ShortText
 
 __all__ = [
+    "USAGE_EXCERPT_CHARS",
     "ContextSuggested",
     "MemoryRecalled",
     "PatternLearned",
@@ -16,7 +17,20 @@ __all__ = [
     "PatternType",
     "SessionCompacted",
     "SnapshotCreated",
+    "usage_excerpt",
 ]
+
+USAGE_EXCERPT_CHARS = 200
+"""What the engine records of a query's text in a usage event (``memory.recalled``,
+``context.suggested``, ``pattern.matched``): its start, never the whole text, so read-only queries
+do not make the log grow with what they ask. The fields accept longer texts, as older events
+hold them."""
+
+
+def usage_excerpt(text: str) -> str:
+    """The start of ``text`` that a usage event records (at most USAGE_EXCERPT_CHARS)."""
+    return text[:USAGE_EXCERPT_CHARS]
+
 
 PatternType = Literal["workflow", "success", "failure"]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
