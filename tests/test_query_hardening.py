@@ -254,6 +254,7 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("metrics", b"[]", "must be a JSON object, got an array"),
     ("metrics", b'{"namespace":["a"]}', "namespace must be a string"),
     ("sessions", b'{"limit":"1"}', "limit"),
+    ("search", b'{"text":"deploy","success_only":"false"}', "success_only must be true or false"),
     ("best_workflow", b'{"task_type":"x","optimization_target":"__class__"}', "optimization"),
 ]
 

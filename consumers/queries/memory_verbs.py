@@ -126,7 +126,7 @@ class MemoryVerbs:
             "vector": vector,
             "top_k": int(number_param(p, "top_k", 5)),
             "similarity_threshold": number_param(p, "similarity_threshold", 0.0),
-            "success_only": bool(p.get("success_only", False)),
+            "success_only": _bool_param(p, "success_only", False),  # "false" is not true
             "collections": collections,
             "task_type": text_param(p, "task_type"),
             "mode": text_param(p, "mode") or "hybrid",
