@@ -132,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=rebuild_verbs.cmd_compact)
 
     p = _verb(sub, "reindex", "build the vector index with another embedder, then switch")
-    p.add_argument("--embedder", required=True, help="hashing or minilm")
+    p.add_argument(
+        "--embedder",
+        required=True,
+        help="hashing, minilm-onnx, minilm-numpy or minilm (see README, Embeddings)",
+    )
     p.set_defaults(handler=rebuild_verbs.cmd_reindex)
 
     p = _verb(sub, "metrics", "task success metrics per task type")
