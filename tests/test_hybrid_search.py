@@ -228,6 +228,72 @@ def test_a_vector_only_hybrid_search_is_a_vector_search() -> None:
     assert both == projection.search(namespace="default", text="postgres credentials")
 
 
+def test_grouped_search_deepens_only_to_its_bound() -> None:
+    """When near-duplicates cannot fill top_k, a grouped search asks each retriever for at most
+    max(4 * top_k, 2000) candidates and returns the groups found, instead of deepening (x4)
+    until the retrievers run out (every memory of the namespace)."""
+    import random
+
+    from projections.lexical.bm25 import ScoredQuery
+    from projections.vectors.retrieval import MAX_DEPTH_FLOOR
+
+    rng = random.Random(5)
+    words = WORDS[:10]
+    texts = {" ".join(rng.sample(words, 5)) for _ in range(6000)}  # 252 bags of 5 words
+    assert len(texts) > 2 * MAX_DEPTH_FLOOR
+    projection = VectorProjection(None, HashingEmbedder())
+    _apply(projection, [_task(text) for text in sorted(texts)])
+    asked: list[int] = []
+    vector_search, lexical_top = projection.indexes.search, ScoredQuery.top
+
+    def spy_vector(*args: Any, **kwargs: Any) -> Any:
+        asked.append(args[1])
+        return vector_search(*args, **kwargs)
+
+    def spy_lexical(self: ScoredQuery, k: int, *args: Any) -> Any:
+        asked.append(k)
+        return lexical_top(self, k, *args)
+
+    projection.indexes.search = spy_vector  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ScoredQuery, "top", spy_lexical)
+        for mode in MODES:
+            asked.clear()
+            hits = projection.search(
+                namespace="default", text="billing deploy", top_k=300, mode=mode
+            )
+            assert 0 < len(hits) < 300, mode
+            assert asked and max(asked) == max(4 * 300, MAX_DEPTH_FLOOR), (mode, asked)
+
+
+def test_a_query_without_lexical_terms_is_ranked_by_the_vectors_alone() -> None:
+    """A query of stopwords only has no lexical similarity: hybrid scores by the vector one
+    alone (the query's own text scores exactly 1, as in vector mode) and lexical finds nothing."""
+    projection = _projection(
+        [("default", t) for t in ["the of and", "postgres credentials rotated", "kafka lag"]]
+    )
+    hybrid = projection.search(namespace="default", text="the of and", top_k=5)
+    vector = projection.search(namespace="default", text="the of and", top_k=5, mode="vector")
+    assert hybrid[0]["text"] == "the of and" and hybrid[0]["similarity_score"] == 1.0
+    assert hybrid == vector
+    assert projection.search(namespace="default", text="the of and", mode="lexical") == []
+
+
+def test_a_hit_with_nothing_in_common_is_never_returned() -> None:
+    """A memory scoring 0 (no word, no vector direction shared with the query) is not a hit in
+    any mode, even at similarity_threshold 0, grouped or not."""
+    projection = _projection([("default", "unrelated billing work")])
+    for mode, grouped in itertools.product(MODES, (True, False)):
+        hits = projection.search(
+            namespace="default",
+            text="zookeeper",
+            mode=mode,
+            similarity_threshold=0.0,
+            group_duplicates=grouped,
+        )
+        assert hits == [], (mode, grouped)
+
+
 @pytest.mark.slow
 async def test_the_mode_reaches_the_engine_from_the_sdk_the_cli_and_the_verb(
     settings: Settings, nc: NatsClient, event_log: EventLog, tmp_path: Path

@@ -88,8 +88,46 @@ def test_a_repeated_text_is_one_memory_whose_occurrences_grow() -> None:
     assert (memory.id, memory.occurrences, memory.merged_ids) == ("e0", 3, ["e1", "e2"])
     assert memory.success is True and memory.reused_count == 1
     hits = projection.search(namespace="default", text="billing worker", top_k=5)
-    assert [(h["id"], h["occurrences"]) for h in hits] == [("e0", 3)]
-    assert len(projection.search(namespace="default", text="x", top_k=5, success_only=True)) == 1
+    assert [(h["id"], h["occurrences"]) for h in hits] == [("e2", 3)]  # the latest occurrence
+    assert (
+        len(
+            projection.search(
+                namespace="default", text="billing worker", top_k=5, success_only=True
+            )
+        )
+        == 1
+    )
+
+
+def test_a_retry_that_succeeded_is_shown_with_its_own_id_and_task_id(tmp_path: Path) -> None:
+    """A failed task retried with the same text under a new task_id is one memory whose hit
+    shows the retry: its envelope id, its task_id and its success (not the first attempt's ids
+    beside the retry's outcome); the same after a save and reopen and after a replay."""
+    items = _sequenced(
+        [
+            ("default", TaskExecuted(task_id="T-1", execution_summary=TEXTS[0], success=False)),
+            (
+                "default",
+                TaskExecuted(task_id="T-1-retry", execution_summary=TEXTS[0], success=True),
+            ),
+        ]
+    )
+    saved = VectorProjection(tmp_path, HashingEmbedder())
+    _apply(saved, items)
+
+    def shown(projection: VectorProjection) -> list[tuple[Any, ...]]:
+        hits = projection.search(namespace="default", text="billing worker", top_k=5)
+        return [(h["id"], h["task_id"], h["success"], h["occurrences"]) for h in hits]
+
+    assert shown(saved) == [("e1", "T-1-retry", True, 2)]
+    saved.close()
+    reopened = VectorProjection(tmp_path, HashingEmbedder())
+    assert shown(reopened) == [("e1", "T-1-retry", True, 2)]
+    assert reopened.memory("e0") is reopened.memory("e1")
+    replayed = VectorProjection(None, HashingEmbedder())
+    for item in items:
+        _apply(replayed, [item])
+    assert shown(replayed) == [("e1", "T-1-retry", True, 2)]
 
 
 def test_keyed_memories_merge_and_supersede_by_their_keys() -> None:

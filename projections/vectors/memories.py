@@ -39,7 +39,8 @@ class Memory:
     """How many times this text was stored in its namespace and collection (a retry with a new
     id, an agent repeating itself): identical texts are one memory (see ``registry``)."""
     merged_ids: list[str] = field(default_factory=list)
-    """Envelope ids of the later occurrences, in stream order (``id`` is the first's)."""
+    """Envelope ids of the later occurrences, in stream order (``id`` is the first's; a hit
+    shows the last one, ``latest_id``)."""
     keys: list[str] = field(default_factory=list)
     """The live keys (decision_id, knowledge_id) that name this memory; a keyed memory whose
     keys were all taken by newer versions is superseded."""
@@ -57,9 +58,15 @@ class Memory:
             memory.keys = [memory.key]
         return memory
 
+    @property
+    def latest_id(self) -> str:
+        """The envelope id of the latest occurrence (``id`` when stored once): what a hit shows,
+        beside the latest task_id and outcome, so a retry that succeeded is named by its own id."""
+        return self.merged_ids[-1] if self.merged_ids else self.id
+
     def hit(self, similarity: float) -> dict[str, Any]:
         return {
-            "id": self.id,
+            "id": self.latest_id,
             "collection": self.collection,
             "namespace": self.namespace,
             "similarity_score": round(similarity, 6),

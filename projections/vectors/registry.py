@@ -6,8 +6,9 @@ the same records whatever the batching):
 - **The same text** (``normalised_text``: case, Unicode form and whitespace aside) in the same
   namespace and collection as a live memory: it is not a new memory. The live one's
   ``occurrences`` grows, it takes the newcomer's envelope id (``merged_ids``: a search or a
-  ``memory.recalled`` naming either id finds it) and key, and the newcomer's outcome when it has
-  one (a retried task that now succeeded is a success). Nothing new is indexed, so copies never
+  ``memory.recalled`` naming either id finds it, and a hit shows the latest), key, task_id and
+  outcome when it has them (a retried task that now succeeded is a success, shown with the
+  retry's id and task_id). Nothing new is indexed, so copies never
   crowd the top k.
 - **The same key** (a decision_id or knowledge_id logged again with another text): the new
   version supersedes the old one, which keeps its record (and its vectors) but is hidden from
@@ -84,6 +85,8 @@ class MemoryRegistry:
         self._by_id[memory.id] = live.sequence
         if memory.success is not None:
             live.success = memory.success
+        if memory.task_id is not None:
+            live.task_id = memory.task_id
         for key in memory.keys:
             if key not in live.keys:
                 live.keys.append(key)

@@ -20,9 +20,18 @@ RRF throws away; on the LoCoMo dev half it finds more of the evidence with eithe
 README's Recall section has the figures), and it yields a score with a meaning, where RRF's
 1 / (60 + rank) would not honour ``similarity_threshold``.
 
-A search returns ``top_k`` hits whenever that many memories pass the filters (and the
-threshold): when near-duplicate grouping leaves fewer groups, the candidate depth grows (x4)
-until the groups fill ``top_k`` or the retrievers run out.
+A query with no lexical terms (only stopwords or punctuation: ``tokenise`` keeps nothing) has
+no lexical similarity: hybrid then ranks by the vector similarity alone (weight 1 on it, so the
+query's own text still scores exactly 1) and lexical mode returns nothing. A hit with nothing in
+common with the query (a score of 0 as shown) is never returned, whatever the threshold.
+
+A search returns ``top_k`` hits whenever that many memories pass the filters and the threshold
+(and share something with the query): when near-duplicate grouping leaves fewer groups, the
+candidate depth grows (x4) until the groups fill ``top_k``, the retrievers run out, or it reaches
+``max(MAX_DEPTH_FACTOR * top_k, MAX_DEPTH_FLOOR)`` candidates (4 * top_k, at least 2,000): then
+the groups found so far are returned, fewer than ``top_k``. The bound keeps a grouped search
+over a corpus of near-duplicates from walking every memory (1-1.6 s at top_k 1,000 over 20,000
+such memories before it; see ``_max_depth``).
 """
 
 from __future__ import annotations
@@ -42,11 +51,22 @@ from projections.vectors.index_set import IndexSet
 from projections.vectors.memories import Memory
 from projections.vectors.registry import MemoryRegistry
 
-__all__ = ["DEFAULT_LEXICAL_WEIGHT", "MODES", "Mode", "Query", "SearchConfig", "retrieve"]
+__all__ = [
+    "DEFAULT_LEXICAL_WEIGHT",
+    "MAX_DEPTH_FACTOR",
+    "MAX_DEPTH_FLOOR",
+    "MODES",
+    "Mode",
+    "Query",
+    "SearchConfig",
+    "retrieve",
+]
 
 Mode = Literal["hybrid", "vector", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "lexical")
 DEFAULT_LEXICAL_WEIGHT = 0.6
+MAX_DEPTH_FACTOR = 4
+MAX_DEPTH_FLOOR = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +144,22 @@ def retrieve(
         )
 
     scored: ScoredQuery | None = None
-    if use_lexical:
+    terms = tokenise(query.text or "") if use_lexical else []
+    if use_lexical and terms:
         index = lexical.get(query.namespace)
-        scored = None if index is None else index.query(tokenise(query.text or ""))
-    weight = config.lexical_weight if mode == "hybrid" else (1.0 if mode == "lexical" else 0.0)
+        scored = None if index is None else index.query(terms)
+    if mode == "lexical" and not terms:
+        return []  # nothing to match lexically: no memory shares a term with the query
+    if mode == "hybrid" and not terms:
+        weight = 0.0  # no lexical similarity to weigh: the vector one alone
+    else:
+        weight = config.lexical_weight if mode == "hybrid" else (1.0 if mode == "lexical" else 0.0)
     grouping = query.group_duplicates
     if mode == "hybrid":
         depth = max(config.min_depth, 2 * query.top_k)
     else:  # one retriever: its own order is the answer, grouping aside
         depth = 2 * query.top_k if grouping else query.top_k
+    max_depth = max(_max_depth(query.top_k), depth)
     while True:
         candidates: dict[int, float] = {}  # label -> vector similarity (hnswlib's)
         exhausted = True
@@ -162,16 +189,25 @@ def retrieve(
             scope=lambda s: s.memory.collection,
         )
         groups.extend(ranked, query.top_k, tail=query.top_k)
-        if len(groups.groups) >= query.top_k or exhausted:
+        if len(groups.groups) >= query.top_k or exhausted or depth >= max_depth:
             return [
                 {
                     **g.head.memory.hit(g.head.similarity),
                     "duplicates": len(g.members),
-                    "duplicate_ids": [m.memory.id for m in g.members],
+                    "duplicate_ids": [m.memory.latest_id for m in g.members],
                 }
                 for g in groups.groups[: query.top_k]
             ]
-        depth *= 4
+        depth = min(depth * 4, max_depth)
+
+
+def _max_depth(top_k: int) -> int:
+    """The most candidates each retriever gives while grouping deepens the search:
+    ``max(MAX_DEPTH_FACTOR * top_k, MAX_DEPTH_FLOOR)``. Past it the groups found are returned even
+    when fewer than ``top_k``: when 4 * top_k ranked candidates (at least 2,000) hold fewer than
+    top_k groups, what is left are near-duplicates of hits already shown, or far weaker matches,
+    and walking on costs time proportional to the whole namespace."""
+    return max(MAX_DEPTH_FACTOR * top_k, MAX_DEPTH_FLOOR)
 
 
 def _rank(
@@ -207,7 +243,7 @@ def _rank(
     ranked = [
         _Scored(label, sim, memory)
         for label, sim, memory in zip(labels, similarity, memories, strict=True)
-        if sim >= query.threshold
+        if sim >= query.threshold and round(sim, 6) > 0.0  # 0: nothing in common
     ]
     ranked.sort(key=lambda s: (-round(s.similarity, 6), s.label))
     return ranked
