@@ -8,12 +8,10 @@ create, change, purge or delete the stream; the engine user runs a whole engine.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from engine.signing import SIGNATURE_HEADER
 from engine.stream import EventLog
 from engine.stream.engine_key import BUCKET
 from tests.engines import running, settle
+from tests.servers import configured_server
 
 AUTH = Path(__file__).resolve().parent.parent / "deploy" / "auth"
 PASSWORDS = {"NATS_ENGINE_PASSWORD": "engine-secret", "NATS_AGENT_PASSWORD": "agent-secret"}
@@ -85,32 +84,8 @@ def secured_url(tmp_path: Path) -> Iterator[str]:
     directory = tmp_path / "secured"
     directory.mkdir()
     shutil.copy(AUTH / "authorization.conf", directory / "authorization.conf")
-    config = directory / "server.conf"
-    config.write_text(
-        'listen: "127.0.0.1:-1"\n'
-        f'ports_file_dir: "{directory}"\n'
-        f'jetstream {{ store_dir: "{directory / "js"}" }}\n'
-        'include "authorization.conf"\n'
-    )
-    log = directory / "nats-server.log"
-    process = subprocess.Popen(
-        [str(find_nats_server()), "-c", str(config), "-l", str(log)],
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        ports = directory / f"nats-server_{process.pid}.ports"
-        deadline = time.monotonic() + 15
-        while not (ports.exists() and "Server is ready" in log.read_text(errors="replace")):
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "the secured nats-server did not start"
-            time.sleep(0.02)
-        yield str(json.loads(ports.read_text())["nats"][0])
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with configured_server(directory, 'include "authorization.conf"\n', env=_env()) as url:
+        yield url
 
 
 def _settings(url: str, user: str, data_dir: Path) -> Settings:

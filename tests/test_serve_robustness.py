@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -21,12 +20,13 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from engine.connection import connect
 from engine.errors import EmbeddedServerError, EngramError
 from engine.events import Event, WorkflowExecuted, make_event
-from engine.server import RECORD_FILE, EmbeddedServer, find_nats_server, read_server_record
+from engine.server import RECORD_FILE, EmbeddedServer, read_server_record
 from engine.settings import NatsSettings, StreamSettings
 from engine.stream import EventLog
 from engine.stream.engine_key import BUCKET
 from engine.supervisor import RestartPolicy, ServerSupervisor, describe_exit
 from tests.cli_runs import ENGRAM, cli_env, engram
+from tests.servers import configured_server
 
 
 def _workflow(task_type: str) -> Event:
@@ -255,33 +255,9 @@ async def test_sigterm_during_a_nats_outage_exits_0_promptly(tmp_path: Path) -> 
 @pytest.fixture
 def password_url(tmp_path: Path) -> Iterator[str]:
     """A nats-server with JetStream that asks for user ``u`` / password ``p``."""
-    directory = tmp_path / "secured"
-    directory.mkdir()
-    config = directory / "server.conf"
-    config.write_text(
-        'listen: "127.0.0.1:-1"\n'
-        f'ports_file_dir: "{directory}"\n'
-        f'jetstream {{ store_dir: "{directory / "js"}" }}\n'
-        'authorization { user: "u", password: "p" }\n'
-    )
-    log = directory / "nats-server.log"
-    process = subprocess.Popen(
-        [str(find_nats_server()), "-c", str(config), "-l", str(log)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        ports = directory / f"nats-server_{process.pid}.ports"
-        deadline = time.monotonic() + 15
-        while not (ports.exists() and "Server is ready" in _text(log)):
-            assert process.poll() is None, _text(log)
-            assert time.monotonic() < deadline, "the secured nats-server did not start"
-            time.sleep(0.02)
-        yield str(json.loads(ports.read_text())["nats"][0])
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    config = 'authorization { user: "u", password: "p" }\n'
+    with configured_server(tmp_path / "secured", config) as url:
+        yield url
 
 
 async def test_serve_refuses_a_missing_engine_key_before_creating_anything(

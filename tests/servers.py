@@ -1,0 +1,53 @@
+"""Real nats-servers with a configuration of a test's own (authorization, for example)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from engine.server import find_nats_server
+
+__all__ = ["configured_server"]
+
+
+@contextmanager
+def configured_server(
+    directory: Path, config: str, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """A nats-server with JetStream on a free loopback port under ``directory``, whose config
+    is the port and store lines followed by ``config`` (it may ``include`` files placed in
+    ``directory``); yields its URL and terminates it afterwards."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "server.conf"
+    path.write_text(
+        'listen: "127.0.0.1:-1"\n'
+        f'ports_file_dir: "{directory}"\n'
+        f'jetstream {{ store_dir: "{directory / "js"}" }}\n' + config
+    )
+    log = directory / "nats-server.log"
+    process = subprocess.Popen(
+        [str(find_nats_server()), "-c", str(path), "-l", str(log)],
+        env=None if env is None else dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ports = directory / f"nats-server_{process.pid}.ports"
+        deadline = time.monotonic() + 15
+        while not (ports.exists() and "Server is ready" in _text(log)):
+            assert process.poll() is None, _text(log)
+            assert time.monotonic() < deadline, "the configured nats-server did not start"
+            time.sleep(0.02)
+        yield str(json.loads(ports.read_text())["nats"][0])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
