@@ -6,6 +6,7 @@ Usage::
     .venv/bin/python bench/bench_queries.py                       # 100,000 memories, 10,000 wf
     .venv/bin/python bench/bench_queries.py --embedder minilm --memories 10000
     .venv/bin/python bench/bench_queries.py --nats-url nats://127.0.0.1:4222 --profile
+    .venv/bin/python bench/bench_queries.py --mode hybrid vector lexical   # search per mode
 
 One run:
 
@@ -177,8 +178,11 @@ def direct_dispatcher(projections: ProjectionSet) -> QueryDispatcher:
     return dispatcher
 
 
-def payloads(seed: int) -> dict[str, tuple[str, str, Callable[[int], dict[str, Any]]]]:
-    """SDK method name -> (dispatcher verb, description, request payload of call i)."""
+def payloads(
+    seed: int, modes: Sequence[str] | None = None
+) -> dict[str, tuple[str, str, Callable[[int], dict[str, Any]]]]:
+    """SDK method name -> (dispatcher verb, description, request payload of call i). With
+    ``modes``, ``search_similar`` is timed once per search mode, as ``search_similar[mode]``."""
     rng = random.Random(seed + 3)
     texts = [f"{q} ({rng.choice(TASK_TYPES)})" for q in QUERY_TEXTS] + list(QUERY_TEXTS)
     ns = {"namespace": NAMESPACE}
@@ -186,6 +190,26 @@ def payloads(seed: int) -> dict[str, tuple[str, str, Callable[[int], dict[str, A
     def tt(i: int) -> str:
         return TASK_TYPES[i % len(TASK_TYPES)]
 
+    searches: dict[str, tuple[str, str, Callable[[int], dict[str, Any]]]] = {
+        "search_similar": (
+            "search",
+            f"{len(texts)} texts rotate, top_k 5",
+            lambda i: {**ns, "text": texts[i % len(texts)], "top_k": 5},
+        ),
+    }
+    if modes:
+
+        def in_mode(mode: str) -> Callable[[int], dict[str, Any]]:
+            return lambda i: {**ns, "text": texts[i % len(texts)], "top_k": 5, "mode": mode}
+
+        searches = {
+            f"search_similar[{mode}]": (
+                "search",
+                f"{len(texts)} texts rotate, top_k 5, mode {mode}",
+                in_mode(mode),
+            )
+            for mode in modes
+        }
     return {
         "retrieve_workflow_patterns": (
             "patterns",
@@ -207,11 +231,7 @@ def payloads(seed: int) -> dict[str, tuple[str, str, Callable[[int], dict[str, A
             "max_tokens 500, all three tiers",
             lambda i: {**ns, "task_description": texts[i % len(texts)], "max_tokens": 500},
         ),
-        "search_similar": (
-            "search",
-            f"{len(texts)} texts rotate, top_k 5",
-            lambda i: {**ns, "text": texts[i % len(texts)], "top_k": 5},
-        ),
+        **searches,
     }
 
 
@@ -224,8 +244,10 @@ def sdk_call(memory: MemoryClient, method: str, payload: Callable[[int], dict[st
             return await memory.get_best_workflow_for_task(p["task_type"])
         if method == "get_task_success_metrics":
             return await memory.get_task_success_metrics(p["task_type"])
-        if method == "search_similar":
-            return await memory.search_similar(p["text"], top_k=p["top_k"])
+        if method.startswith("search_similar"):
+            return await memory.search_similar(
+                p["text"], top_k=p["top_k"], mode=p.get("mode", "hybrid")
+            )
         return await memory.assemble_context(p["task_description"], max_tokens=p["max_tokens"])
 
     return call
@@ -372,6 +394,7 @@ class ClientJob:
     warmup: int
     probes: int
     seed: int
+    modes: tuple[str, ...] | None = None
 
 
 async def client_phase(job: ClientJob) -> list[Figures]:
@@ -379,7 +402,7 @@ async def client_phase(job: ClientJob) -> list[Figures]:
     settings = Settings(nats=NatsSettings(url=job.url), stream=StreamSettings(name=job.stream))
     found = []
     async with MemoryClient(settings=settings, namespace=NAMESPACE, ensure_stream=False) as memory:
-        for method, (_verb, _note, payload) in payloads(job.seed).items():
+        for method, (_verb, _note, payload) in payloads(job.seed, job.modes).items():
             figures = await timed(method, sdk_call(memory, method, payload), job.calls, job.warmup)
             found.append(figures)
             print(f"  {method}: p50 {figures.p50:.2f} ms, p99 {figures.pct(0.99):.2f} ms",
@@ -455,7 +478,7 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
         direct = direct_dispatcher(engine.set)
         handlers: dict[str, Figures] = {}
         profiles: dict[str, str] = {}
-        for method, (verb, _note, payload) in payloads(args.seed).items():
+        for method, (verb, _note, payload) in payloads(args.seed, args.mode).items():
 
             async def handled(i: int, verb: str = verb, payload: Any = payload) -> Any:
                 return await direct.handle(verb, payload(i))
@@ -464,7 +487,8 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
             if args.profile:
                 profiles[method] = await profile_handler(direct, verb, payload, args.calls)
 
-        job = ClientJob(url, args.stream, args.calls, args.warmup, args.probes, args.seed)
+        modes = tuple(args.mode) if args.mode else None
+        job = ClientJob(url, args.stream, args.calls, args.warmup, args.probes, args.seed, modes)
         load_before = os.getloadavg()[0]
         with GcPauses() as pauses:
             if args.same_process_client:
@@ -476,7 +500,7 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
                     results = await loop.run_in_executor(pool, client_process, job)
         load_after = os.getloadavg()[0]
 
-        notes = {method: note for method, (_v, note, _p) in payloads(args.seed).items()}
+        notes = {method: note for method, (_v, note, _p) in payloads(args.seed, args.mode).items()}
         notes["store_workflow"] = "SDK publish, waits for the JetStream ack"
         probe_note = f"{args.probes} new patterns, 3rd of 3 runs timed (p99 = max)"
         patterns = engine.set.learner.read(lambda s: len(s.snapshots))
@@ -536,6 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nats-url", help="use this (scratch) server instead of an embedded one")
     parser.add_argument("--stream", default="ENGRAM_BENCH_Q", help="stream to (re)create")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--mode", nargs="+", choices=("hybrid", "vector", "lexical"),
+                        help="time search_similar in each of these modes (default: one "
+                        "search without mode, i.e. the engine's default, hybrid)")  # fmt: skip
     args = parser.parse_args(argv)
     configure_logging(level="warning")
     with tempfile.TemporaryDirectory(prefix="engram-bench-q-") as tmp:
