@@ -28,6 +28,7 @@ from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broke
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.runner import ProjectionRunner, RunnerSettings, retry_delay
+from engine.backoff import wait_or_stop
 from engine.errors import EngramError, ProjectionError
 from engine.events import EventData, make_event
 from engine.settings import Settings
@@ -129,8 +130,7 @@ class Engine:
         """Blue/green: when a reindex activates another embedder, tail its index to the end of
         the stream, then switch searches to it and retire the old index's runner."""
         while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+            await wait_or_stop(stop, 1.0)
             wanted = active_embedder(self.settings)
             current = self.set.vectors
             if stop.is_set() or wanted == current.embedder.name:
@@ -236,8 +236,7 @@ class Engine:
         since = time.monotonic()
         failures, retry_at = 0, 0.0
         while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.snapshot_poll_s)
+            await wait_or_stop(stop, self.snapshot_poll_s)
             if not self.connection.is_up():
                 continue  # the connection watch logs the outage
             try:

@@ -11,7 +11,6 @@ stops cleanly releases it, so the next engine need not wait for the TTL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -25,6 +24,8 @@ from nats.js.errors import (
     KeyWrongLastSequenceError,
 )
 from nats.js.kv import KeyValue
+
+from engine.backoff import wait_or_stop
 
 __all__ = ["AnnouncerLease"]
 
@@ -104,8 +105,7 @@ class AnnouncerLease:
         it stops renewing, so the lease expires and a healthy engine takes over. Never takes a
         lease it does not hold; errors (the server away) are retried at the next period."""
         while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._ttl_s / 3)
+            await wait_or_stop(stop, self._ttl_s / 3)
             if stop.is_set() or not self.holding or not healthy():
                 continue
             try:

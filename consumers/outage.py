@@ -9,12 +9,13 @@ persistent policy of ``engine.connection.connect(..., persistent=True)``: foreve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
 import structlog
 from nats.aio.client import Client as NatsClient
+
+from engine.backoff import wait_or_stop
 
 __all__ = ["ConnectionWatch"]
 
@@ -62,8 +63,7 @@ class ConnectionWatch:
     async def wait_up(self, stop: asyncio.Event) -> None:
         """Return once the connection is usable again (at once if it is), or when ``stop``."""
         while not self.is_up() and not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_s)
+            await wait_or_stop(stop, self.poll_s)
 
     def check(self) -> None:
         """Note a change of state since the last call and log it (one line each way)."""
@@ -92,5 +92,4 @@ class ConnectionWatch:
         """Poll until ``stop``."""
         while not stop.is_set():
             self.check()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_s)
+            await wait_or_stop(stop, self.poll_s)

@@ -27,6 +27,7 @@ from consumers.applying import ProjectionStalledError, apply_isolating
 from consumers.deadletters import DeadLetterPublisher
 from consumers.decoding import decode_batch
 from consumers.lease import AnnouncerLease
+from engine.backoff import retry_delay, wait_or_stop
 from engine.events import Event
 from engine.signing import Verifier
 from engine.stream import AppendResult
@@ -71,12 +72,6 @@ class RunnerSettings:
     """The first pause after a failure; each further failure in a row doubles it ..."""
     max_backoff_s: float = 30.0
     """... up to this."""
-
-
-def retry_delay(attempt: int, first_s: float, cap_s: float) -> float:
-    """Seconds to wait before retry ``attempt`` (1-based): ``first_s`` doubled per failure in a
-    row, at most ``cap_s`` (pure)."""
-    return min(cap_s, first_s * 2.0 ** min(max(attempt, 1) - 1, 30))
 
 
 _NATS_AWAY = "NATS connection lost"
@@ -157,9 +152,7 @@ class ProjectionRunner:
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> bool:
         """Wait ``seconds`` or until ``stop``; True when stopped."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
-        return stop.is_set()
+        return await wait_or_stop(stop, seconds)
 
     def _degrade(self, reason: str) -> None:
         if self.reason is None:

@@ -12,6 +12,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.client import Server
 
+from engine.backoff import retry_delay
 from engine.errors import AuthorizationError, ConfigurationError, ConnectionFailedError
 from engine.settings import NatsSettings
 
@@ -110,7 +111,7 @@ def reconnect_delay(attempt: int, *, rng: random.Random | None = None) -> float:
     """Seconds to wait before reconnect ``attempt`` (0-based) of a persistent connection:
     exponential from 0.25 s, capped at 5 s, with up to 20 % jitter so that many engines do
     not reconnect in lockstep (pure apart from ``rng``)."""
-    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(attempt, 16))
+    base = retry_delay(attempt + 1, BACKOFF_BASE_S, BACKOFF_CAP_S)
     jitter = rng.uniform(0.8, 1.0) if rng is not None else random.uniform(0.8, 1.0)
     return base * jitter
 

@@ -11,7 +11,6 @@ A server that keeps dying soon after each start is restarted with growing pauses
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from engine.backoff import retry_delay, wait_or_stop
 from engine.errors import EmbeddedServerError
 from engine.server import EmbeddedServer, start_lock
 
@@ -46,7 +46,7 @@ class RestartPolicy:
         """Seconds to wait before restarting after ``quick_failures`` (1-based) in a row."""
         if quick_failures <= 1:
             return 0.0
-        return min(self.max_delay_s, self.base_delay_s * 2.0 ** (quick_failures - 2))
+        return retry_delay(quick_failures - 1, self.base_delay_s, self.max_delay_s)
 
     def gives_up(self, quick_failures: int) -> bool:
         return quick_failures >= self.max_quick_failures
@@ -83,8 +83,7 @@ class ServerSupervisor:
         self._started_at = clock()
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+        await wait_or_stop(stop, seconds)
 
     def _restart(self) -> str:
         # Under the start lock, as every command that may start a server on this directory.

@@ -95,10 +95,6 @@ CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
 Extra = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def _text(payload: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
-    return required_text(payload, key) if required else text_param(payload, key)
-
-
 def error_reply(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, UsageError):
         kind = "usage"
@@ -134,14 +130,13 @@ class QueryDispatcher:
         cursor = self._cursor()
         try:
             if verb == "metrics":
-                ns, tt = _text(payload, "namespace"), _text(payload, "task_type")
+                ns, tt = text_param(payload, "namespace"), text_param(payload, "task_type")
                 return {"metrics": readers.task_metrics(cursor, ns, tt)}
             if verb == "workflows":
-                ns, tt = _text(payload, "namespace"), _text(payload, "task_type")
+                ns, tt = text_param(payload, "namespace"), text_param(payload, "task_type")
                 return {"workflows": readers.workflow_metrics(cursor, ns, tt)}
             if verb == "sql":
-                query = _text(payload, "sql", required=True)
-                assert query is not None
+                query = required_text(payload, "sql")
                 if not (self._access.local or self._access.sql):
                     log.warning("sql refused: off on this engine", sql=query[:200])
                     raise ForbiddenError(_SQL_OFF)
@@ -152,8 +147,7 @@ class QueryDispatcher:
             if verb == "export":
                 if not self._access.local and self._access.export_root is None:
                     raise ForbiddenError(_EXPORT_OFF)
-                requested = _text(payload, "to", required=True)
-                assert requested is not None
+                requested = required_text(payload, "to")
                 target = export_target(self._access, requested)
                 if not self._access.local:
                     log.info("operator export", to=str(target))
