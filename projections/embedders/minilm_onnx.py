@@ -14,9 +14,6 @@ the whole input, so batching texts would make a text's vector depend on its neig
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +22,8 @@ from typing import Any
 import numpy as np
 import structlog
 
-from engine.errors import EmbedderError, EmbedderUnavailableError
+from engine.errors import EmbedderError
+from projections.embedders._files import import_optional, verify_sha256
 from projections.embedders._wordpiece import WordPieceTokenizer
 from projections.embedders.base import Embedder, FloatMatrix
 from projections.embedders.minilm_numpy import MAX_TOKENS
@@ -38,32 +36,15 @@ VOCAB_PATH = Path(__file__).resolve().parent / "data" / "bert_uncased_vocab.txt"
 VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 _DIMENSION = 384
 _INSTALL_HINT = 'install the onnx extra: pip install -e ".[onnx]"'
-_checked: set[tuple[Path, str]] = set()
-_check_lock = threading.Lock()
 log = structlog.get_logger(__name__)
 
 
 def _import(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise EmbedderUnavailableError(
-            f"the minilm-onnx embedder needs the package {module!r}, which is not importable "
-            f"({exc}); {_INSTALL_HINT}"
-        ) from exc
+    return import_optional(module, "minilm-onnx", _INSTALL_HINT)
 
 
 def _check_sha256(path: Path, expected: str) -> None:
-    with _check_lock:
-        if (path, expected) in _checked:
-            return
-        try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError as exc:
-            raise EmbedderUnavailableError(f"cannot read {path}: {exc}; {_INSTALL_HINT}") from exc
-        if digest != expected:
-            raise EmbedderError(f"{path} has sha256 {digest}, expected {expected}; reinstall it")
-        _checked.add((path, expected))
+    verify_sha256(path, expected, what="the pinned file", fix="reinstall it")
 
 
 def bundled_onnx_path() -> Path:
