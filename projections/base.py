@@ -1,28 +1,56 @@
-"""The projection port: a named state builder that applies ordered batches exactly once."""
+"""The projection port and the two kinds of projection behind it: transactional and whole-state.
+
+Every projection is a named state builder that the runner (``consumers.runner``) and the replay
+(``consumers.replay``) feed with ordered batches: ``Projection``. How a projection makes its
+effect durable comes in two kinds, each with its own reading of ``checkpoint()``:
+
+- ``TransactionalProjection``: each ``apply`` stores the batch's effect and the checkpoint
+  together, atomically (the tables: rows and checkpoint in one DuckDB transaction; the recent
+  tier: in memory only, under one lock, rebuilt from the stream's tail at start).
+  ``checkpoint()`` is the last batch applied.
+- ``WholeStateProjection``: ``apply`` changes a state held in memory; the state is saved whole,
+  with its watermark, when a ``SavePolicy`` says so, on ``flush`` and on ``close`` (the learner,
+  the session compactor, the vectors; see ``projections.whole_state`` for the shared locking and
+  commit order). ``checkpoint()`` is the SAVED watermark: after a crash the runner re-reads the
+  stream from it and the projection applies the tail again, deterministically. Reads go through
+  ``read(query)``, which never waits for a save.
+
+A projection that derives events of its own for the runner to publish (pattern.learned,
+session.compacted) is also an ``Announcer``. The protocols are ``runtime_checkable``: the
+composition root asks ``isinstance(projection, Announcer)`` rather than naming projections.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
+from engine.events import Event
 from projections.records import DeadLetter, SequencedEvent
 
-__all__ = ["Projection"]
+__all__ = ["Announcer", "Projection", "TransactionalProjection", "WholeStateProjection"]
+
+S_co = TypeVar("S_co", covariant=True)
+T = TypeVar("T")
 
 
+@runtime_checkable
 class Projection(Protocol):
-    """A state builder fed from the log.
+    """A state builder fed from the log: the port the runner and the replay use.
 
-    Contract: ``apply`` stores the batch's effect and moves the checkpoint to ``last_sequence``
-    atomically; it is called with events above ``checkpoint()`` only, in stream order; if it
-    raises, nothing of the batch is stored. ``last_sequence`` may be above the last event's
-    (the batch ended with dead letters or with events this projection ignores).
+    Contract, whatever the kind: ``apply`` is called with events in stream order; events at
+    or below what the projection has applied (a redelivery) change nothing; ``last_sequence`` may
+    be above the last event's (the batch ended with dead letters or with events this
+    projection ignores) and the projection's watermark moves to it. If ``apply`` raises,
+    ``checkpoint()`` does not move past the batch, and applying the same batch again is safe.
+    Any batching of the same events gives the same state (tests/contracts).
     """
 
     name: str
 
     def checkpoint(self) -> int:
-        """The last stream sequence whose effect is stored (0: none)."""
+        """The last stream sequence whose effect is durable (0: none); the runner resumes
+        above it after a restart."""
         ...
 
     def apply(
@@ -32,4 +60,42 @@ class Projection(Protocol):
         last_sequence: int,
     ) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Make everything applied durable (whole-state: save) and release the resources."""
+        ...
+
+
+class TransactionalProjection(Projection, Protocol):
+    """A projection whose ``apply`` stores the batch's effect and moves the checkpoint to
+    ``last_sequence`` atomically: when it returns, ``checkpoint() == last_sequence``; when it
+    raises, nothing of the batch is stored. No save step: ``close`` only releases resources."""
+
+
+@runtime_checkable
+class WholeStateProjection(Projection, Protocol[S_co]):
+    """A projection whose state lives in memory and is saved whole, with its watermark, by a
+    ``SavePolicy`` (a bounded share of the time), on ``flush`` and on ``close``.
+
+    ``checkpoint()`` is the saved watermark, at or below what ``apply`` has taken in: the
+    events above it are applied again after a crash (deterministically, so they decide the
+    same). A save that fails raises out of ``apply`` or ``flush`` and is owed: the next
+    ``apply`` saves first.
+    """
+
+    def flush(self) -> None:
+        """Save now, whatever the policy (no-op without a directory or with nothing new)."""
+        ...
+
+    def read(self, query: Callable[[S_co], T]) -> T:
+        """Run a read-only ``query`` against the state; it waits for a batch being applied
+        (milliseconds), never for a save. Blocking: call it off the event loop."""
+        ...
+
+
+@runtime_checkable
+class Announcer(Protocol):
+    """A projection that derives events (pattern.learned, session.compacted) for the runner to
+    publish. ``take_pending`` returns what is not yet on the stream; deterministic event ids
+    make a repeated publish a duplicate JetStream drops."""
+
+    def take_pending(self) -> list[Event]: ...
