@@ -28,24 +28,15 @@ from consumers.deadletters import DeadLetterPublisher
 from consumers.decoding import decode_batch
 from consumers.lease import AnnouncerLease
 from engine.backoff import retry_delay, wait_or_stop
-from engine.events import Event
 from engine.signing import Verifier
 from engine.stream import AppendResult
 from engine.stream.append import Appender, encode_for_append
 from engine.stream.read import to_stored
-from projections.base import Projection
+from projections.base import Announcer, Projection
 from projections.faults import describe
 from projections.records import DeadLetter, SequencedEvent
 
 __all__ = ["Announcer", "Link", "ProjectionRunner", "RunnerSettings", "retry_delay"]
-
-
-class Announcer(Protocol):
-    """A projection that derives events (e.g. pattern.learned) for the runner to publish.
-    ``take_pending`` returns what is not yet on the stream; deterministic event ids make a
-    repeated publish a duplicate JetStream drops."""
-
-    def take_pending(self) -> list[Event]: ...
 
 
 log = structlog.get_logger(__name__)
@@ -86,8 +77,12 @@ class ProjectionRunner:
     """Feeds one projection from its durable consumer until ``stop`` is set.
 
     Per batch, in this order: decode (bad messages become dead letters) -> publish dead letters
-    (idempotent) -> projection.apply = rows + checkpoint in one transaction -> ack the batch.
-    Messages at or below the checkpoint (redeliveries after a crash) are acked without effect.
+    (idempotent) -> projection.apply -> ack the batch. For a transactional projection (tables)
+    apply commits rows and checkpoint in one transaction; a whole-state one (learner, sessions,
+    vectors) takes the batch into memory and saves by its policy, its checkpoint being the
+    saved watermark, so an ack may precede the save: after a crash the runner resumes from that
+    watermark and the projection applies the tail again (``projections.base``). Messages at or
+    below the checkpoint (redeliveries after a crash) are acked without effect.
 
     Failures, and what the runner does about each:
 

@@ -10,8 +10,9 @@ same memory labels). Acks before a save are harmless for the same reason.
 
 Commit order of a batch:
 
+0. prepare the change outside any lock (``_prepare``: the vectors embed the batch's texts here);
 1. take the save lock (writers and saves, one at a time);
-2. change the state under the state's lock held alone (``_apply_batch``: milliseconds), moving
+2. change the state under the state's lock held alone (the prepared change: milliseconds), moving
    its watermark to the batch's ``last_sequence`` (dead letters and ignored events included);
 3. count the batch's events as unsaved; if the policy says a save is due, save (below), still
    holding the save lock, so the thread that applied a batch is the one that saves it;
@@ -49,9 +50,10 @@ class WholeStateBase(ABC, Generic[S]):
     """A ``projections.base.WholeStateProjection`` over a state of type ``S``.
 
     Subclasses load (or create) the state before calling ``__init__`` and provide three hooks:
-    ``_watermark`` (the state's applied sequence), ``_apply_batch`` (the change, under the
-    lock held alone) and ``_write`` (the save, under the lock held shared). ``directory`` None
-    keeps the state in memory only: nothing is saved and ``checkpoint()`` stays at 0.
+    ``_watermark`` (the state's applied sequence), ``_prepare`` (the batch's change, to run
+    under the lock held alone) and ``_write`` (the save, under the lock held shared).
+    ``directory`` None keeps the state in memory only: nothing is saved and ``checkpoint()``
+    stays at 0.
     """
 
     name: str
@@ -65,23 +67,25 @@ class WholeStateBase(ABC, Generic[S]):
         self._saved = self._watermark()
         self._unsaved = 0
 
-    # -- hooks ------------------------------------------------------------------------------------
+    # -- hooks ---------------------------------------------------------------------------------
 
     @abstractmethod
     def _watermark(self) -> int:
         """The last stream sequence the state has taken in (applied or skipped)."""
 
     @abstractmethod
-    def _apply_batch(self, events: Sequence[SequencedEvent], last_sequence: int) -> None:
-        """Fold the batch into the state and move its watermark to at least ``last_sequence``
-        (the caller holds the save lock and the state's lock alone)."""
+    def _prepare(self, events: Sequence[SequencedEvent], last_sequence: int) -> Callable[[], None]:
+        """Work out the batch's change without any lock (validation, embedding: the slow part
+        that needs no state lock) and return it: a function that folds the batch into the state
+        and moves its watermark to at least ``last_sequence``, run under the save lock and the
+        state's lock held alone. Raising here changes nothing."""
 
     @abstractmethod
     def _write(self, directory: Path) -> None:
         """Write the state and its watermark to ``directory`` (the caller holds the save lock
         and the state's lock shared: queries go on beside it)."""
 
-    # -- the projection port ----------------------------------------------------------------------
+    # -- the projection port -------------------------------------------------------------------
 
     def checkpoint(self) -> int:
         """The saved watermark (0: nothing saved)."""
@@ -93,17 +97,11 @@ class WholeStateBase(ABC, Generic[S]):
         dead_letters: Sequence[DeadLetter],
         last_sequence: int,
     ) -> None:
-        self._change(
-            lambda: self._apply_batch(events, last_sequence), len(events) + len(dead_letters)
-        )
-
-    def _change(self, change: Callable[[], None], count: int) -> None:
-        """Steps 1-4 of the commit order: ``change`` under both locks, ``count`` more unsaved
-        events, then a save if the policy says one is due."""
+        change = self._prepare(events, last_sequence)
         with self._save_lock:
             with self._lock.write():
                 change()
-            self._unsaved += count
+            self._unsaved += len(events) + len(dead_letters)
             if self.save_policy.due(self._unsaved):
                 self.save_policy.timed(self._save)
 
@@ -118,7 +116,8 @@ class WholeStateBase(ABC, Generic[S]):
         self._unsaved = 0
 
     def flush(self) -> None:
-        """Save now, whatever the policy (the engine's shutdown and ``close`` call this)."""
+        """Save now, whatever the policy (``close`` calls this; so can a caller that must have
+        the state on disk before it goes on)."""
         with self._save_lock:
             self._save()
 

@@ -9,7 +9,7 @@ stream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -69,16 +69,19 @@ class LearnerProjection(WholeStateBase[LearnerState]):
             pending = self.state.take_pending()
         return [announcement_event(a) for a in pending]
 
-    # -- the whole-state hooks --------------------------------------------------------------------
+    # -- the whole-state hooks ------------------------------------------------------------------
 
     def _watermark(self) -> int:
         return self.state.sequence
 
-    def _apply_batch(self, events: Sequence[SequencedEvent], last_sequence: int) -> None:
-        for item in events:
-            self.state.apply(item)
-        # Dead letters and ignored events still move the watermark.
-        self.state.sequence = max(self.state.sequence, last_sequence)
+    def _prepare(self, events: Sequence[SequencedEvent], last_sequence: int) -> Callable[[], None]:
+        def fold() -> None:
+            for item in events:
+                self.state.apply(item)
+            # Dead letters and ignored events still move the watermark.
+            self.state.sequence = max(self.state.sequence, last_sequence)
+
+        return fold
 
     def _write(self, directory: Path) -> None:
         save_state(directory, self.state)

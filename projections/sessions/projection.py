@@ -14,7 +14,7 @@ queries never read it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -98,19 +98,22 @@ class SessionCompactor(WholeStateBase[SessionState]):
         (see ``queries.compacted_sessions``); [] when none matches."""
         return self.read(lambda s: compacted_sessions(s, namespace, session_id, limit=limit))
 
-    # -- the whole-state hooks --------------------------------------------------------------------
+    # -- the whole-state hooks ------------------------------------------------------------------
 
     def _watermark(self) -> int:
         return self.state.sequence
 
-    def _apply_batch(self, events: Sequence[SequencedEvent], last_sequence: int) -> None:
-        for item in events:
-            self.state.apply(item)
-        # Dead letters and ignored events still move the watermark.
-        self.state.sequence = max(self.state.sequence, last_sequence)
-        if self.directory is None:
-            self.state.journal.clear()  # nothing to save it to
-            self.state.seen.clear_journal()
+    def _prepare(self, events: Sequence[SequencedEvent], last_sequence: int) -> Callable[[], None]:
+        def fold() -> None:
+            for item in events:
+                self.state.apply(item)
+            # Dead letters and ignored events still move the watermark.
+            self.state.sequence = max(self.state.sequence, last_sequence)
+            if self.directory is None:
+                self.state.journal.clear()  # nothing to save it to
+                self.state.seen.clear_journal()
+
+        return fold
 
     def _write(self, directory: Path) -> None:
         self._records_bytes = save_state(directory, self.state, self._records_bytes)
