@@ -15,7 +15,7 @@ One run:
    some failing with error patterns) and ``--workflows`` workflow.executed events (four candidate
    step sequences per task type, each with its own hidden success rate), interleaved, all in
    namespace ``bench``, through ``EventLog.append_many`` in chunks (``query_workload.py``);
-2. runs an in-process ``consumers.app.Engine`` (default ``Settings`` but the data directory, the
+2. runs an in-process ``engram.app.Engine`` (default ``Settings`` but the data directory, the
    stream, ``--embedder`` and the snapshot policy, off unless ``--snapshots``: a fresh engine
    over a long stream would snapshot at once, a full replay beside the timed calls; default
    ``RunnerSettings``, as ``engram serve``) until every projection's lag is 0 and the stream is
@@ -68,8 +68,6 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from query_workload import NAMESPACE, QUERY_TEXTS, TASK_TYPES, candidates, generate
 
-from consumers.app import Engine
-from consumers.projection_set import ProjectionSet
 from consumers.queries import QueryDispatcher
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
@@ -79,7 +77,9 @@ from engine.query_client import query_remote
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
+from engram.app import Engine
 from projections.context import HeuristicTokenCounter
+from projections.projection_set import ProjectionSet
 
 TARGETS_MS = {
     "retrieve_workflow_patterns": 10.0,

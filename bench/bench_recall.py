@@ -16,7 +16,7 @@ One run:
 2. per embedder (``--embedders``; default: the default embedder, ``hashing``, then every other
    registered embedder that can be built here, e.g. ``minilm`` with the semantic extra), on one
    embedded nats-server (or ``--nats-url``): a fresh stream and data directory, and an
-   in-process ``consumers.app.Engine`` (default ``Settings`` but the data directory, the
+   in-process ``engram.app.Engine`` (default ``Settings`` but the data directory, the
    stream, the embedder and snapshots off); publishes every turn
    through ``MemoryClient.publish_many`` as one ``task.executed`` in a namespace per
    conversation (``locomo-<file stem>``), ``execution_summary`` = ``"<speaker>: <text>"``,
@@ -68,13 +68,13 @@ from bench_queries import Figures, catch_up, direct_dispatcher
 from nats.js.errors import NotFoundError
 from recall_metrics import Bm25, Conversation, Question, Scores, conversation_of, score
 
-from consumers.app import Engine
 from engine.client import MemoryClient
 from engine.errors import EmbedderUnavailableError, EngramError
 from engine.events import TaskExecuted, make_event
 from engine.logconfig import configure_logging
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
+from engram.app import Engine
 from projections.embedders.registry import DEFAULT_EMBEDDER, get_embedder, known_embedders
 
 REPO = Path(__file__).resolve().parent.parent

@@ -57,7 +57,6 @@ from bench_projection import AGENTS, KINDS, NAMESPACES, REQUESTS, STEPS
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
-from consumers.projection_set import open_projections
 from consumers.replay import replay
 from consumers.snapshotting import restore_latest, take_snapshot
 from engine.connection import connect
@@ -80,6 +79,7 @@ from engine.stream import AppendResult, EventLog
 from projections.base import Projection
 from projections.learning.persistence import dump_state
 from projections.learning.projection import LearnerProjection
+from projections.projection_set import open_projections
 from projections.records import SequencedEvent
 from projections.snapshots.stores import DirectorySnapshots
 from projections.tables import table_digests

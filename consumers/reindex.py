@@ -24,7 +24,7 @@ __all__ = ["activate", "reindex"]
 
 def activate(settings: Settings, embedder_name: str) -> Path:
     """Make ``embedder_name`` the active index (atomic: temp file, then rename)."""
-    from consumers.projection_set import ACTIVE_FILE
+    from projections.projection_set import ACTIVE_FILE
 
     settings.vectors_dir.mkdir(parents=True, exist_ok=True)
     marker = settings.vectors_dir / ACTIVE_FILE
@@ -44,7 +44,7 @@ async def reindex(
 ) -> ReplayReport:
     """Replay the stream into the index of ``embedder_name`` (resuming a partial build), then
     activate it. Raises UnknownEmbedderError / EmbedderUnavailableError before any work."""
-    from consumers.projection_set import vector_projection
+    from projections.projection_set import vector_projection
 
     projection = vector_projection(settings, embedder_name)
     try:

@@ -24,7 +24,6 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from consumers.projection_set import active_embedder, open_projections
 from consumers.replay import replay
 from engine import __version__
 from engine.errors import EngramError
@@ -33,6 +32,7 @@ from engine.settings import Settings
 from engine.stream import ReadRange
 from engine.stream.append import Appender, encode_for_append
 from engine.stream.engine_key import signing_key
+from projections.projection_set import active_embedder, open_projections
 from projections.snapshots.manifest import MANIFEST, FileEntry, SnapshotManifest, sha256
 from projections.snapshots.packing import pack, unpack
 from projections.snapshots.stores import ObjectStoreSnapshots, SnapshotStore

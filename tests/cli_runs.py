@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 __all__ = ["ENGRAM", "REPO", "Run", "cli_env", "engram"]
 
-ENGRAM = [sys.executable, "-m", "engine.cli.main"]
+ENGRAM = [sys.executable, "-m", "engram.cli.main"]
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from nats.aio.client import Client as NatsClient
 
-from consumers.app import Engine
 from consumers.runner import RunnerSettings
 from engine.settings import Settings
+from engram.app import Engine
 
 __all__ = ["FAST", "running", "settle"]
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from consumers.projection_set import ProjectionSet, open_projections
 from consumers.replay import replay
 from engine.settings import Settings
 from projections.learning.persistence import dump_state
+from projections.projection_set import ProjectionSet, open_projections
 from projections.sessions import state_digest
 from projections.tables import table_digests
 

@@ -14,12 +14,12 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from consumers.compaction import compact, plan_compaction
-from consumers.projection_set import open_projections
 from consumers.replay import replay
 from consumers.snapshotting import default_store, take_snapshot
 from engine.events import WorkflowExecuted, make_event
 from engine.settings import Settings, StreamSettings
 from engine.stream import EventLog, ReadRange
+from projections.projection_set import open_projections
 from tests.engines import running, settle
 
 

@@ -23,8 +23,6 @@ import structlog
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
-from engine.cli._common import exit_code_for, settings_from_args
-from engine.cli.main import build_parser
 from engine.connection import (
     BACKOFF_CAP_S,
     connect,
@@ -38,6 +36,8 @@ from engine.logconfig import configure_logging
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
+from engram.cli._common import exit_code_for, settings_from_args
+from engram.cli.main import build_parser
 
 USER, PASSWORD = "alice", "s3cret-Pa55"
 REPO = Path(__file__).resolve().parent.parent
@@ -273,7 +273,7 @@ async def test_serve_logs_never_show_the_password(auth_server: AuthServer, tmp_p
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "engine.cli.main",
+            "engram.cli.main",
             *argv,
             "--log-json",
             cwd=tmp_path,

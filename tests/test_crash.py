@@ -34,7 +34,7 @@ def _serve(settings: Settings, data_dir: Path) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "engine.cli.main",
+            "engram.cli.main",
             "serve",
             "--nats-url",
             str(settings.nats.url),

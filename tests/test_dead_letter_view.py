@@ -29,7 +29,7 @@ async def dead_letters(settings: Settings, *flags: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
     env["PYTHONPATH"] = str(REPO)
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "engine.cli.main", "dead-letters", "--json", *flags),
+        *(sys.executable, "-m", "engram.cli.main", "dead-letters", "--json", *flags),
         "--nats-url",
         str(settings.nats.url),
         "--stream",

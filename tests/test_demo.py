@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo.world import TASK_WORLD
+from engram.demo.world import TASK_WORLD
 from tests.cli_runs import engram
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

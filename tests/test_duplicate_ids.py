@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from nats.aio.client import Client as NatsClient
 
 import projections.identity as identity
-from consumers.projection_set import ProjectionSet, open_projections
 from consumers.replay import replay
 from engine.events import (
     DecisionLogged,
@@ -46,6 +45,7 @@ from projections.identity import SeenIds, event_key
 from projections.learning import LearnerProjection
 from projections.learning.persistence import dump_state, restore_state
 from projections.learning.scoring import LearnerConfig
+from projections.projection_set import ProjectionSet, open_projections
 from projections.records import SequencedEvent
 from projections.sessions import SessionCompactor, state_digest
 from projections.snapshots.packing import pack, unpack
@@ -230,7 +230,7 @@ def vectors_state(projection: VectorProjection) -> dict[str, Any]:
             for ns in ("default", "team-a", "team-b")
             for text in ("abc", "xyz gh")
         ],
-        "checkpoint": projection._applied,
+        "checkpoint": projection.state.applied,
     }
 
 

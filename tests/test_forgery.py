@@ -17,9 +17,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from pydantic import SecretStr
 
-from consumers.app import Engine
 from consumers.decoding import FORGED, decode_batch
-from consumers.projection_set import open_projections
 from consumers.replay import replay
 from engine import MemoryClient
 from engine.errors import EngineKeyError, ForbiddenEventTypeError
@@ -42,8 +40,10 @@ from engine.signing import NO_KEY, SIGNATURE_HEADER, EngineKey
 from engine.stream import EventLog, ReadRange, StoredMessage, read_stream
 from engine.stream.append import Appender, encode_for_append
 from engine.stream.engine_key import BUCKET, signing_key, verifying_key
+from engram.app import Engine
 from projections.learning.state import announcement_event_id, workflow_pattern_id
-from projections.tables.rows import workflow_key
+from projections.projection_set import open_projections
+from projections.workflows import workflow_key
 from tests.cli_runs import engram
 from tests.engines import FAST, running, settle
 

@@ -23,7 +23,6 @@ from nats.js import JetStreamContext
 
 from consumers.applying import ProjectionStalledError, apply_isolating
 from consumers.deadletters import DeadLetterPublisher, dead_letter_stream_name
-from consumers.projection_set import open_projections
 from consumers.replay import replay
 from consumers.runner import ProjectionRunner, RunnerSettings
 from consumers.snapshotting import WORK_DIR, default_store, restore_latest
@@ -37,6 +36,7 @@ from projections.embedders import HashingEmbedder
 from projections.faults import describe, environmental_cause, is_environmental
 from projections.learning import LearnerProjection
 from projections.learning.persistence import dump_state
+from projections.projection_set import open_projections
 from projections.records import DeadLetter, SequencedEvent
 from projections.save_policy import SavePolicy
 from projections.sessions import SessionCompactor, state_digest

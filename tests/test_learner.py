@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.demo.world import TASK_WORLD, World
 from engine.events import PatternFeedback, PatternLearned, WorkflowExecuted, make_event
+from engram.demo.world import TASK_WORLD, World
 from projections.learning import LearnerConfig, LearnerState
 from projections.learning import queries as q
 from projections.learning.persistence import dump_state, restore_state

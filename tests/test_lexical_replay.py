@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from consumers.projection_set import open_projections
 from consumers.reindex import reindex
 from consumers.replay import replay
 from consumers.snapshotting import restore_latest, take_snapshot
@@ -18,6 +17,7 @@ from engine.events import DecisionLogged, KnowledgeAdded, TaskExecuted, make_eve
 from engine.settings import Settings
 from engine.stream import EventLog
 from projections.lexical.store import LEXICAL_DIR
+from projections.projection_set import open_projections
 from projections.snapshots.stores import DirectorySnapshots
 from tests.engines import running, settle
 

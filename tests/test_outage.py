@@ -13,7 +13,6 @@ import pytest
 import structlog
 from nats.js import JetStreamContext
 
-from consumers.app import Engine
 from consumers.outage import ConnectionWatch
 from consumers.replay import replay
 from consumers.runner import ProjectionRunner, RunnerSettings, retry_delay
@@ -21,6 +20,7 @@ from engine.connection import connect
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings
 from engine.stream import AppendResult, EventLog
+from engram.app import Engine
 from projections.tables import TablesProjection, TableStore, table_digests
 from tests.engines import settle
 from tests.histories import realistic_history

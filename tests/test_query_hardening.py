@@ -20,15 +20,15 @@ import structlog
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
-from consumers.app import Engine
 from consumers.queries import sandbox
 from consumers.queries.dispatch import EXPORTS_DIR
 from engine import MemoryClient
-from engine.cli.main import build_parser
 from engine.connection import connect
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
+from engram.app import Engine
+from engram.cli.main import build_parser
 from tests.engines import running, settle
 
 TASK_TYPES = ["deployment_of_services", "incident_followup_work", "code_generation_review"]

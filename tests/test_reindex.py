@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from consumers.app import Engine
-from consumers.projection_set import ACTIVE_FILE
 from consumers.reindex import reindex
 from consumers.runner import RunnerSettings
 from engine.errors import UnknownEmbedderError
 from engine.events import TaskExecuted, make_event
 from engine.settings import Settings
 from engine.stream import EventLog
+from engram.app import Engine
+from projections.projection_set import ACTIVE_FILE
 from projections.vectors.index_set import MANIFEST_NAME
 
 ST_MISSING = importlib.util.find_spec("sentence_transformers") is None

@@ -10,14 +10,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from consumers.app import Engine
-from consumers.projection_set import open_projections
 from consumers.runner import RunnerSettings
 from engine.connection import connect
 from engine.events import WorkflowExecuted, make_event
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings
 from engine.stream import EventLog
+from engram.app import Engine
+from projections.projection_set import open_projections
 from projections.tables.store import DATABASE_FILE
 from tests.engines import settle
 

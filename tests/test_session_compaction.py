@@ -43,7 +43,7 @@ from projections.sessions import (
 )
 from projections.sessions.persistence import RECORDS_FILE
 from projections.sessions.queries import summary_view
-from projections.tables.rows import workflow_key
+from projections.workflows import workflow_key
 from tests.strategies.events import histories, splits
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)

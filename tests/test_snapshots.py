@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from nats.aio.client import Client as NatsClient
 
 from consumers.compaction import compact, plan_compaction
-from consumers.projection_set import ProjectionSet, open_projections
 from consumers.replay import replay
 from consumers.snapshotting import restore_latest, take_snapshot
 from engine.settings import Settings
 from engine.stream import EventLog
+from projections.projection_set import ProjectionSet, open_projections
 from projections.snapshots.manifest import MANIFEST
 from projections.snapshots.packing import pack, unpack
 from projections.snapshots.stores import DirectorySnapshots
@@ -210,9 +210,9 @@ async def test_serve_snapshots_by_policy_and_an_empty_engine_starts_from_it(
     """engram serve's policy snapshots into the stream's Object Store bucket after N events; an
     engine started on an empty data directory restores it and replays only the tail, ending in
     the same state as the engine that built everything."""
-    from consumers.app import Engine
     from consumers.runner import RunnerSettings
     from consumers.snapshotting import default_store
+    from engram.app import Engine
 
     policy = settings.model_copy(update={"snapshot_every_events": 1_000, "snapshot_every_s": 0})
     fast = RunnerSettings(batch_size=200, max_wait_s=0.1)

@@ -28,17 +28,17 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
-from consumers.app import Engine
 from consumers.queries import readers
-from consumers.queries.client import query_local
 from engine import MemoryClient
-from engine.cli.main import build_parser
 from engine.connection import connect
 from engine.errors import QueryError, UsageError
 from engine.query_client import query_remote
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
+from engram.app import Engine
+from engram.cli.main import build_parser
+from engram.local_queries import query_local
 from projections.tables import DATABASE_FILE, connect_database
 from projections.tables.digest import table_digests
 from projections.tables.store import TableStore

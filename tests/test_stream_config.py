@@ -19,11 +19,11 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from engine import MemoryClient
-from engine.cli._common import exit_code_for, settings_from_args
-from engine.cli.main import build_parser
 from engine.errors import EngramError, StreamNotFoundError
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog, merge_stream_config, stream_config
+from engram.cli._common import exit_code_for, settings_from_args
+from engram.cli.main import build_parser
 
 MiB = 1024 * 1024
 # What an operator set on the stream: stronger than engram's defaults everywhere they compare

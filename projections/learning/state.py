@@ -27,8 +27,8 @@ from projections.learning.scoring import LearnerConfig, confidence, wilson_lower
 from projections.learning.stats import FeedbackStats, OutcomeStats, Snapshot, WorkflowStats
 from projections.learning.terms import summary_terms
 from projections.records import SequencedEvent
-from projections.tables.rows import workflow_key
 from projections.task_types import TaskTypeClassifier
+from projections.workflows import workflow_key
 
 __all__ = ["Announcement", "LearnerState", "announcement_event_id", "workflow_pattern_id"]
 

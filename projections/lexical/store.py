@@ -29,9 +29,9 @@ import numpy as np
 import structlog
 
 from projections.atomic_files import write_atomic
+from projections.file_names import directory_name
 from projections.lexical.bm25 import BM25Params, LexicalIndex
 from projections.lexical.tokens import TOKENISER_VERSION, tokenise
-from projections.vectors.index_set import directory_name
 
 __all__ = ["FORMAT", "LEXICAL_DIR", "Document", "LexicalSet", "decode", "encode"]
 

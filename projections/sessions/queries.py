@@ -13,7 +13,7 @@ from engine.errors import UsageError
 from projections.learning.state import workflow_pattern_id
 from projections.sessions.state import SessionState
 from projections.sessions.summary import CompactedSession, decompress_summary
-from projections.tables.rows import workflow_key
+from projections.workflows import workflow_key
 
 if TYPE_CHECKING:
     from projections.sessions.projection import SessionCompactor

@@ -2,7 +2,7 @@
 
 from projections.tables.digest import table_digests
 from projections.tables.projection import TablesProjection
-from projections.tables.rows import TableChanges, fold_batch, workflow_key
+from projections.tables.rows import TableChanges, fold_batch
 from projections.tables.schema import TABLES, VIEWS
 from projections.tables.store import DATABASE_FILE, TableStore, connect_database
 
@@ -16,5 +16,4 @@ __all__ = [
     "connect_database",
     "fold_batch",
     "table_digests",
-    "workflow_key",
 ]

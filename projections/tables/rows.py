@@ -31,20 +31,15 @@ from engine.events import (
 from projections.identity import SeenIds, event_key
 from projections.records import SequencedEvent
 from projections.task_types import TaskTypeClassifier
+from projections.workflows import workflow_key
 
-__all__ = ["MERGE_RULES", "TableChanges", "fold_batch", "workflow_key"]
+__all__ = ["MERGE_RULES", "TableChanges", "fold_batch"]
 
 Row = dict[str, Any]
 
 
 # What json.dumps builds on every call with these options, built once (same output).
-_KEY_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-
-
-def workflow_key(steps: Sequence[str]) -> str:
-    """An injective text key of a step sequence (JSON), used to group identical workflows."""
-    return _KEY_ENCODER.encode(list(steps))
 
 
 def _json(value: dict[str, Any]) -> str | None:

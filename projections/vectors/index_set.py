@@ -32,15 +32,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy.typing as npt
 
 from engine.errors import IndexCorruptError, VectorIndexError
+from projections.file_names import directory_name
 from projections.vectors import persistence
 from projections.vectors.index import IndexConfig, LabelFilter, VectorIndex
 
-__all__ = ["MANIFEST_NAME", "IndexSet", "SetHit", "directory_name"]
+__all__ = ["MANIFEST_NAME", "IndexSet", "SetHit"]
 
 MANIFEST_NAME = "indexset.json"
 
@@ -52,13 +52,6 @@ class SetHit:
     collection: str
     label: int
     similarity: float
-
-
-def directory_name(part: str) -> str:
-    """A file-system-safe name for a namespace or collection (injective, never a path)."""
-    # Percent-encode everything but letters, digits, "-" and "_" so that no name can contain a
-    # path separator or be "." / "..".
-    return quote(part, safe="-_").replace(".", "%2E").replace("~", "%7E") or "%00"
 
 
 class IndexSet:

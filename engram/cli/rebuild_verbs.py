@@ -8,12 +8,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.cli._common import EXIT_OK, emit_json
-from engine.cli.progress import Progress
 from engine.endpoint import open_nats
 from engine.errors import UsageError
 from engine.settings import Settings
 from engine.stream import ReadRange
+from engram.cli._common import EXIT_OK, emit_json
+from engram.cli.progress import Progress
 
 __all__ = ["cmd_compact", "cmd_reindex", "cmd_replay", "cmd_snapshot", "parse_time"]
 
@@ -31,9 +31,9 @@ def parse_time(text: str) -> datetime:
 
 async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Read the stream (from --source-data-dir's server or --nats-url) into --data-dir."""
-    from consumers.projection_set import open_projections
     from consumers.replay import replay
     from engine.stream.engine_key import verifying_key
+    from projections.projection_set import open_projections
 
     target = Path(args.data_dir) if args.data_dir else None
     if target is None:

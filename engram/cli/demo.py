@@ -18,16 +18,16 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from engine.cli._common import EXIT_OK, emit_json
 from engine.client import MemoryClient
-from engine.demo.plot import plot_success
-from engine.demo.simulation import Orchestrator, Recalled, rolling_rate
-from engine.demo.world import TASK_WORLD, Candidate, Outcome, TaskSpec, World
 from engine.endpoint import open_nats
 from engine.errors import EngineUnavailableError
 from engine.events import KnowledgeKind
 from engine.query_client import query_remote
 from engine.settings import Settings
+from engram.cli._common import EXIT_OK, emit_json
+from engram.demo.plot import plot_success
+from engram.demo.simulation import Orchestrator, Recalled, rolling_rate
+from engram.demo.world import TASK_WORLD, Candidate, Outcome, TaskSpec, World
 
 __all__ = ["cmd_demo"]
 
@@ -60,8 +60,8 @@ async def _engine(settings: Settings, nc: Any, url: str) -> AsyncIterator[str]:
         return
     except EngineUnavailableError:
         pass
-    from consumers.app import Engine
     from consumers.runner import RunnerSettings
+    from engram.app import Engine
 
     engine = Engine(
         settings, nc, url, runner_settings=RunnerSettings(batch_size=200, max_wait_s=0.05)

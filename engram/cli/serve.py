@@ -8,13 +8,13 @@ import signal
 
 import structlog
 
-from engine.cli._common import EXIT_OK
 from engine.connection import redact_url
 from engine.endpoint import open_nats
 from engine.errors import EmbeddedServerError
 from engine.server import EmbeddedServer
 from engine.settings import Settings
 from engine.supervisor import ServerSupervisor
+from engram.cli._common import EXIT_OK
 
 __all__ = ["add_operator_flags", "cmd_serve"]
 
@@ -48,7 +48,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     with ``--allow-stream-downgrade`` (``settings.stream.allow_downgrade``). An embedded server
     that serve started is supervised: restarted when it dies; when it keeps dying the engine
     stops and EmbeddedServerError is raised (exit 1)."""
-    from consumers.app import Engine
+    from engram.app import Engine
 
     if getattr(args, "enable_sql", None):
         settings = settings.model_copy(update={"query_sql": True})

@@ -15,7 +15,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from engine.demo.world import Candidate, Outcome, TaskSpec, World
+from engram.demo.world import Candidate, Outcome, TaskSpec, World
 
 __all__ = ["Orchestrator", "Recalled", "RunLog", "rolling_rate"]
 

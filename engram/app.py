@@ -18,12 +18,6 @@ from consumers.deadletters import DeadLetterPublisher
 from consumers.instance import durable_name, instance_id
 from consumers.lease import AnnouncerLease
 from consumers.outage import ConnectionWatch
-from consumers.projection_set import (
-    ProjectionSet,
-    active_embedder,
-    open_projections,
-    vector_projection,
-)
 from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broker
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
@@ -40,6 +34,12 @@ from projections.base import Projection
 from projections.context import HeuristicTokenCounter
 from projections.faults import describe, is_environmental
 from projections.identity import duplicates_seen
+from projections.projection_set import (
+    ProjectionSet,
+    active_embedder,
+    open_projections,
+    vector_projection,
+)
 from projections.sessions import sessions_verb
 from projections.tables import DATABASE_FILE
 

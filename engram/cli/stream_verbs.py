@@ -11,12 +11,12 @@ from typing import Any
 
 from nats.js.api import StreamConfig, StreamInfo
 
-from engine.cli._common import EXIT_OK, emit_json
 from engine.connection import server_address
 from engine.endpoint import open_nats
 from engine.settings import Settings
 from engine.stream import EventLog
 from engine.stream.setup import LIMIT_FIELDS
+from engram.cli._common import EXIT_OK, emit_json
 
 __all__ = ["add_downgrade_flag", "add_stream_verbs", "cmd_stream_apply", "cmd_stream_info"]
 

@@ -1,4 +1,4 @@
-"""Asking the engine: over NATS request-reply when it runs, else straight from a data dir."""
+"""Answering query verbs straight from a data directory, without an engine (``--data-dir``)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,17 @@ from typing import Any
 from consumers.queries.dispatch import OperatorAccess, QueryDispatcher
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
-from engine.errors import EngineUnavailableError
-from engine.query_client import query_remote
 from engine.settings import Settings
 from projections.context import HeuristicTokenCounter, RecentEvents
 from projections.learning import LearnerProjection
+from projections.projection_set import active_embedder, vector_projection
 from projections.sessions import SessionCompactor, sessions_verb
 from projections.tables import DATABASE_FILE, connect_database
 
-__all__ = ["EngineUnavailableError", "query_local", "query_remote"]
+__all__ = ["query_local"]
 
 
 async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-    from consumers.projection_set import active_embedder, vector_projection
-
     """Answer ``verb`` from ``data_dir``'s database opened read-only (no engine needed).
 
     Raises StoreLockedError when an engine holds the database (ask it over NATS instead).

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli._common import EXIT_OK, emit_json
 from engine.endpoint import open_nats
 from engine.settings import Settings
+from engram.cli._common import EXIT_OK, emit_json
 
 __all__ = ["cmd_dead_letters"]
 
@@ -17,7 +17,7 @@ _COLUMNS = ["sequence", "projection", "kind", "subject", "stored_at", "reason"]
 async def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     """engram dead-letters [--projection P] [--kind K] [--limit N] [--json]."""
     from consumers.deadletter_view import read_dead_letters
-    from engine.cli.query_verbs import print_table
+    from engram.cli.query_verbs import print_table
 
     async with open_nats(settings) as endpoint:
         js = endpoint.nc.jetstream(timeout=settings.nats.request_timeout_s)

@@ -8,7 +8,11 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from engine.cli._common import (
+from engine.errors import EngramError
+from engine.events import EVENT_TYPES
+from engine.logconfig import configure_logging
+from engine.settings import Settings
+from engram.cli._common import (
     EXIT_FAILURE,
     EXIT_USAGE,
     add_connection_flags,
@@ -17,10 +21,6 @@ from engine.cli._common import (
     exit_code_for,
     settings_from_args,
 )
-from engine.errors import EngramError
-from engine.events import EVENT_TYPES
-from engine.logconfig import configure_logging
-from engine.settings import Settings
 
 __all__ = ["build_parser", "main"]
 
@@ -40,7 +40,7 @@ def _verb(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli import (
+    from engram.cli import (
         deadletter_verbs,
         demo,
         log_verbs,

@@ -7,12 +7,12 @@ import argparse
 import os
 from typing import Any
 
-from engine.cli._common import EXIT_OK, emit_json
-from engine.cli.log_verbs import stream_status
 from engine.connection import redact_url
 from engine.endpoint import open_nats
 from engine.errors import EngramError, StoreLockedError
 from engine.settings import Settings
+from engram.cli._common import EXIT_OK, emit_json
+from engram.cli.log_verbs import stream_status
 
 __all__ = ["ask", "cmd_export", "cmd_metrics", "cmd_sql", "cmd_status", "print_table"]
 
@@ -30,7 +30,8 @@ async def ask(
     the URL (e.g. with ``ENGRAM_NATS_URL`` set). Only a locked database is the engine's to answer.
     The engine is sent ``remote_payload`` when given (e.g. a path meant for its host).
     """
-    from consumers.queries.client import query_local, query_remote
+    from engine.query_client import query_remote
+    from engram.local_queries import query_local
     from projections.tables import DATABASE_FILE
 
     if not settings.nats.url or (settings.data_dir / DATABASE_FILE).exists():
@@ -138,7 +139,8 @@ async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """engram status: the stream, and per projection its checkpoint and lag."""
-    from consumers.queries.client import EngineUnavailableError, query_remote
+    from engine.errors import EngineUnavailableError
+    from engine.query_client import query_remote
 
     async with open_nats(settings) as endpoint:
         status: dict[str, Any] = {"nats_url": redact_url(endpoint.url), "server": endpoint.source}

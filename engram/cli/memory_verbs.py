@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli._common import EXIT_OK, emit_json
-from engine.cli.query_verbs import ask, print_table
 from engine.settings import Settings
+from engram.cli._common import EXIT_OK, emit_json
+from engram.cli.query_verbs import ask, print_table
 
 __all__ = [
     "cmd_best_workflow",

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.cli._common import EXIT_OK, EXIT_USAGE, emit_json
-from engine.cli.progress import Progress
 from engine.endpoint import open_nats
 from engine.errors import EngramError, InvalidEventError, UsageError
 from engine.events import EVENT_TYPES, Event, typed_event_model, validate_event
@@ -20,6 +18,8 @@ from engine.events.registry import require_agent_type
 from engine.ids import new_event_id
 from engine.settings import Settings
 from engine.stream import AppendResult, EventLog, ReadRange
+from engram.cli._common import EXIT_OK, EXIT_USAGE, emit_json
+from engram.cli.progress import Progress
 
 __all__ = ["cmd_ingest", "cmd_publish", "cmd_schema", "cmd_tail", "envelope_from"]
 
