@@ -1,0 +1,134 @@
+"""What each query verb answers: one pydantic model per verb (the records inside come from
+``engine.results``). Unknown fields are ignored, so an older client reads a newer engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.results import (
+    AssembledContext,
+    LearnedPattern,
+    LearningMetrics,
+    SearchHit,
+    TaskContext,
+    TaskMetrics,
+    WorkflowPattern,
+)
+
+__all__ = [
+    "BestWorkflowReply",
+    "CheckpointsReply",
+    "ExportReply",
+    "ExtractPatternReply",
+    "PatternListReply",
+    "PatternsReply",
+    "ProjectionStatus",
+    "QueryReply",
+    "SearchReply",
+    "SessionsReply",
+    "SqlReply",
+    "StatusReply",
+    "TableMetricsReply",
+    "TaskMetricsReply",
+    "WorkflowMetricsReply",
+]
+
+
+class QueryReply(BaseModel):
+    """The base of every reply model."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ProjectionStatus(QueryReply):
+    checkpoint: int
+    last_sequence: int
+    lag: int
+    durable: str
+    degraded: bool
+    reason: str | None = None
+    duplicates: int = 0
+
+
+class StatusReply(QueryReply):
+    """The stream and, per projection, its checkpoint and lag."""
+
+    stream: str
+    messages: int
+    bytes: int
+    first_sequence: int
+    last_sequence: int
+    projections: dict[str, ProjectionStatus]
+    snapshots: dict[str, Any]
+    instance: str
+
+
+class CheckpointsReply(QueryReply):
+    checkpoints: dict[str, int]
+
+
+class TableMetricsReply(QueryReply):
+    """Rows of the ``task_metrics`` view."""
+
+    metrics: list[dict[str, Any]]
+
+
+class WorkflowMetricsReply(QueryReply):
+    """Rows of the ``workflow_metrics`` view."""
+
+    workflows: list[dict[str, Any]]
+
+
+class SqlReply(QueryReply):
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    truncated: bool
+    note: str | None = None
+
+
+class ExportReply(QueryReply):
+    """The export's manifest and where it was written."""
+
+    format: str
+    compression: str
+    sequence: int
+    tables: dict[str, Any]
+    location: str
+
+
+class PatternsReply(QueryReply):
+    patterns: list[WorkflowPattern]
+
+
+class BestWorkflowReply(QueryReply):
+    workflow: WorkflowPattern | None
+
+
+class TaskMetricsReply(QueryReply):
+    metrics: list[TaskMetrics]
+
+
+class PatternListReply(QueryReply):
+    patterns: list[LearnedPattern]
+
+
+class ExtractPatternReply(QueryReply):
+    """The pooled pattern, or null below ``min_samples``."""
+
+    pattern: dict[str, Any] | None
+
+
+class SessionsReply(QueryReply):
+    sessions: list[dict[str, Any]]
+    overview: dict[str, Any]
+
+
+class SearchReply(QueryReply):
+    hits: list[SearchHit]
+
+
+LearningReply = LearningMetrics
+TaskContextReply = TaskContext
+AssembledContextReply = AssembledContext

@@ -1,0 +1,212 @@
+"""What each query verb accepts: one pydantic model per verb, the single declaration the engine
+validates against, the SDK builds, the command line offers and the AsyncAPI document shows.
+
+Unknown keys are ignored (a newer client may send more); types are strict (``"false"`` is not
+false, ``"5"`` is not 5).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.verbs.fields import (
+    Cli,
+    Identifier,
+    LongText,
+    Namespace,
+    OptionalNamespace,
+    TopK,
+)
+
+__all__ = [
+    "AssembleContextRequest",
+    "BestWorkflowRequest",
+    "CheckpointsRequest",
+    "ExportRequest",
+    "ExtractPatternRequest",
+    "LearningRequest",
+    "ListPatternsRequest",
+    "PatternsRequest",
+    "QueryRequest",
+    "SearchMode",
+    "SearchPatternsRequest",
+    "SearchRequest",
+    "SessionsRequest",
+    "SqlRequest",
+    "StatusRequest",
+    "TableMetricsRequest",
+    "TaskContextRequest",
+    "TaskMetricsRequest",
+    "Tier",
+]
+
+SearchMode = Literal["hybrid", "vector", "lexical"]
+"""hybrid (default): words (BM25) and vectors fused; vector or lexical: one retriever alone."""
+Tier = Literal["operational", "working", "longterm"]
+Target = Literal["success_rate", "duration", "cost"]
+Collection = Literal["tasks", "decisions", "knowledge"]
+ALL_TIERS: tuple[Tier, ...] = ("operational", "working", "longterm")
+
+SQL_MAX_ROWS = 10_000
+"""The most rows one ``sql`` reply carries."""
+
+
+class QueryRequest(BaseModel):
+    """The base of every request model."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class StatusRequest(QueryRequest):
+    """No parameters."""
+
+
+class CheckpointsRequest(QueryRequest):
+    """No parameters."""
+
+
+class TableMetricsRequest(QueryRequest):
+    namespace: OptionalNamespace = None
+    task_type: Annotated[Identifier | None, Field(description="only this task type")] = None
+
+
+class SqlRequest(QueryRequest):
+    sql: Annotated[
+        LongText,
+        Field(description='one SELECT statement, e.g. "SELECT * FROM sessions"'),
+        Cli(positional=True, flag="query"),
+    ]
+    limit: Annotated[int, Field(ge=1, le=SQL_MAX_ROWS, description="at most this many rows")] = (
+        SQL_MAX_ROWS
+    )
+
+
+class ExportRequest(QueryRequest):
+    to: Annotated[
+        Identifier,
+        Field(
+            description="a new directory (asked of a running engine: a name under its "
+            "<data dir>/exports)"
+        ),
+    ]
+
+
+class PatternsRequest(QueryRequest):
+    namespace: Namespace = "default"
+    task_type: Identifier | None = None
+    min_success_rate: Annotated[
+        float, Field(ge=0.0, le=1.0, description="the lowest success rate listed")
+    ] = 0.7
+
+
+class BestWorkflowRequest(QueryRequest):
+    namespace: Namespace = "default"
+    task_type: Identifier
+    optimization_target: Annotated[
+        Target, Field(description="what best means"), Cli(flag="--target")
+    ] = "success_rate"
+
+
+class TaskMetricsRequest(QueryRequest):
+    namespace: Namespace = "default"
+    task_type: Identifier | None = None
+
+
+class SearchPatternsRequest(QueryRequest):
+    namespace: Namespace = "default"
+    task_type: Identifier | None = None
+    pattern_type: Annotated[
+        Identifier | None, Field(description="workflow, success or failure")
+    ] = None
+    limit: Annotated[int, Field(ge=1)] = 10
+
+
+class ListPatternsRequest(QueryRequest):
+    namespace: Namespace = "default"
+    pattern_type: Annotated[
+        Identifier | None, Field(description="workflow, success or failure")
+    ] = None
+    limit: Annotated[int, Field(ge=1)] = 50
+
+
+class LearningRequest(QueryRequest):
+    namespace: Namespace = "default"
+
+
+class ExtractPatternRequest(QueryRequest):
+    namespace: Namespace = "default"
+    task_type_pattern: Annotated[
+        Identifier,
+        Field(
+            description="a regular-expression subset matched whole against task types, in "
+            "linear time (e.g. .*authentication.*)"
+        ),
+        Cli(positional=True),
+    ]
+    pattern_type: Literal["success", "failure", "workflow"] = "success"
+    min_samples: Annotated[int, Field(ge=1, description="pooled runs needed")] = 5
+
+
+class SessionsRequest(QueryRequest):
+    namespace: Namespace = "default"
+    session: Annotated[
+        Identifier | None, Field(description="one session id (each of its compacted segments)")
+    ] = None
+    session_id: Annotated[Identifier | None, Cli(hidden=True)] = None
+    """The same as ``session`` (an older spelling)."""
+    limit: Annotated[int, Field(ge=1)] = 50
+    summary: Annotated[bool, Field(description="include the compressed summaries")] = True
+
+
+class SearchRequest(QueryRequest):
+    namespace: Namespace = "default"
+    text: Annotated[
+        LongText | None, Field(description="what to look for"), Cli(positional=True)
+    ] = None
+    vector: Annotated[list[float] | None, Cli(hidden=True)] = None
+    top_k: TopK = 5
+    similarity_threshold: Annotated[
+        float, Field(description="minimum similarity (0..1)"), Cli(flag="--threshold")
+    ] = 0.0
+    success_only: bool = False
+    collections: Annotated[list[Collection] | None, Cli(repeat="--collection")] = None
+    task_type: Identifier | None = None
+    mode: Annotated[
+        SearchMode,
+        Field(
+            description="hybrid (default): words and vectors fused; vector or lexical: one alone"
+        ),
+    ] = "hybrid"
+    group_duplicates: Annotated[
+        bool,
+        Field(description="group near-duplicate memories under the best one"),
+        Cli(negate="--no-group"),
+    ] = True
+    duplicate_similarity: Annotated[
+        float | None, Field(ge=0.0, le=1.0, description="default: the engine's setting")
+    ] = None
+
+
+class TaskContextRequest(QueryRequest):
+    namespace: Namespace = "default"
+    task_description: Annotated[
+        LongText, Field(description="the task to prepare"), Cli(positional=True, flag="text")
+    ]
+    top_k: TopK = 5
+    task_type: Annotated[Identifier | None, Field(description="default: inferred")] = None
+    mode: SearchMode = "hybrid"
+
+
+class AssembleContextRequest(QueryRequest):
+    namespace: Namespace = "default"
+    task_description: Annotated[
+        LongText, Field(description="the task to prepare"), Cli(positional=True, flag="text")
+    ]
+    max_tokens: Annotated[int, Field(ge=1, description="the token budget")] = 1_000
+    tiers: Annotated[
+        list[Tier],
+        Field(min_length=1, description="operational, working and/or longterm"),
+        Cli(repeat="--tier"),
+    ] = Field(default_factory=lambda: list(ALL_TIERS))

@@ -1,0 +1,95 @@
+"""A request validated by its verb's model, with errors that name the parameter (UsageError).
+
+pydantic's own messages say where and what in its words; a client reads ours: ``top_k must be
+between 1 and 1000, got 0``, ``namespace must be a string, got list``, ``task_type is required``.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import annotated_types
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from engine.errors import UsageError
+
+__all__ = ["usage_message", "validate_request"]
+
+R = TypeVar("R", bound=BaseModel)
+
+_KIND_OF = {
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "list_type": "a list",
+    "dict_type": "an object",
+}
+
+
+def validate_request(model: type[R], payload: Mapping[str, Any]) -> R:
+    """``payload`` as ``model``; raises UsageError naming the first bad parameter."""
+    if not isinstance(payload, Mapping):
+        raise UsageError("a query request must be a JSON object")
+    try:
+        return model.model_validate(dict(payload))
+    except ValidationError as exc:
+        raise UsageError(usage_message(model, exc.errors()[0])) from None
+
+
+def _name(loc: tuple[int | str, ...]) -> str:
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "the request"
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _bounds(model: type[BaseModel], field: str) -> tuple[float | None, float | None]:
+    info = model.model_fields.get(field)
+    low = high = None
+    for item in info.metadata if info is not None else ():
+        if isinstance(item, annotated_types.Ge | annotated_types.Gt):
+            low = float(item.ge if isinstance(item, annotated_types.Ge) else item.gt)  # type: ignore[arg-type]
+        if isinstance(item, annotated_types.Le | annotated_types.Lt):
+            high = float(item.le if isinstance(item, annotated_types.Le) else item.lt)  # type: ignore[arg-type]
+    return low, high
+
+
+def usage_message(model: type[BaseModel], error: ErrorDetails) -> str:
+    """One pydantic error of ``model`` in the words the project's errors use."""
+    kind, loc, value = error["type"], error["loc"], error.get("input")
+    name = _name(loc)
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return f"{name} is required"
+    if kind in _KIND_OF:
+        return f"{name} must be {_KIND_OF[kind]}, got {_type_name(value)}"
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        low, high = _bounds(model, str(loc[0])) if len(loc) == 1 else (None, None)
+        if low is not None and high is not None:
+            return f"{name} must be between {low:g} and {high:g}, got {reprlib.repr(value)}"
+        bound = next(iter(ctx.values()), "")
+        words = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }
+        return f"{name} must be {words[kind]} {bound}, got {reprlib.repr(value)}"
+    if kind == "string_too_long":
+        most = int(ctx.get("max_length", 0))
+        return f"{name} has {len(value):,} characters; at most {most:,} are accepted"
+    if kind == "literal_error":
+        return f"{name} must be {ctx.get('expected', 'one of the allowed values')}, got {value!r}"
+    if kind == "too_short":
+        return f"{name} must not be empty"
+    if kind == "value_error":
+        return f"{name}: {ctx.get('error', error['msg'])!s}"
+    return f"{name}: {error['msg']}"
