@@ -13,7 +13,7 @@ import numpy.typing as npt
 import pytest
 
 from engine.errors import EmbedderError, EmbedderUnavailableError
-from projections.embedders import Embedder, get_embedder, known_embedders
+from projections.embedders import Embedder, get_embedder
 from projections.embedders._bert import read_safetensors
 from projections.embedders._wordpiece import WordPieceTokenizer
 from tests.embedder_checks import assert_paraphrase_nearer, embed_in_fresh_process
@@ -55,14 +55,6 @@ def _vocab_file(tmp_path: Path, tokens: list[str]) -> Path:
     return path
 
 
-def test_registry_knows_minilm_numpy_under_its_own_name(numpy_minilm: Embedder) -> None:
-    """get_embedder('minilm-numpy') builds a 384-d embedder whose name is its registry key."""
-    assert "minilm-numpy" in known_embedders()
-    embedder = get_embedder(" MiniLM-NumPy ")
-    assert embedder.name == "minilm-numpy"
-    assert embedder.dimension == 384
-
-
 @pytest.mark.skipif(ST_MISSING, reason=ST_REASON)
 def test_vectors_match_sentence_transformers(numpy_minilm: Embedder) -> None:
     """Every sentence's numpy vector has cosine > 0.9999 with the torch one (minilm)."""
@@ -85,27 +77,6 @@ def test_token_ids_match_hugging_face_tokenizers(numpy_minilm: Embedder) -> None
     reference.no_padding()
     for text in SENTENCES:
         assert numpy_minilm.tokenize(text) == reference.encode(text).ids, text  # type: ignore[attr-defined]
-
-
-def test_rows_are_unit_norm_float32(numpy_minilm: Embedder) -> None:
-    """Every row, the empty text's included ([CLS] [SEP] is a real input), has L2 norm 1."""
-    vectors = numpy_minilm.embed(SENTENCES)
-    assert vectors.dtype == np.float32
-    assert vectors.flags.c_contiguous
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-
-
-def test_batch_equals_single_bit_for_bit(numpy_minilm: Embedder) -> None:
-    """A text's vector is the same whether embedded alone or in batches of any size."""
-    alone = np.stack([numpy_minilm.embed_one(text) for text in SENTENCES])
-    numpy_minilm.batch_size = 2
-    try:
-        in_pairs = numpy_minilm.embed(SENTENCES)
-    finally:
-        numpy_minilm.batch_size = 64
-    reversed_batch = numpy_minilm.embed(SENTENCES[::-1])[::-1]
-    np.testing.assert_array_equal(alone, in_pairs)
-    np.testing.assert_array_equal(alone, reversed_batch)
 
 
 def test_matrix_products_run_on_one_blas_thread(

