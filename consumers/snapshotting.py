@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from consumers.replay import replay
 from engine import __version__
-from engine.errors import EngramError
+from engine.errors import EngramError, SnapshotInvalidError
 from engine.events import EVENT_TYPES, SnapshotCreated, make_event
 from engine.settings import Settings
 from engine.stream import ReadRange
@@ -49,10 +49,6 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 WORK_DIR = "snapshot-work"
-
-
-class SnapshotInvalidError(EngramError):
-    """A snapshot failed verification; the reason says which check."""
 
 
 def default_store(js: JetStreamContext, settings: Settings) -> ObjectStoreSnapshots:

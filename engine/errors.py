@@ -23,6 +23,7 @@ __all__ = [
     "ProjectionError",
     "PublishFailedError",
     "QueryError",
+    "SnapshotInvalidError",
     "StoreLockedError",
     "StreamNotFoundError",
     "UnknownEmbedderError",
@@ -144,6 +145,10 @@ class StoreLockedError(EngramError):
 
 class ProjectionError(EngramError):
     """A projection could not apply an event or commit a batch."""
+
+
+class SnapshotInvalidError(EngramError):
+    """A snapshot failed verification; the reason says which check (restore skips it)."""
 
 
 class EngineUnavailableError(QueryError):

@@ -1,103 +1,45 @@
-"""Where snapshots live: a NATS Object Store bucket (default: with the stream, replicated with
-it) or a directory. Both are written file by file, manifest last: a snapshot without its
-manifest is partial and is never listed."""
+"""The snapshot store port, and where snapshots live: a NATS Object Store bucket (default: with
+the stream, replicated with it) or a directory. Both are written file by file, manifest last: a
+snapshot without its manifest is partial and is never listed.
+
+tests/test_snapshot_store_contract.py runs the contract below against every store.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Protocol
 
-from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
-from nats.js.object_store import ObjectStore
-
-from projections.atomic_files import write_atomic
-from projections.snapshots.manifest import MANIFEST
+from projections.snapshots.directory import DirectorySnapshots
+from projections.snapshots.object_store import ObjectStoreSnapshots
 
 __all__ = ["DirectorySnapshots", "ObjectStoreSnapshots", "SnapshotStore"]
 
 
 class SnapshotStore(Protocol):
+    """Files of snapshots, by snapshot id and file name (``tables/workflows.parquet``).
+
+    A snapshot is its files plus ``manifest.json`` (sizes and SHA-256 of every file), which
+    the writer puts last: it is the commit point, and the store lists only snapshots that have
+    one. The store checks nothing inside the manifest: ``consumers.snapshotting`` verifies
+    every file against it before trusting a snapshot.
+    """
+
     location: str
+    """Where the snapshots are, the same for every instance over one place (recorded in
+    ``snapshot.created``)."""
 
-    async def put(self, snapshot_id: str, name: str, data: bytes) -> None: ...
+    async def put(self, snapshot_id: str, name: str, data: bytes) -> None:
+        """Store ``data`` as the file, replacing it if present, whole or not at all: a put that
+        fails raises and leaves the file as it was (absent, or the old bytes) with nothing
+        half-written behind, and a reader never sees part of a file."""
+        ...
 
     async def get(self, snapshot_id: str, name: str) -> bytes | None:
-        """The file's bytes, or None when it is missing."""
+        """The file's bytes, or None when it is missing. Raises SnapshotInvalidError when the
+        store itself finds them damaged (a store with checksums of its own)."""
         ...
 
     async def snapshot_ids(self) -> list[str]:
-        """Ids of snapshots that have a manifest, oldest first (ids sort by sequence)."""
+        """Ids of snapshots that have a manifest, each once, sorted: oldest first (ids are
+        zero-padded sequences); [] when nothing was ever stored."""
         ...
-
-
-class DirectorySnapshots:
-    """Snapshots as ``<root>/<snapshot id>/<file>``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.location = str(root)
-
-    def _write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)  # a failed write (a full disk) leaves no temp file
-
-    async def put(self, snapshot_id: str, name: str, data: bytes) -> None:
-        await asyncio.to_thread(self._write, self.root / snapshot_id / name, data)
-
-    async def get(self, snapshot_id: str, name: str) -> bytes | None:
-        path = self.root / snapshot_id / name
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            return None
-
-    async def snapshot_ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.parent.name for p in self.root.glob(f"*/{MANIFEST}"))
-
-
-class ObjectStoreSnapshots:
-    """Snapshots in a JetStream Object Store bucket, objects named ``<snapshot id>/<file>``."""
-
-    def __init__(self, js: JetStreamContext, bucket: str, replicas: int = 1) -> None:
-        self._js = js
-        self.bucket = bucket
-        self.replicas = replicas
-        self.location = f"nats-object-store://{bucket}"
-        self._store: ObjectStore | None = None
-
-    async def _obs(self) -> ObjectStore:
-        if self._store is None:
-            try:
-                self._store = await self._js.object_store(self.bucket)
-            except (BucketNotFoundError, NotFoundError):
-                self._store = await self._js.create_object_store(
-                    self.bucket, replicas=self.replicas
-                )
-        return self._store
-
-    async def put(self, snapshot_id: str, name: str, data: bytes) -> None:
-        await (await self._obs()).put(f"{snapshot_id}/{name}", data)
-
-    async def get(self, snapshot_id: str, name: str) -> bytes | None:
-        try:
-            result = await (await self._obs()).get(f"{snapshot_id}/{name}")
-        except (ObjectNotFoundError, NotFoundError):
-            return None
-        return bytes(result.data or b"")
-
-    async def snapshot_ids(self) -> list[str]:
-        try:
-            entries = await (await self._obs()).list()
-        except (NotFoundError, ObjectNotFoundError):
-            return []
-        return sorted(
-            {
-                e.name.split("/", 1)[0]
-                for e in entries
-                if e.name and e.name.endswith("/" + MANIFEST) and not e.deleted
-            }
-        )
