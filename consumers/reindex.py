@@ -9,7 +9,6 @@ Vectors of two models never meet in one index: each index refuses another embedd
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,20 +17,14 @@ from nats.js import JetStreamContext
 from consumers.replay import ReplayReport, replay
 from engine.settings import Settings
 from engine.stream.engine_key import verifying_key
+from projections.vectors.active import write_active
 
 __all__ = ["activate", "reindex"]
 
 
 def activate(settings: Settings, embedder_name: str) -> Path:
     """Make ``embedder_name`` the active index (atomic: temp file, then rename)."""
-    from projections.projection_set import ACTIVE_FILE
-
-    settings.vectors_dir.mkdir(parents=True, exist_ok=True)
-    marker = settings.vectors_dir / ACTIVE_FILE
-    temp = marker.with_suffix(".tmp")
-    temp.write_text(embedder_name + "\n")
-    os.replace(temp, marker)
-    return marker
+    return write_active(settings.vectors_dir, embedder_name)
 
 
 async def reindex(

@@ -14,12 +14,12 @@ from projections.embedders import get_embedder
 from projections.learning import LearnerProjection
 from projections.sessions import SessionCompactor
 from projections.tables import TablesProjection, TableStore
+from projections.vectors.active import read_active
 from projections.vectors.index import IndexConfig
 from projections.vectors.projection import VectorProjection
 from projections.vectors.retrieval import SearchConfig
 
 __all__ = [
-    "ACTIVE_FILE",
     "ProjectionSet",
     "active_embedder",
     "open_projections",
@@ -27,8 +27,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-ACTIVE_FILE = "ACTIVE"
 
 
 @dataclass
@@ -68,10 +66,7 @@ class ProjectionSet:
 
 def active_embedder(settings: Settings) -> str:
     """The embedder serving searches: the last completed reindex, else the setting."""
-    marker = settings.vectors_dir / ACTIVE_FILE
-    if marker.exists():
-        return marker.read_text().strip() or settings.embedder
-    return settings.embedder
+    return read_active(settings.vectors_dir, settings.embedder)
 
 
 def vector_projection(settings: Settings, embedder_name: str) -> VectorProjection:

@@ -18,7 +18,7 @@ from engine.events import TaskExecuted, make_event
 from engine.settings import Settings
 from engine.stream import EventLog
 from engram.app import Engine
-from projections.projection_set import ACTIVE_FILE
+from projections.vectors.active import ACTIVE_FILE
 from projections.vectors.index_set import MANIFEST_NAME
 
 ST_MISSING = importlib.util.find_spec("sentence_transformers") is None
