@@ -11,10 +11,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from engine.errors import EngineUnavailableError, QueryError, UsageError
+from engine.verbs import QUERY_PREFIX
 
 __all__ = ["QUERY_PREFIX", "query_remote"]
-
-QUERY_PREFIX = "engram.query."
 
 
 def _raise_for(reply: Mapping[str, Any]) -> dict[str, Any]:
@@ -28,7 +27,9 @@ def _raise_for(reply: Mapping[str, Any]) -> dict[str, Any]:
 async def query_remote(
     nc: NatsClient, verb: str, payload: Mapping[str, Any], timeout_s: float = 5.0
 ) -> dict[str, Any]:
-    """Request ``verb`` from a running engine; raises EngineUnavailableError if none answers."""
+    """Request ``verb`` from a running engine on its catalogued subject (``QUERY_PREFIX`` +
+    verb); raises EngineUnavailableError if none answers. ``payload`` is sent as given: the
+    engine validates it (``MemoryClient`` validates it first, with the same models)."""
     try:
         msg = await nc.request(
             QUERY_PREFIX + verb, json.dumps(dict(payload)).encode(), timeout=timeout_s

@@ -1,12 +1,20 @@
-"""The SDK's asking half: the query verbs, over NATS request-reply to a running engine."""
+"""The SDK's asking half: the query verbs, over NATS request-reply to a running engine.
+
+One method per catalogued verb (``engine.verbs.CATALOGUE``; the method is the verb's ``sdk``),
+each marked with ``@asks(verb)`` and each a thin wrapper: it builds the verb's request model (a
+bad argument raises the UsageError the engine would answer, before anything is sent), sends it on
+``engram.query.<verb>``, and reads the answer with the verb's reply model.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NatsClient
+from pydantic import BaseModel
 
+from engine.errors import QueryError, UsageError
 from engine.query_client import query_remote
 from engine.results import (
     AssembledContext,
@@ -17,12 +25,35 @@ from engine.results import (
     TaskMetrics,
     WorkflowPattern,
 )
+from engine.verbs import replies as r
+from engine.verbs import validate_request, verb
+from engine.verbs.requests import SQL_MAX_ROWS, SearchMode, Target
 
-__all__ = ["RecallVerbs", "SearchMode"]
+__all__ = ["RecallVerbs", "SearchMode", "asked_verb", "asks"]
 
-Target = Literal["success_rate", "duration", "cost"]
-SearchMode = Literal["hybrid", "vector", "lexical"]
-"""hybrid (default): words (BM25) and vectors fused; vector or lexical: one retriever alone."""
+R = TypeVar("R", bound=BaseModel)
+M = TypeVar("M", bound=Callable[..., Awaitable[Any]])
+
+_MARK = "__engram_verb__"
+
+
+def asks(name: str) -> Callable[[M], M]:
+    """Mark a method as the SDK's one for the catalogued verb ``name`` (its ``sdk`` name)."""
+    spec = verb(name)
+
+    def mark(method: M) -> M:
+        if method.__name__ != spec.sdk:
+            raise TypeError(f"{method.__name__} asks {name}, whose SDK method is {spec.sdk}")
+        setattr(method, _MARK, name)
+        return method
+
+    return mark
+
+
+def asked_verb(method: object) -> str | None:
+    """The verb ``method`` asks (see ``asks``), None for a method that asks none itself."""
+    name = getattr(method, _MARK, None)
+    return name if isinstance(name, str) else None
 
 
 class RecallVerbs:
@@ -34,11 +65,94 @@ class RecallVerbs:
     def _connection(self) -> NatsClient:
         raise NotImplementedError
 
-    async def _ask(self, verb: str, payload: dict[str, Any]) -> dict[str, Any]:
-        body = {k: v for k, v in payload.items() if v is not None}
-        body.setdefault("namespace", self.namespace)
-        return await query_remote(self._connection(), verb, body, self._query_timeout_s)
+    async def _ask(self, name: str, reply: type[R], *, scoped: bool = True, **arguments: Any) -> R:
+        """Ask verb ``name`` with ``arguments`` (None: not given, the verb's default applies);
+        the client's namespace fills ``namespace`` unless ``scoped`` is false."""
+        spec = verb(name)
+        payload = {key: value for key, value in arguments.items() if value is not None}
+        if scoped and "namespace" in spec.request.model_fields:
+            payload.setdefault("namespace", self.namespace)
+        request = validate_request(spec.request, payload)
+        answer = await query_remote(
+            self._connection(),
+            spec.name,
+            request.model_dump(exclude_none=True, mode="json"),
+            self._query_timeout_s,
+        )
+        parsed = spec.reply.model_validate(answer)
+        if not isinstance(parsed, reply):  # the catalogue and this method disagree: a bug
+            raise QueryError(f"{name} answers {spec.reply.__name__}, not {reply.__name__}")
+        return parsed
 
+    # -- operators ---------------------------------------------------------------------------
+
+    @asks("status")
+    async def status(self) -> r.StatusReply:
+        """The stream and, per projection, its checkpoint, lag and health."""
+        return await self._ask("status", r.StatusReply)
+
+    @asks("checkpoints")
+    async def checkpoints(self) -> dict[str, int]:
+        """The stored checkpoint (stream sequence) of each table projection."""
+        return (await self._ask("checkpoints", r.CheckpointsReply)).checkpoints
+
+    @asks("sql")
+    async def sql(self, sql: str, limit: int = SQL_MAX_ROWS) -> r.SqlReply:
+        """One read-only SELECT over copies of the tables, in a sandbox (at most ``limit`` rows;
+        ``truncated`` says when there were more). Off unless the engine runs with
+        ``--enable-sql`` (a QueryError saying so otherwise)."""
+        return await self._ask("sql", r.SqlReply, sql=sql, limit=limit)
+
+    @asks("export")
+    async def export(self, to: str) -> r.ExportReply:
+        """Every table as Parquet (zstd) with a manifest, written by the engine under its
+        ``<data dir>/exports/<to>``. Off unless the engine runs with ``--enable-export``."""
+        return await self._ask("export", r.ExportReply, to=to)
+
+    # -- the tables ----------------------------------------------------------------------------
+
+    @asks("metrics")
+    async def table_metrics(
+        self,
+        task_type: str | None = None,
+        *,
+        namespace: str | None = None,
+        every_namespace: bool = False,
+    ) -> list[TaskMetrics]:
+        """TaskMetrics per task type from the tables, most executed first: of this client's
+        namespace (or ``namespace``), or of every namespace with ``every_namespace``."""
+        rows = await self._ask(
+            "metrics",
+            r.TableMetricsReply,
+            scoped=_scoped(namespace, every_namespace),
+            task_type=task_type,
+            namespace=namespace,
+        )
+        return [TaskMetrics.model_validate(row) for row in rows.metrics]
+
+    @asks("workflows")
+    async def workflow_metrics(
+        self,
+        task_type: str | None = None,
+        *,
+        namespace: str | None = None,
+        every_namespace: bool = False,
+    ) -> list[dict[str, Any]]:
+        """One row per distinct sequence of steps within a task type (``workflow_steps``,
+        ``executions``, ``successes``, ``success_rate``, ``avg_duration``, ``avg_cost``,
+        ``last_seen``), best success rate first; namespaces as in ``table_metrics``."""
+        reply = await self._ask(
+            "workflows",
+            r.WorkflowMetricsReply,
+            scoped=_scoped(namespace, every_namespace),
+            task_type=task_type,
+            namespace=namespace,
+        )
+        return reply.workflows
+
+    # -- what was learned ----------------------------------------------------------------------
+
+    @asks("patterns")
     async def retrieve_workflow_patterns(
         self,
         task_type: str | None = None,
@@ -49,10 +163,14 @@ class RecallVerbs:
         """Workflow patterns with at least ``min_success_rate``, best first."""
         reply = await self._ask(
             "patterns",
-            {"task_type": task_type, "namespace": namespace, "min_success_rate": min_success_rate},
+            r.PatternsReply,
+            task_type=task_type,
+            namespace=namespace,
+            min_success_rate=min_success_rate,
         )
-        return [WorkflowPattern.model_validate(p) for p in reply["patterns"]]
+        return reply.patterns
 
+    @asks("best_workflow")
     async def get_best_workflow_for_task(
         self,
         task_type: str,
@@ -63,23 +181,24 @@ class RecallVerbs:
         """The workflow to use, or None while there is not enough evidence (min samples)."""
         reply = await self._ask(
             "best_workflow",
-            {
-                "task_type": task_type,
-                "optimization_target": optimization_target,
-                "namespace": namespace,
-            },
+            r.BestWorkflowReply,
+            task_type=task_type,
+            optimization_target=optimization_target,
+            namespace=namespace,
         )
-        found = reply.get("workflow")
-        return None if found is None else WorkflowPattern.model_validate(found)
+        return reply.workflow
 
+    @asks("task_metrics")
     async def get_task_success_metrics(
         self, task_type: str, *, namespace: str | None = None
     ) -> TaskMetrics | None:
         """TaskMetrics of ``task_type`` (None when it never ran)."""
-        reply = await self._ask("task_metrics", {"task_type": task_type, "namespace": namespace})
-        rows = reply["metrics"]
-        return TaskMetrics.model_validate(rows[0]) if rows else None
+        reply = await self._ask(
+            "task_metrics", r.TaskMetricsReply, task_type=task_type, namespace=namespace
+        )
+        return reply.metrics[0] if reply.metrics else None
 
+    @asks("search_patterns")
     async def search_patterns(
         self,
         task_type: str | None = None,
@@ -90,23 +209,28 @@ class RecallVerbs:
     ) -> list[LearnedPattern]:
         reply = await self._ask(
             "search_patterns",
-            {
-                "task_type": task_type,
-                "pattern_type": pattern_type,
-                "limit": limit,
-                "namespace": namespace,
-            },
+            r.PatternListReply,
+            task_type=task_type,
+            pattern_type=pattern_type,
+            limit=limit,
+            namespace=namespace,
         )
-        return [LearnedPattern.model_validate(p) for p in reply["patterns"]]
+        return reply.patterns
 
+    @asks("list_patterns")
     async def list_patterns(
         self, pattern_type: str | None = None, limit: int = 50, *, namespace: str | None = None
     ) -> list[LearnedPattern]:
         reply = await self._ask(
-            "list_patterns", {"pattern_type": pattern_type, "limit": limit, "namespace": namespace}
+            "list_patterns",
+            r.PatternListReply,
+            pattern_type=pattern_type,
+            limit=limit,
+            namespace=namespace,
         )
-        return [LearnedPattern.model_validate(p) for p in reply["patterns"]]
+        return reply.patterns
 
+    @asks("extract_pattern")
     async def extract_pattern(
         self,
         task_type_pattern: str,
@@ -115,8 +239,8 @@ class RecallVerbs:
         *,
         namespace: str | None = None,
     ) -> dict[str, Any] | None:
-        """Seed 001: pool every task type ``task_type_pattern`` matches whole (e.g.
-        ``.*authentication.*``); None below ``min_samples`` (at least 1).
+        """Pool every task type ``task_type_pattern`` matches whole (e.g.
+        ``.*authentication.*``) into one pattern; None below ``min_samples`` (at least 1).
 
         The pattern is a regular-expression subset matched in linear time: literals, ``.``,
         classes, ``\\d \\w \\s``, groups, ``|``, ``* + ?`` and ``{m,n}``, at most 256
@@ -124,19 +248,44 @@ class RecallVerbs:
         """
         reply = await self._ask(
             "extract_pattern",
-            {
-                "task_type_pattern": task_type_pattern,
-                "pattern_type": pattern_type,
-                "min_samples": min_samples,
-                "namespace": namespace,
-            },
+            r.ExtractPatternReply,
+            task_type_pattern=task_type_pattern,
+            pattern_type=pattern_type,
+            min_samples=min_samples,
+            namespace=namespace,
         )
-        found: dict[str, Any] | None = reply.get("pattern")
-        return found
+        return reply.pattern
 
+    @asks("learning")
     async def get_learning_metrics(self, *, namespace: str | None = None) -> LearningMetrics:
-        return LearningMetrics.model_validate(await self._ask("learning", {"namespace": namespace}))
+        return await self._ask("learning", LearningMetrics, namespace=namespace)
 
+    # -- sessions ------------------------------------------------------------------------------
+
+    @asks("sessions")
+    async def sessions(
+        self,
+        session: str | None = None,
+        limit: int = 50,
+        summary: bool = True,
+        *,
+        namespace: str | None = None,
+    ) -> r.SessionsReply:
+        """Compacted sessions, newest first (each with its metrics, and its compressed summary
+        unless ``summary`` is false), or every compacted segment of ``session``; ``overview``
+        sums them up."""
+        return await self._ask(
+            "sessions",
+            r.SessionsReply,
+            session=session,
+            limit=limit,
+            summary=summary,
+            namespace=namespace,
+        )
+
+    # -- similar memories and context ----------------------------------------------------------
+
+    @asks("search")
     async def search_similar(
         self,
         text: str | None = None,
@@ -164,21 +313,20 @@ class RecallVerbs:
         """
         reply = await self._ask(
             "search",
-            {
-                "text": text,
-                "vector": list(vector) if vector is not None else None,
-                "top_k": top_k,
-                "similarity_threshold": similarity_threshold,
-                "success_only": success_only,
-                "task_type": task_type,
-                "namespace": namespace,
-                "collections": list(collections) if collections else None,
-                "mode": mode,
-                "group_duplicates": group_duplicates,
-                "duplicate_similarity": duplicate_similarity,
-            },
+            r.SearchReply,
+            text=text,
+            vector=list(vector) if vector is not None else None,
+            top_k=top_k,
+            similarity_threshold=similarity_threshold,
+            success_only=success_only,
+            task_type=task_type,
+            namespace=namespace,
+            collections=list(collections) if collections else None,
+            mode=mode,
+            group_duplicates=group_duplicates,
+            duplicate_similarity=duplicate_similarity,
         )
-        return [SearchHit.model_validate(h) for h in reply["hits"]]
+        return reply.hits
 
     async def find_similar_decisions(
         self,
@@ -188,11 +336,12 @@ class RecallVerbs:
         namespace: str | None = None,
         mode: SearchMode = "hybrid",
     ) -> list[SearchHit]:
-        """Seed 002: past decisions made in a similar context."""
+        """Past decisions made in a similar context (``search_similar`` over decisions)."""
         return await self.search_similar(
             context, top_k=top_k, collections=["decisions"], namespace=namespace, mode=mode
         )
 
+    @asks("task_context")
     async def get_task_context(
         self,
         task_description: str,
@@ -201,18 +350,17 @@ class RecallVerbs:
         namespace: str | None = None,
         mode: SearchMode = "hybrid",
     ) -> TaskContext:
-        """Seed 001: similar tasks, matching patterns and recommendations in plain sentences."""
-        reply = await self._ask(
+        """Similar tasks, matching patterns and recommendations in plain sentences."""
+        return await self._ask(
             "task_context",
-            {
-                "task_description": task_description,
-                "top_k": top_k,
-                "namespace": namespace,
-                "mode": mode,
-            },
+            TaskContext,
+            task_description=task_description,
+            top_k=top_k,
+            namespace=namespace,
+            mode=mode,
         )
-        return TaskContext.model_validate(reply)
 
+    @asks("assemble_context")
     async def assemble_context(
         self,
         task_description: str,
@@ -221,14 +369,19 @@ class RecallVerbs:
         *,
         namespace: str | None = None,
     ) -> AssembledContext:
-        """Seed 002: ranked chunks from the three tiers, never over ``max_tokens``."""
-        reply = await self._ask(
+        """Ranked chunks from the three tiers, never over ``max_tokens``."""
+        return await self._ask(
             "assemble_context",
-            {
-                "task_description": task_description,
-                "max_tokens": max_tokens,
-                "tiers": list(tiers),
-                "namespace": namespace,
-            },
+            AssembledContext,
+            task_description=task_description,
+            max_tokens=max_tokens,
+            tiers=list(tiers),
+            namespace=namespace,
         )
-        return AssembledContext.model_validate(reply)
+
+
+def _scoped(namespace: str | None, every_namespace: bool) -> bool:
+    """Whether the client's namespace applies (not when every namespace is asked for)."""
+    if every_namespace and namespace is not None:
+        raise UsageError("namespace and every_namespace exclude each other: give one")
+    return not every_namespace
