@@ -11,17 +11,15 @@ memories this projection decides exist (the same labels, the same duplicate coll
 superseding, see ``registry``), so one apply, one watermark and one save keep the two halves of
 a hybrid search at the same point of the stream by construction; snapshots (which pack this
 directory) and ``engram reindex`` (which replays it) carry both. Its logic is a store of its own,
-pure and tested apart (``projections.lexical``); only the wiring is shared. Like the
-learner it saves by a SavePolicy (``save_every`` events, a bounded share of the time); after a crash
-the runner resumes at the saved watermark and re-adds the tail (re-adding a label is a no-op). The
-index records the embedder and dimension that built it and refuses to open with another (changing
-model is a reindex).
+pure and tested apart (``projections.lexical``); only the wiring is shared. The index records
+the embedder and dimension that built it and refuses to open with another (changing model is a
+reindex).
 
-Locking: searches must not wait for a save (seconds on a large index set). The projection's lock
-is a readers-writer lock: a batch's changes to the records and indexes hold it alone
-(milliseconds); searches and the save hold it shared. The save lock serialises writers with
-saves (the thread that applied a batch saves it), so nothing changes while a save reads, and the
-watermark written is the one of exactly the records and vectors written.
+A whole-state projection (``projections.whole_state``: saved by a SavePolicy and on close,
+``checkpoint()`` the saved watermark, the commit order and locking written there, so searches
+never wait for a save). After a crash the runner resumes at the saved watermark and re-adds the
+tail (re-adding a label is a no-op). A batch is validated and its texts embedded before any lock
+is taken (``_prepare``); only the changes to the records and indexes hold the lock alone.
 """
 
 from __future__ import annotations
@@ -29,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +36,12 @@ import numpy as np
 
 from engine.errors import DimensionMismatchError, IndexCorruptError, UsageError
 from engine.events import TaskExecuted
-from projections._rwlock import ReadWriteLock
 from projections.atomic_files import write_atomic
 from projections.embedders import Embedder
 from projections.identity import SeenIds, event_key
 from projections.lexical.bm25 import BM25Params
 from projections.lexical.store import LexicalSet
-from projections.records import DeadLetter, SequencedEvent
+from projections.records import SequencedEvent
 from projections.save_policy import SavePolicy, policy_for
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
 from projections.vectors.index import IndexConfig
@@ -57,6 +54,7 @@ from projections.vectors.persistence import (
 )
 from projections.vectors.registry import MemoryRegistry
 from projections.vectors.retrieval import MODES, Query, SearchConfig, retrieve
+from projections.whole_state import WholeStateBase
 
 __all__ = ["VectorProjection"]
 
@@ -65,7 +63,20 @@ __all__ = ["VectorProjection"]
 DETERMINISTIC = IndexConfig(num_threads=1)
 
 
-class VectorProjection:
+@dataclass
+class VectorState:
+    """Everything the vector projection saves under one watermark: the memory records, the
+    envelope ids applied, the vector indexes and the lexical indexes."""
+
+    registry: MemoryRegistry
+    seen: SeenIds
+    indexes: IndexSet
+    lexical: LexicalSet
+    applied: int = 0
+    """The last stream sequence taken in (applied or skipped)."""
+
+
+class VectorProjection(WholeStateBase[VectorState]):
     """Embeds memories into per-(namespace, collection) hnswlib indexes; serves searches."""
 
     name = "vectors"
@@ -82,50 +93,56 @@ class VectorProjection:
         search: SearchConfig | None = None,
         bm25: BM25Params | None = None,
     ) -> None:
-        self.directory = directory
         self.embedder = embedder
         self.config = config
         self.search_config = search or SearchConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
-        self.save_policy = policy_for(save_every, save_policy)
-        self._lock = ReadWriteLock()  # records and indexes: changes alone, reads shared
-        self._save_lock = threading.Lock()  # writers and saves, one at a time
-        self.registry = MemoryRegistry()
-        self._seen = SeenIds()
-        self._unsaved = 0
-        self.indexes = IndexSet(embedder.name, embedder.dimension, config)
-        self.lexical = LexicalSet(bm25)
-        self._saved = 0
-        self._applied = 0
+        state = VectorState(
+            MemoryRegistry(),
+            SeenIds(),
+            IndexSet(embedder.name, embedder.dimension, config),
+            LexicalSet(bm25),
+        )
         if directory is not None and (directory / MANIFEST_NAME).exists():
-            self._load(directory)
+            state = self._load(directory, state.lexical.params)
+        super().__init__(directory, state, policy_for(save_every, save_policy))
 
-    # -- the projection port --------------------------------------------------------------------
+    # -- the state's parts ----------------------------------------------------------------------
+
+    @property
+    def registry(self) -> MemoryRegistry:
+        return self.state.registry
+
+    @property
+    def indexes(self) -> IndexSet:
+        return self.state.indexes
+
+    @property
+    def lexical(self) -> LexicalSet:
+        return self.state.lexical
 
     @property
     def memories(self) -> dict[int, Memory]:
         """Every memory record by label, superseded ones included (read-only by convention)."""
         return self.registry.memories
 
-    def checkpoint(self) -> int:
-        return self._saved
-
     def duplicates_seen(self) -> int:
         """Events ignored because their envelope id was applied before (no lock: one int)."""
-        return self._seen.duplicates
+        return self.state.seen.duplicates
 
-    def apply(
-        self,
-        events: Sequence[SequencedEvent],
-        dead_letters: Sequence[DeadLetter],
-        last_sequence: int,
-    ) -> None:
+    # -- the whole-state hooks ------------------------------------------------------------------
+
+    def _watermark(self) -> int:
+        return self.state.applied
+
+    def _prepare(self, events: Sequence[SequencedEvent], last_sequence: int) -> Callable[[], None]:
         """Validate everything first (a bad precomputed vector raises before any change), then
-        embed the batch's texts in one call and add per (namespace, collection)."""
-        fresh = [e for e in events if e.sequence > self._applied]
+        embed the batch's texts in one call; the change adds per (namespace, collection)."""
+        state = self.state
+        fresh = [e for e in events if e.sequence > state.applied]
         # The first occurrence of an envelope id wins; a repeat changes nothing (and is counted).
         keys = [event_key(e.event.id) for e in fresh]
-        firsts = self._seen.fresh(keys)
+        firsts = state.seen.fresh(keys)
         fresh = [e for e, first in zip(fresh, firsts, strict=True) if first]
         planned: list[tuple[Memory, list[float] | None]] = []
         for item in fresh:
@@ -149,26 +166,25 @@ class VectorProjection:
             np.asarray(v, dtype=np.float32) if v is not None else next(embedded) for _, v in planned
         ]
         by_sequence = {memory.sequence: position for position, (memory, _) in enumerate(planned)}
-        with self._save_lock:
-            with self._lock.write():
-                # Records change strictly in stream order (an outcome that comes before its
-                # decision must not reach it), whatever the batching; vectors are added after,
-                # grouped, in the same order.
-                # A memory whose text a live one already holds merges into it (registry): only
-                # the new ones are indexed.
-                new: list[int] = []
-                for item in fresh:
-                    position = by_sequence.get(item.sequence)
-                    if position is not None and self.registry.register(planned[position][0]):
-                        new.append(position)
-                    self.registry.update(item)
-                self._index([planned[p][0] for p in new], [vectors[p] for p in new])
-                self._seen.extend(k for k, first in zip(keys, firsts, strict=True) if first)
-                self._seen.duplicates += firsts.count(False)
-                self._applied = max(self._applied, last_sequence)
-            self._unsaved += len(events) + len(dead_letters)
-            if self.save_policy.due(self._unsaved):
-                self.save_policy.timed(self._save)
+
+        def change() -> None:
+            # Records change strictly in stream order (an outcome that comes before its
+            # decision must not reach it), whatever the batching; vectors are added after,
+            # grouped, in the same order.
+            # A memory whose text a live one already holds merges into it (registry): only
+            # the new ones are indexed.
+            new: list[int] = []
+            for item in fresh:
+                position = by_sequence.get(item.sequence)
+                if position is not None and state.registry.register(planned[position][0]):
+                    new.append(position)
+                state.registry.update(item)
+            self._index([planned[p][0] for p in new], [vectors[p] for p in new])
+            state.seen.extend(k for k, first in zip(keys, firsts, strict=True) if first)
+            state.seen.duplicates += firsts.count(False)
+            state.applied = max(state.applied, last_sequence)
+
+        return change
 
     def _index(self, memories: list[Memory], vectors: list[Any]) -> None:
         groups: dict[tuple[str, str], list[int]] = {}
@@ -183,34 +199,19 @@ class VectorProjection:
                 np.vstack([vectors[p] for p in positions]),
             )
 
-    def close(self) -> None:
-        self.flush()
-
-    def flush(self) -> None:
-        with self._save_lock:
-            self._save()
-
     # -- persistence ----------------------------------------------------------------------------
 
-    def _save(self) -> None:
-        """Write records, indexes and watermark; the caller holds the save lock, so no batch
-        changes them meanwhile, and searches go on beside the save."""
-        self._unsaved = 0
-        if self.directory is None or self._applied <= self._saved:
-            return
-        with self._lock.read():
-            applied = self._applied
-            self._write(self.directory, applied)
-        self._saved = applied
-
-    def _write(self, directory: Path, applied: int) -> None:
+    def _write(self, directory: Path) -> None:
+        """Records and lexical files first, named by their watermark, then the index manifest
+        that names them: a crash leaves the previous set."""
+        applied = self.state.applied
         directory.mkdir(parents=True, exist_ok=True)
         records = f"memories-{applied}.json.gz"
         body = json.dumps(
             [m.to_json() for m in self.memories.values()], separators=(",", ":")
         ).encode()
         write_atomic(directory / records, gzip.compress(body, 5))  # no temp file left on failure
-        seen = write_seen(directory, applied, self._seen)
+        seen = write_seen(directory, applied, self.state.seen)
         lexical = self.lexical.save(directory, applied)
         self.indexes.save(directory, applied, {"memories": records, **seen, "lexical": lexical})
         for stale in directory.glob("memories-*.json.gz"):
@@ -219,7 +220,7 @@ class VectorProjection:
         remove_stale_seen(directory, seen)
         LexicalSet.remove_stale(directory, lexical)
 
-    def _load(self, directory: Path) -> None:
+    def _load(self, directory: Path, bm25: BM25Params) -> VectorState:
         indexes, watermark = IndexSet.load(
             directory, self.embedder.name, self.embedder.dimension, self.config
         )
@@ -230,16 +231,14 @@ class VectorProjection:
         except (OSError, ValueError, EOFError) as exc:
             raise IndexCorruptError(f"memory records {records} unreadable: {exc}") from None
         extra = manifest.get("extra", {})
-        self.indexes = indexes
-        self._seen = read_seen(directory, extra)
-        self.registry = MemoryRegistry.restore(Memory.from_json(entry) for entry in raw)
-        self.lexical = LexicalSet.load(
+        registry = MemoryRegistry.restore(Memory.from_json(entry) for entry in raw)
+        lexical = LexicalSet.load(
             directory,
             extra.get("lexical"),
-            ((m.namespace, m.sequence, m.text) for m in self.registry),
-            self.lexical.params,
+            ((m.namespace, m.sequence, m.text) for m in registry),
+            bm25,
         )
-        self._saved = self._applied = watermark
+        return VectorState(registry, read_seen(directory, extra), indexes, lexical, watermark)
 
     # -- reading --------------------------------------------------------------------------------
 
