@@ -157,7 +157,11 @@ class SessionsRequest(QueryRequest):
     session_id: Annotated[Identifier | None, Cli(hidden=True)] = None
     """The same as ``session`` (an older spelling)."""
     limit: Annotated[int, Field(ge=1)] = 50
-    summary: Annotated[bool, Field(description="include the compressed summaries")] = True
+    summary: Annotated[
+        bool,
+        Field(description="include the compressed summaries"),
+        Cli(hidden=True),  # engram sessions asks for them with --json only (its table has none)
+    ] = True
 
 
 class SearchRequest(QueryRequest):
@@ -185,7 +189,13 @@ class SearchRequest(QueryRequest):
         Cli(negate="--no-group"),
     ] = True
     duplicate_similarity: Annotated[
-        float | None, Field(ge=0.0, le=1.0, description="default: the engine's setting")
+        float | None,
+        Field(
+            ge=0.0,
+            le=1.0,
+            description="the similarity at which two memories are duplicates (default: the "
+            "engine's setting)",
+        ),
     ] = None
 
 
