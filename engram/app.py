@@ -21,6 +21,7 @@ from consumers.outage import ConnectionWatch
 from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broker
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
+from consumers.queries.session_verbs import register_session_verbs
 from consumers.runner import ProjectionRunner, RunnerSettings, retry_delay
 from engine.backoff import wait_or_stop
 from engine.errors import EngramError, ProjectionError
@@ -40,7 +41,6 @@ from projections.projection_set import (
     open_projections,
     vector_projection,
 )
-from projections.sessions import sessions_verb
 from projections.tables import DATABASE_FILE
 
 __all__ = ["Engine"]
@@ -69,6 +69,8 @@ class Engine:
         self._set: ProjectionSet | None = None
         self._lease: AnnouncerLease | None = None
         self.restored_from: str | None = None
+        self.dispatcher: QueryDispatcher | None = None
+        """The query verbs this engine answers (set while it runs)."""
         """The snapshot this engine's empty data directory was restored from, if any."""
         self.appender = Appender(
             nc, settings.stream.name, timeout_s=settings.nats.request_timeout_s
@@ -95,7 +97,7 @@ class Engine:
         dispatcher = QueryDispatcher(projections.store.reader, access=access)
         dispatcher.register("status", self.status)
         register_learning_verbs(dispatcher, projections.learner)
-        dispatcher.register("sessions", sessions_verb(projections.sessions))
+        register_session_verbs(dispatcher, projections.sessions)
         self._memory_verbs = MemoryVerbs(
             projections.vectors,
             projections.learner,
@@ -104,6 +106,8 @@ class Engine:
             self._publish,
         )
         self._memory_verbs.register(dispatcher)
+        if dispatcher.unserved():  # every catalogued verb is the engine's to answer
+            raise EngramError(f"the engine serves no handler for {dispatcher.unserved()}")
         return dispatcher
 
     def _runner(
@@ -283,7 +287,7 @@ class Engine:
         if not (self.settings.data_dir / DATABASE_FILE).exists():
             await self._restore_snapshot()
         self._set = open_projections(self.settings, info.state.last_seq)
-        dispatcher = self._dispatcher(self._set)
+        dispatcher = self.dispatcher = self._dispatcher(self._set)
         self.runners = [self._runner(p, dead_letters) for p in self._set.live]
         broker = build_query_broker(dispatcher, self.url, self.settings.nats)
         await broker.start()

@@ -9,11 +9,12 @@ from typing import Any
 from consumers.queries.dispatch import OperatorAccess, QueryDispatcher
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
+from consumers.queries.session_verbs import register_session_verbs
 from engine.settings import Settings
 from projections.context import HeuristicTokenCounter, RecentEvents
 from projections.learning import LearnerProjection
 from projections.projection_set import active_embedder, vector_projection
-from projections.sessions import SessionCompactor, sessions_verb
+from projections.sessions import SessionCompactor
 from projections.tables import DATABASE_FILE, connect_database
 
 __all__ = ["query_local"]
@@ -33,7 +34,7 @@ async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> 
         learner = LearnerProjection(data_dir / "patterns")
         register_learning_verbs(dispatcher, learner)
         if verb == "sessions":  # loaded read-only: never saved back
-            dispatcher.register("sessions", sessions_verb(SessionCompactor(data_dir / "sessions")))
+            register_session_verbs(dispatcher, SessionCompactor(data_dir / "sessions"))
         if verb in {"search", "task_context", "assemble_context"}:
             settings = Settings(data_dir=data_dir)
             vectors = vector_projection(settings, active_embedder(settings))

@@ -27,9 +27,11 @@ PROJECTION_EDGES: dict[str, frozenset[str]] = {
     "vectors": frozenset({"embedders", "lexical"}),  # it embeds, and fuses with the words
     "sessions": frozenset({"learning"}),  # a summary names the patterns its workflows feed
     "snapshots": frozenset({"tables", "learning", "sessions"}),  # packs each one's files
+    # Context draws on every store: recent events, similar memories, the best workflow.
+    "context": frozenset({"vectors", "learning", "embedders"}),
 }
 """The only imports allowed between the sub-packages of ``projections`` (the others are
-independent: tables, learning, lexical, embedders, context). Modules at the top of
+independent: tables, learning, lexical, embedders). Modules at the top of
 ``projections`` (records, base, identity, ...) are shared by all; ``projection_set`` composes."""
 
 

@@ -9,11 +9,15 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers.queries.dispatch import QueryDispatcher
+from consumers.queries.session_verbs import register_session_verbs
 from engine.errors import ProjectionError, UsageError
 from engine.events import (
     DecisionLogged,
@@ -38,7 +42,6 @@ from projections.sessions import (
     compaction_event,
     compaction_event_id,
     decompress_summary,
-    sessions_verb,
     state_digest,
 )
 from projections.sessions.persistence import RECORDS_FILE
@@ -272,7 +275,12 @@ async def test_sessions_verb_answers_with_metrics_and_summary() -> None:
         _ev(SessionEnded(session_id="s2"), 21, None),
     ]
     compactor.apply(_seq(events), [], len(events))
-    verb = sessions_verb(compactor)
+    dispatcher = QueryDispatcher(lambda: duckdb.connect())
+    register_session_verbs(dispatcher, compactor)
+
+    async def verb(payload: dict[str, Any]) -> dict[str, Any]:
+        return await dispatcher.handle("sessions", payload)
+
     reply = await verb({})
     assert [s["session_id"] for s in reply["sessions"]] == ["s2", "s1"]
     one = await verb({"session": "s1", "namespace": "default"})
@@ -282,5 +290,5 @@ async def test_sessions_verb_answers_with_metrics_and_summary() -> None:
     assert reply["overview"]["compacted_sessions"] == 2
     assert reply["overview"]["pending_announcements"] == 2
     assert (await verb({"namespace": "other"}))["sessions"] == []
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="limit must be at least 1"):
         await verb({"limit": 0})

@@ -1,4 +1,11 @@
-"""One table of query verbs, shared by the engine's NATS service and the CLI's direct reads."""
+"""The handlers of the catalogued query verbs, shared by the engine's NATS service and the CLI's
+direct reads.
+
+A dispatcher answers only verbs of the catalogue (``engine.verbs``), each validated by its
+request model before its handler sees it; handlers take the validated request. The verbs over
+the tables (metrics, workflows, sql, export, checkpoints) are served here; the others are
+registered by whoever owns their projections (``register``).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +19,19 @@ import duckdb
 import structlog
 
 from consumers.queries import readers
-from consumers.queries.params import limit_param, required_text, text_param
-from consumers.queries.sandbox import SQL_MAX_ROWS
 from engine.errors import EngramError, ForbiddenError, QueryError, UsageError
-from engine.query_client import QUERY_PREFIX
+from engine.verbs import CATALOGUE, QUERY_PREFIX, validate_request, verb
+from engine.verbs.requests import CheckpointsRequest, ExportRequest, SqlRequest, TableMetricsRequest
 from projections.tables.export import export_parquet
 
-__all__ = ["EXPORTS_DIR", "QUERY_PREFIX", "OperatorAccess", "QueryDispatcher", "error_reply"]
+__all__ = [
+    "EXPORTS_DIR",
+    "QUERY_PREFIX",
+    "Handler",
+    "OperatorAccess",
+    "QueryDispatcher",
+    "error_reply",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +105,8 @@ def export_target(access: OperatorAccess, requested: str) -> Path:
 
 
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
-Extra = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[Any], Awaitable[Mapping[str, Any]]]
+"""A verb's handler: takes the verb's validated request model, returns the reply."""
 
 
 def error_reply(exc: BaseException) -> dict[str, Any]:
@@ -106,7 +120,8 @@ def error_reply(exc: BaseException) -> dict[str, Any]:
 
 
 class QueryDispatcher:
-    """Runs read verbs on a fresh cursor per request (DuckDB: one cursor per thread).
+    """Answers catalogued verbs; the table verbs on a fresh cursor per request (DuckDB: one
+    cursor per thread), in a worker thread.
 
     ``access`` decides the operator verbs (default: both refused, see OperatorAccess).
     """
@@ -116,59 +131,96 @@ class QueryDispatcher:
     ) -> None:
         self._cursor = cursor_factory
         self._access = access or OperatorAccess()
-        self._extra: dict[str, Extra] = {}
+        self._handlers: dict[str, Handler] = {}
+        tables: dict[str, Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]]] = {
+            "metrics": self._metrics,
+            "workflows": self._workflows,
+            "sql": self._sql,
+            "export": self._export,
+            "checkpoints": self._checkpoints,
+        }
+        for name, answer in tables.items():
+            self.register(name, self._on_cursor(answer))
 
     @property
     def verbs(self) -> list[str]:
-        return sorted({"metrics", "workflows", "sql", "checkpoints", "export", *self._extra})
+        """The verbs this dispatcher answers."""
+        return sorted(self._handlers)
 
-    def register(self, verb: str, handler: Extra) -> None:
-        """Add a verb served elsewhere (e.g. status, which also needs the stream)."""
-        self._extra[verb] = handler
+    def unserved(self) -> list[str]:
+        """Catalogued verbs nobody registered a handler for."""
+        return sorted(set(CATALOGUE) - set(self._handlers))
 
-    def _sync(self, verb: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        cursor = self._cursor()
+    def register(self, name: str, handler: Handler) -> None:
+        """Serve the catalogued verb ``name`` with ``handler`` (raises UsageError for a verb
+        the catalogue does not declare: every verb is declared there first)."""
+        verb(name)
+        self._handlers[name] = handler
+
+    def _on_cursor(
+        self, answer: Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]]
+    ) -> Handler:
+        def on_cursor(request: Any) -> dict[str, Any]:
+            cursor = self._cursor()
+            try:
+                return answer(cursor, request)
+            finally:
+                cursor.close()
+
+        async def in_thread(request: Any) -> dict[str, Any]:
+            return await asyncio.to_thread(on_cursor, request)
+
+        return in_thread
+
+    @staticmethod
+    def _metrics(cursor: duckdb.DuckDBPyConnection, r: TableMetricsRequest) -> dict[str, Any]:
+        return {"metrics": readers.task_metrics(cursor, r.namespace, r.task_type)}
+
+    @staticmethod
+    def _workflows(cursor: duckdb.DuckDBPyConnection, r: TableMetricsRequest) -> dict[str, Any]:
+        return {"workflows": readers.workflow_metrics(cursor, r.namespace, r.task_type)}
+
+    @staticmethod
+    def _checkpoints(cursor: duckdb.DuckDBPyConnection, _r: CheckpointsRequest) -> dict[str, Any]:
+        return {"checkpoints": readers.checkpoints(cursor)}
+
+    def _refuse_if_off(self, name: str) -> None:
+        """Refuse an operator verb this engine has off, before its request is even read."""
+        if name == "sql" and not (self._access.local or self._access.sql):
+            log.warning("sql refused: off on this engine")
+            raise ForbiddenError(_SQL_OFF)
+        if name == "export" and not (self._access.local or self._access.export_root is not None):
+            raise ForbiddenError(_EXPORT_OFF)
+
+    def _sql(self, cursor: duckdb.DuckDBPyConnection, r: SqlRequest) -> dict[str, Any]:
+        if not r.sql:
+            raise UsageError("sql is required")
+        if not self._access.local:
+            log.info("operator sql", sql=r.sql[:200])
+        return readers.run_sql(cursor, r.sql, r.limit)
+
+    def _export(self, cursor: duckdb.DuckDBPyConnection, r: ExportRequest) -> dict[str, Any]:
+        if not r.to:
+            raise UsageError("to is required")
+        target = export_target(self._access, r.to)
+        if not self._access.local:
+            log.info("operator export", to=str(target))
         try:
-            if verb == "metrics":
-                ns, tt = text_param(payload, "namespace"), text_param(payload, "task_type")
-                return {"metrics": readers.task_metrics(cursor, ns, tt)}
-            if verb == "workflows":
-                ns, tt = text_param(payload, "namespace"), text_param(payload, "task_type")
-                return {"workflows": readers.workflow_metrics(cursor, ns, tt)}
-            if verb == "sql":
-                query = required_text(payload, "sql")
-                if not (self._access.local or self._access.sql):
-                    log.warning("sql refused: off on this engine", sql=query[:200])
-                    raise ForbiddenError(_SQL_OFF)
-                if not self._access.local:
-                    log.info("operator sql", sql=query[:200])
-                limit = limit_param(payload, SQL_MAX_ROWS, maximum=SQL_MAX_ROWS)
-                return readers.run_sql(cursor, query, limit)
-            if verb == "export":
-                if not self._access.local and self._access.export_root is None:
-                    raise ForbiddenError(_EXPORT_OFF)
-                requested = required_text(payload, "to")
-                target = export_target(self._access, requested)
-                if not self._access.local:
-                    log.info("operator export", to=str(target))
-                try:
-                    manifest = export_parquet(cursor, target)
-                except OSError as exc:  # a name the file system refuses, a full disk ...
-                    raise QueryError(f"export to {target} failed: {exc.strerror or exc}") from None
-                return {**manifest, "location": str(target)}
-            if verb == "checkpoints":
-                return {"checkpoints": readers.checkpoints(cursor)}
-            raise UsageError(f"unknown query verb {verb!r}; known: {', '.join(self.verbs)}")
-        finally:
-            cursor.close()
+            manifest = export_parquet(cursor, target)
+        except OSError as exc:  # a name the file system refuses, a full disk ...
+            raise QueryError(f"export to {target} failed: {exc.strerror or exc}") from None
+        return {**manifest, "location": str(target)}
 
-    async def handle(self, verb: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The reply to ``verb``; raises UsageError for bad requests, EngramError otherwise."""
-        if not isinstance(payload, Mapping):
-            raise UsageError("a query request must be a JSON object")
-        if verb in self._extra:
-            return await self._extra[verb](payload)
+    async def handle(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The reply to the verb ``name``; raises UsageError for an unknown verb or a bad
+        request, ForbiddenError for an operator verb that is off, EngramError otherwise."""
+        spec = verb(name)
+        handler = self._handlers.get(name)
+        if handler is None:
+            raise UsageError(f"{name} is not answered here; answered: {', '.join(self.verbs)}")
+        self._refuse_if_off(name)
+        request = validate_request(spec.request, payload)
         try:
-            return await asyncio.to_thread(self._sync, verb, payload)
+            return dict(await handler(request))
         except duckdb.Error as exc:
-            raise EngramError(f"query {verb} failed: {exc}") from None
+            raise EngramError(f"query {name} failed: {exc}") from None

@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from engine.errors import QueryError, UsageError
+from engine.verbs.requests import SQL_MAX_ROWS
 from projections.tables.schema import TABLES, VIEWS
 
 __all__ = [
@@ -39,8 +40,6 @@ SQL_TIMEOUT_S = 30.0
 """A statement running longer is interrupted (the engine's own work never waits for it)."""
 SQL_MEMORY_LIMIT = "1GB"
 """DuckDB's own memory for one statement (the Arrow copies of the tables come on top)."""
-SQL_MAX_ROWS = 10_000
-"""The most rows one statement may ask for (``limit``); a larger limit is refused."""
 SQL_MAX_RESULT_BYTES = 16 * 1024 * 1024
 """What the engine takes from one statement's result, in Arrow bytes: a reply carries less
 anyway (the server's max_payload, 1 MB by default), so more would only cost memory."""

@@ -55,14 +55,11 @@ def broker_options(settings: NatsSettings, url: str) -> dict[str, Any]:
     return options
 
 
-def build_query_broker(
-    dispatcher: QueryDispatcher, url: str, settings: NatsSettings, prefix: str = QUERY_PREFIX
-) -> NatsBroker:
-    """A faststream broker with one request-reply subscriber per verb, on ``prefix`` + verb
-    (``settings.stream.service.query_prefix``)."""
+def build_query_broker(dispatcher: QueryDispatcher, url: str, settings: NatsSettings) -> NatsBroker:
+    """A faststream broker with one request-reply subscriber per verb."""
     broker = NatsBroker(split_urls(url), logger=None, **broker_options(settings, url))
     for verb in dispatcher.verbs:
-        _register(broker, dispatcher, verb, prefix)
+        _register(broker, dispatcher, verb)
     return broker
 
 
@@ -72,9 +69,9 @@ async def _raw(message: StreamMessage[Any]) -> bytes:
     return message.body
 
 
-def _register(broker: NatsBroker, dispatcher: QueryDispatcher, verb: str, prefix: str) -> None:
+def _register(broker: NatsBroker, dispatcher: QueryDispatcher, verb: str) -> None:
     @broker.subscriber(
-        prefix + verb,
+        QUERY_PREFIX + verb,
         queue=QUEUE_GROUP,
         title=f"query.{verb}",
         decoder=_raw,

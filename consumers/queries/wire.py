@@ -1,9 +1,9 @@
 """What crosses the wire for a query: bounded requests in, replies that fit in one NATS message.
 
 Requests: at most MAX_REQUEST_BYTES of strict JSON (no NaN or Infinity, no number that
-overflows to one), an object, nested at most MAX_DEPTH deep, with no string over
-params.MAX_TEXT_CHARS. Replies: encoded here, and never larger than the connection allows (the
-server's max_payload less HEADROOM): NATS drops a larger message without telling the asker, who
+overflows to one), an object, nested at most MAX_DEPTH deep, with no string over MAX_TEXT_CHARS
+(``engine.verbs.fields``). Replies: encoded here, and never larger than the connection allows
+(the server's max_payload less HEADROOM): NATS drops a larger message without telling the asker, who
 would only see a timeout. A reply that does not fit is cut where a verb has a natural limit
 (``sql``'s rows, marked ``truncated``), else answered with a usage error saying how large it
 was and what to lower.
@@ -16,8 +16,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from consumers.queries.params import MAX_TEXT_CHARS
 from engine.errors import UsageError
+from engine.verbs import CATALOGUE
+from engine.verbs.fields import MAX_TEXT_CHARS
 
 __all__ = [
     "HEADROOM",
@@ -31,20 +32,6 @@ MAX_REQUEST_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 HEADROOM = 4096
 """Bytes of a reply message kept for its headers (faststream's correlation id, content type)."""
-
-TRIMMABLE = {"sql": "rows"}
-"""Verbs whose reply is a list of rows that may be cut to fit (with ``truncated: true``)."""
-_WHAT_TO_LOWER = {
-    "search": "lower top_k",
-    "task_context": "lower top_k",
-    "assemble_context": "lower max_tokens",
-    "search_patterns": "lower limit",
-    "list_patterns": "lower limit",
-    "sessions": "lower limit or ask for one session",
-    "patterns": "name a task_type or raise min_success_rate",
-    "metrics": "name a namespace or task_type",
-    "workflows": "name a namespace or task_type",
-}
 
 
 def _refuse_constant(name: str) -> Any:
@@ -116,12 +103,14 @@ def _dumps(value: Any) -> bytes:
 
 
 def encode_reply(verb: str, reply: Mapping[str, Any], max_bytes: int) -> bytes:
-    """``reply`` as JSON of at most ``max_bytes``: rows cut for a TRIMMABLE verb (marked
-    ``truncated``), else raises UsageError saying the size and what to lower."""
+    """``reply`` as JSON of at most ``max_bytes``: rows cut for a verb whose catalogue entry
+    names a list to ``trim`` (marked ``truncated``), else raises UsageError saying the size and
+    what to lower (the entry's ``lower``)."""
     body = _dumps(reply)
     if len(body) <= max_bytes:
         return body
-    key = TRIMMABLE.get(verb)
+    spec = CATALOGUE.get(verb)
+    key = spec.trim if spec is not None else None
     rows = reply.get(key) if key else None
     if key is not None and isinstance(rows, list):
         note = (
@@ -136,7 +125,7 @@ def encode_reply(verb: str, reply: Mapping[str, Any], max_bytes: int) -> bytes:
                 break
             kept += 1
         return _dumps({**reply, key: rows[:kept], "truncated": True, "note": note})
-    lower = _WHAT_TO_LOWER.get(verb, "ask for less")
+    lower = spec.lower if spec is not None else "ask for less"
     raise UsageError(
         f"the reply to {verb} is {len(body):,} bytes, more than one NATS message may carry here "
         f"({max_bytes:,} bytes, the server's max_payload): {lower}"

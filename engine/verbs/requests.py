@@ -50,7 +50,7 @@ Collection = Literal["tasks", "decisions", "knowledge"]
 ALL_TIERS: tuple[Tier, ...] = ("operational", "working", "longterm")
 
 SQL_MAX_ROWS = 10_000
-"""The most rows one ``sql`` reply carries."""
+"""The most rows one ``sql`` statement may ask for (``limit``); a larger limit is refused."""
 
 
 class QueryRequest(BaseModel):

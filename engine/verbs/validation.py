@@ -83,7 +83,7 @@ def usage_message(model: type[BaseModel], error: ErrorDetails) -> str:
             "less_than": "less than",
         }
         return f"{name} must be {words[kind]} {bound}, got {reprlib.repr(value)}"
-    if kind == "string_too_long":
+    if kind in {"string_too_long", "too_long"} and isinstance(value, str):
         most = int(ctx.get("max_length", 0))
         return f"{name} has {len(value):,} characters; at most {most:,} are accepted"
     if kind == "literal_error":

@@ -3,7 +3,7 @@
 from projections.sessions.facts import SessionConfig, SessionFacts, session_of
 from projections.sessions.persistence import load_state, save_state, state_digest
 from projections.sessions.projection import SessionCompactor, compaction_event
-from projections.sessions.queries import compacted_sessions, sessions_overview, sessions_verb
+from projections.sessions.queries import compacted_sessions, sessions_overview
 from projections.sessions.state import SessionState
 from projections.sessions.summary import (
     CompactedSession,
@@ -26,7 +26,6 @@ __all__ = [
     "save_state",
     "session_of",
     "sessions_overview",
-    "sessions_verb",
     "state_digest",
     "summarise",
 ]

@@ -1,32 +1,22 @@
-"""Reading compacted sessions: pure functions over SessionState, and the ``sessions`` query verb.
-
-Results are JSON-ready dicts; metrics use seed 000's SessionMetrics field names.
+"""Reading compacted sessions: pure functions over SessionState (the ``sessions`` query verb's
+answer). Results are JSON-ready dicts; metrics use the SessionMetrics field names.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.errors import UsageError
 from projections.learning.state import workflow_pattern_id
 from projections.sessions.state import SessionState
 from projections.sessions.summary import CompactedSession, decompress_summary
 from projections.workflows import workflow_key
 
-if TYPE_CHECKING:
-    from projections.sessions.projection import SessionCompactor
-
 __all__ = [
     "compacted_sessions",
     "record_view",
     "sessions_overview",
-    "sessions_verb",
     "summary_view",
 ]
-
-Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 
 _DEFAULTS: dict[str, Any] = {
@@ -134,39 +124,3 @@ def sessions_overview(state: SessionState, namespace: str) -> dict[str, Any]:
         "compression_ratio": max(0.0, 1.0 - compressed / original) if original else 0.0,
         "pending_announcements": sum(1 for r in records if r.event_id in state.pending),
     }
-
-
-def _text(payload: Mapping[str, Any], key: str) -> str | None:
-    value = payload.get(key)
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"{key} must be a string, got {type(value).__name__}")
-    return value
-
-
-def sessions_verb(compactor: SessionCompactor) -> Handler:
-    """The ``sessions`` query verb. Payload: ``namespace`` (default "default"), ``session``
-    (or ``session_id``), ``limit`` (default 50), ``summary`` (default true). Reply:
-    ``{"sessions": [...], "overview": {...}}``. Raises UsageError on a malformed payload."""
-
-    async def sessions(payload: Mapping[str, Any]) -> dict[str, Any]:
-        namespace = _text(payload, "namespace") or "default"
-        session_id = _text(payload, "session") or _text(payload, "session_id")
-        limit = payload.get("limit", 50)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise UsageError(f"limit must be a positive integer, got {limit!r}")
-        with_summary = payload.get("summary", True)
-        if not isinstance(with_summary, bool):
-            raise UsageError("summary must be true or false")
-
-        def read(state: SessionState) -> dict[str, Any]:
-            return {
-                "sessions": compacted_sessions(
-                    state, namespace, session_id, limit=limit, summary=with_summary
-                ),
-                "overview": sessions_overview(state, namespace),
-            }
-
-        # Off the event loop: reading takes the state's lock and decompresses summaries.
-        return await asyncio.to_thread(compactor.read, read)
-
-    return sessions
