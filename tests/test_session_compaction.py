@@ -1,11 +1,10 @@
 """Session compaction (issue 6, seed 000): honest SessionMetrics, idle sessions closed by event
 time, deterministic compactions announced once, and a state that survives save and restore.
-(On a real server: tests/test_session_announcements.py.)"""
+(On a real server: tests/test_session_announcements.py. Any batching, restarts and crashes with
+compactions read back: the Projection contract, tests/test_projection_contract.py.)"""
 
 from __future__ import annotations
 
-import itertools
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,8 +12,6 @@ from typing import Any
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from consumers.queries.dispatch import QueryDispatcher
 from consumers.queries.session_verbs import register_session_verbs
@@ -47,7 +44,6 @@ from projections.sessions import (
 from projections.sessions.persistence import RECORDS_FILE
 from projections.sessions.queries import summary_view
 from projections.workflows import workflow_key
-from tests.strategies.events import histories, splits
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 STEPS_A = ["plan", "code", "test"]
@@ -207,36 +203,6 @@ def test_session_compacted_read_back_drops_the_pending_one() -> None:
     second_engine = _apply(SessionState(), [*history, echo])
     assert second_engine.take_pending() == []
     assert state_digest(second_engine) == state_digest(state)
-
-
-def _compactor(directory: Path, config: SessionConfig) -> SessionCompactor:
-    return SessionCompactor(directory, config=config, save_every=10**9)
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_any_batching_and_restarts_decide_the_same(data: st.DataObject) -> None:
-    """Same events (half the compactions echoed back at the end) give the same state digest
-    and the same pending event ids whatever the batching, with a save and a restart from disk
-    at every cut (idle timeout 3 s of 1 s steps, at most 3 open sessions)."""
-    history = data.draw(histories(max_size=60))
-    config = SessionConfig(idle_timeout_s=3.0, max_open_sessions=3)
-    decided = _apply(SessionState(config), history).take_pending()
-    echoes = [compaction_event(r) for r in decided[::2]]
-    history += _seq(echoes, start=len(history) + 1)
-    cuts = data.draw(splits(len(history)))
-    whole = _apply(SessionState(config), history)
-    assert [r.event_id for r in whole.take_pending()] == [r.event_id for r in decided[1::2]]
-    with tempfile.TemporaryDirectory() as scratch:
-        bounds = [0, *cuts, len(history)]
-        for a, b in itertools.pairwise(bounds):
-            compactor = _compactor(Path(scratch), config)
-            assert compactor.checkpoint() == (history[a - 1].sequence if a else 0)
-            compactor.apply(history[a:b], [], history[b - 1].sequence if b else 0)
-            compactor.close()
-        resumed = _compactor(Path(scratch), config)
-    assert state_digest(resumed.state) == state_digest(whole)
-    assert [e.id for e in resumed.take_pending()] == [r.event_id for r in whole.take_pending()]
 
 
 def test_save_restore_round_trip_and_a_torn_append(tmp_path: Path) -> None:
