@@ -79,7 +79,7 @@ class WholeStateProjection(Projection, Protocol[S_co]):
     ``checkpoint()`` is the saved watermark, at or below what ``apply`` has taken in: the
     events above it are applied again after a crash (deterministically, so they decide the
     same). A save that fails raises out of ``apply`` or ``flush`` and is owed: the next
-    ``apply`` saves first.
+    ``apply`` saves, whatever the policy's counts.
     """
 
     def flush(self) -> None:

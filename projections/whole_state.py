@@ -19,7 +19,7 @@ Commit order of a batch:
 4. a save writes the state and its watermark under the state's lock held SHARED (``_write``),
    then, once written, moves ``checkpoint()`` to that watermark. A save that raises leaves the
    checkpoint where it was, and the policy owes the save: the runner's retry of the same batch
-   (whose events are skipped: at or below the state's watermark) saves first.
+   (whose events are skipped: at or below the state's watermark) saves at once.
 
 Locking: a save can take seconds on a large state and must not hold queries up. The state's lock
 is a readers-writer lock (``projections._rwlock``): a batch's changes hold it alone; queries
