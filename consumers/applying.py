@@ -14,6 +14,7 @@ import structlog
 
 from engine.errors import EngramError
 from engine.events import encode_event
+from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 from projections.base import Projection
 from projections.faults import describe, is_environmental
 from projections.records import DeadLetter, SequencedEvent
@@ -47,6 +48,7 @@ def apply_isolating(
     events: Sequence[SequencedEvent],
     dead_letters: Sequence[DeadLetter],
     last_sequence: int,
+    subjects: EventSubjects = DEFAULT_SUBJECTS,
 ) -> list[DeadLetter]:
     """Apply the batch; if that raises because of an event, apply event by event and
     dead-letter the ones whose content makes them raise.
@@ -54,7 +56,8 @@ def apply_isolating(
     Returns the dead letters created here (``application_failed`` or the error's own kind),
     which the caller must also publish. Raises ProjectionStalledError, dead-lettering nothing
     more, as soon as any step fails because of the environment (the batch, one event, or a
-    dead letter's own commit): the caller retries the same batch after a pause.
+    dead letter's own commit): the caller retries the same batch after a pause. A dead letter
+    names its event's subject among ``subjects`` (the stream's).
     """
     try:
         projection.apply(events, dead_letters, last_sequence)
@@ -81,7 +84,7 @@ def apply_isolating(
                 # This event's content is the poison: keep it with its reason.
                 letter = DeadLetter.of(
                     sequence=item.sequence,
-                    subject=item.event.subject,
+                    subject=subjects.subject(item.event.type),
                     stored_at=item.stored_at,
                     kind=getattr(exc, "dead_letter_kind", "application_failed"),
                     reason=f"{projection.name} could not apply {item.event.type}: {exc!r}",

@@ -2,8 +2,8 @@
 
 The ``dead_letters`` table holds only what the tables projection refused; the vectors, the
 learner, the session compactor and the recent tier publish theirs on the dead-letter stream
-(``<stream>_DLQ``, subjects ``engram.deadletter.<kind>``) only. Reading that stream is the one
-place that has them all, whether an engine runs or not.
+(``<stream>_DLQ``, subjects ``engram.deadletter.<kind>`` by default) only. Reading that stream
+is the one place that has them all, whether an engine runs or not.
 
 One dead letter is one (source sequence, kind, projection): a message every projection's
 decoder refuses (malformed JSON) is listed once per projection, each naming its refuser. The
@@ -23,7 +23,7 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from consumers.deadletters import DEAD_LETTER_PREFIX, dead_letter_stream_name
+from consumers.deadletters import dead_letter_stream_name
 from engine.errors import UsageError
 from engine.settings import StreamSettings
 from engine.stream import ReadRange, StoredMessage, read_stream
@@ -95,7 +95,7 @@ async def read_dead_letters(
         reply["exists"] = False
         return reply
     seen: dict[tuple[int, str, str], dict[str, Any]] = {}
-    subject = DEAD_LETTER_PREFIX + (kind or ">")
+    subject = stream.service.dead_letter_prefix + (kind or ">")
     async for stored in read_stream(js, dlq, ReadRange(subject=subject)):
         letter = _letter(stored, stream.name)
         if letter is None:

@@ -1,4 +1,5 @@
-"""The dead-letter stream: ``engram.deadletter.<kind>``, outside ``memory.>`` (events only).
+"""The dead-letter stream: ``engram.deadletter.<kind>``, outside ``memory.>`` (events only);
+both prefixes are the stream settings' (``service_prefix``, ``subject_prefix``).
 
 Every projection publishes what it refused here (the ``dead_letters`` table holds only what the
 tables projection refused); ``deadletter_view.read_dead_letters`` reads them back, each once.
@@ -16,6 +17,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from engine.settings import StreamSettings
+from engine.subjects import ServiceSubjects
 from projections.records import DeadLetter
 
 __all__ = [
@@ -28,7 +30,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-DEAD_LETTER_PREFIX = "engram.deadletter."
+DEAD_LETTER_PREFIX = ServiceSubjects().dead_letter_prefix
+"""``engram.deadletter.``: under the default service prefix (``StreamSettings.service``)."""
 
 
 def dead_letter_stream_name(stream: StreamSettings) -> str:
@@ -67,36 +70,30 @@ class DeadLetterPublisher:
     def __init__(self, js: JetStreamContext, stream: StreamSettings) -> None:
         self._js = js
         self._source = stream.name
-        self._stream = StreamSettings(
+        self._prefix = stream.service.dead_letter_prefix
+        self._config = StreamConfig(
             name=dead_letter_stream_name(stream),
-            subjects=(DEAD_LETTER_PREFIX + ">",),
-            duplicate_window_s=24 * 3600.0,
-            replicas=stream.replicas,
+            subjects=[self._prefix + ">"],
+            storage=StorageType.FILE,
+            num_replicas=stream.replicas,
+            duplicate_window=24 * 3600.0,
         )
 
     @property
     def stream_name(self) -> str:
-        return self._stream.name
+        return str(self._config.name)
 
     async def ensure(self) -> None:
         try:
-            await self._js.stream_info(self._stream.name)
+            await self._js.stream_info(self.stream_name)
         except NotFoundError:
-            await self._js.add_stream(
-                StreamConfig(
-                    name=self._stream.name,
-                    subjects=list(self._stream.subjects),
-                    storage=StorageType.FILE,
-                    num_replicas=self._stream.replicas,
-                    duplicate_window=self._stream.duplicate_window_s,
-                )
-            )
+            await self._js.add_stream(self._config)
 
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
         """Publish before the batch commits: a crash in between republishes, deduplicated."""
         for letter in letters:
             ack = await self._js.publish(
-                DEAD_LETTER_PREFIX + letter.kind,
+                self._prefix + letter.kind,
                 dead_letter_body(self._source, letter),
                 headers={"Nats-Msg-Id": dead_letter_id(self._source, letter)},
             )

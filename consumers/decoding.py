@@ -16,6 +16,7 @@ from engine.events.registry import DERIVED_TYPES
 from engine.events.upcasting import DEFAULT_UPCASTERS
 from engine.signing import SIGNATURE_HEADER, Verifier
 from engine.stream import StoredMessage
+from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 from projections.records import DeadLetter, SequencedEvent
 
 __all__ = ["FORGED", "dead_letter_kind", "decode_batch"]
@@ -42,18 +43,20 @@ def decode_batch(
     upcasters: UpcasterRegistry = DEFAULT_UPCASTERS,
     *,
     verifier: Verifier | None = None,
+    subjects: EventSubjects = DEFAULT_SUBJECTS,
 ) -> tuple[list[SequencedEvent], list[DeadLetter]]:
     """Split ``messages`` into events (validated, upcast) and dead letters, in stream order.
 
     With a ``verifier`` (the engine always passes its stream's key, or NO_KEY when there is
     none), a derived event it does not find genuine becomes a ``forged`` dead letter. Without
-    one, derived events are not checked: only for tests and tools that sign nothing.
+    one, derived events are not checked: only for tests and tools that sign nothing. A
+    message's subject must be its event's among ``subjects`` (the stream's).
     """
     events: list[SequencedEvent] = []
     dead: list[DeadLetter] = []
     for message in messages:
         try:
-            event = decode_event(message.data, message.subject, upcasters)
+            event = decode_event(message.data, message.subject, upcasters, subjects)
         except InvalidEventError as exc:
             dead.append(
                 DeadLetter.of(

@@ -42,7 +42,14 @@ async def reindex(
     projection = vector_projection(settings, embedder_name)
     try:
         verifier = await verifying_key(js, settings)
-        report = await replay(js, stream, [projection], on_batch=on_batch, verifier=verifier)
+        report = await replay(
+            js,
+            stream,
+            [projection],
+            on_batch=on_batch,
+            verifier=verifier,
+            subjects=settings.stream.events,
+        )
     finally:
         projection.close()
     activate(settings, projection.embedder.name)

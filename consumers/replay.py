@@ -21,6 +21,7 @@ from consumers.decoding import decode_batch
 from engine.signing import Verifier
 from engine.stream import ReadRange, StoredMessage, read_stream
 from engine.stream.engine_key import stored_verifier
+from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 from projections.base import Projection
 
 __all__ = ["ReplayReport", "replay"]
@@ -44,8 +45,9 @@ def _apply(
     batch: Sequence[StoredMessage],
     checkpoints: dict[str, int],
     verifier: Verifier,
+    subjects: EventSubjects,
 ) -> int:
-    events, dead = decode_batch(batch, "", verifier=verifier)
+    events, dead = decode_batch(batch, "", verifier=verifier, subjects=subjects)
     last = batch[-1].sequence
     dead_count = len(dead)
     for projection in projections:
@@ -56,7 +58,7 @@ def _apply(
         letters = [
             dataclasses.replace(d, projection=projection.name) for d in dead if d.sequence > floor
         ]
-        dead_count += len(apply_isolating(projection, mine, letters, last))
+        dead_count += len(apply_isolating(projection, mine, letters, last, subjects))
         checkpoints[projection.name] = last
     return dead_count
 
@@ -70,12 +72,14 @@ async def replay(
     batch_size: int = 5_000,
     on_batch: Callable[[int], None] | None = None,
     verifier: Verifier | None = None,
+    subjects: EventSubjects = DEFAULT_SUBJECTS,
 ) -> ReplayReport:
     """Apply the log within ``rng`` to ``projections`` (each resumes above its checkpoint).
 
     ``verifier`` checks derived events (engine.stream.engine_key.verifying_key); by default the
     key the stream's engines generated, which needs no settings. Raises EngineKeyError when the
-    stream is signed with ``ENGRAM_ENGINE_KEY`` and no verifier is given.
+    stream is signed with ``ENGRAM_ENGINE_KEY`` and no verifier is given. ``subjects`` are the
+    stream's event subjects (``settings.stream.events``; ``memory.<type>`` by default).
     """
     rng = rng or ReadRange()
     if verifier is None:
@@ -93,12 +97,15 @@ async def replay(
 
     async def flush() -> None:
         nonlocal dead
-        dead += await asyncio.to_thread(_apply, projections, list(buffer), checkpoints, verifier)
+        dead += await asyncio.to_thread(
+            _apply, projections, list(buffer), checkpoints, verifier, subjects
+        )
         if on_batch is not None:
             on_batch(len(buffer))
         buffer.clear()
 
-    async for message in read_stream(js, stream, rng, batch=min(batch_size, 5_000)):
+    reading = read_stream(js, stream, rng, batch=min(batch_size, 5_000), subjects=subjects)
+    async for message in reading:
         buffer.append(message)
         total += 1
         first = message.sequence if first is None else first

@@ -30,8 +30,9 @@ from consumers.lease import AnnouncerLease
 from engine.backoff import retry_delay, wait_or_stop
 from engine.signing import Verifier
 from engine.stream import AppendResult
-from engine.stream.append import Appender, encode_for_append
+from engine.stream.append import Appender
 from engine.stream.read import to_stored
+from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 from projections.base import Announcer, Projection
 from projections.faults import describe
 from projections.records import DeadLetter, SequencedEvent
@@ -113,8 +114,12 @@ class ProjectionRunner:
         lease: AnnouncerLease | None = None,
         link: Link | None = None,
         verifier: Verifier | None = None,
+        subjects: EventSubjects = DEFAULT_SUBJECTS,
     ) -> None:
         self.js = js
+        self.subjects = subjects
+        """The stream's event subjects: the consumer filters on them, events are decoded
+        against them (``settings.stream.events``; ``memory.<type>`` by default)."""
         self.stream = stream
         self.projection = projection
         self.durable = durable
@@ -136,6 +141,11 @@ class ProjectionRunner:
         self._stop = asyncio.Event()
         if (announcer is None) != (appender is None):
             raise ValueError("an announcer needs an appender to publish with, and vice versa")
+        if appender is not None and appender.subjects != subjects:
+            raise ValueError(
+                f"the appender publishes on {appender.subjects.wildcard}, the runner reads "
+                f"{subjects.wildcard}: one stream has one prefix"
+            )
 
     @property
     def degraded(self) -> bool:
@@ -181,10 +191,10 @@ class ProjectionRunner:
             ack_policy=AckPolicy.ALL,
             ack_wait=self.settings.ack_wait_s,
             max_ack_pending=max(10_000, self.settings.batch_size * 4),
-            filter_subject="memory.>",
+            filter_subject=self.subjects.wildcard,
         )
         sub = await self.js.pull_subscribe(
-            "memory.>", durable=self.durable, stream=self.stream, config=config
+            self.subjects.wildcard, durable=self.durable, stream=self.stream, config=config
         )
         self._delivered = 0  # a new consumer numbers its deliveries from 1
         return sub
@@ -307,7 +317,7 @@ class ProjectionRunner:
         pending = [e for e in pending if e.id not in self._published]
         if not pending:
             return
-        results = await self.appender.append_many([encode_for_append(e) for e in pending])
+        results = await self.appender.append_many([self.appender.encode(e) for e in pending])
         self._published |= {
             e.id for e, r in zip(pending, results, strict=True) if isinstance(r, AppendResult)
         }
@@ -328,7 +338,9 @@ class ProjectionRunner:
         stored.sort(key=lambda s: s.sequence)
         fresh = [s for s in stored if s.sequence > self.checkpoint]
         if fresh:
-            events, dead = decode_batch(fresh, self.projection.name, verifier=self.verifier)
+            events, dead = decode_batch(
+                fresh, self.projection.name, verifier=self.verifier, subjects=self.subjects
+            )
             if dead and self.dead_letters is not None:
                 await self.dead_letters.publish(dead)
             last = fresh[-1].sequence
@@ -350,7 +362,9 @@ class ProjectionRunner:
         attempt = 0
         while True:
             try:
-                return await asyncio.to_thread(apply_isolating, self.projection, events, dead, last)
+                return await asyncio.to_thread(
+                    apply_isolating, self.projection, events, dead, last, self.subjects
+                )
             except ProjectionStalledError as stalled:
                 if stalled.dead_letters and self.dead_letters is not None:
                     await self.dead_letters.publish(stalled.dead_letters)

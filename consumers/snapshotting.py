@@ -30,7 +30,7 @@ from engine.errors import EngramError, SnapshotInvalidError
 from engine.events import EVENT_TYPES, SnapshotCreated, make_event
 from engine.settings import Settings
 from engine.stream import ReadRange
-from engine.stream.append import Appender, encode_for_append
+from engine.stream.append import Appender
 from engine.stream.engine_key import signing_key
 from projections.projection_set import active_embedder, open_projections
 from projections.snapshots.manifest import MANIFEST, FileEntry, SnapshotManifest, sha256
@@ -158,6 +158,7 @@ async def take_snapshot(
             ReadRange(until_seq=sequence),
             on_batch=on_batch,
             verifier=key,
+            subjects=settings.stream.events,
         )
     finally:
         await asyncio.to_thread(projections.close)
@@ -189,7 +190,8 @@ async def take_snapshot(
         agent_id="engram-snapshots",
         event_id=f"snapshot-{stream}-{sequence}",
     )
-    await Appender(nc, stream, signer=key).append(encode_for_append(event))
+    appender = Appender(nc, stream, signer=key, subjects=settings.stream.events)
+    await appender.append(appender.encode(event))
     log.info(
         "snapshot created",
         snapshot=manifest.snapshot_id,

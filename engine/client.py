@@ -100,6 +100,10 @@ class MemoryClient(RecallVerbs):
     exist (``engram serve`` or ``engram stream apply`` create it), and never changes its
     configuration. ``ensure_stream=True`` is for tests and tools that own their stream: it
     creates a missing stream and raises limits, but never lowers those of an existing one.
+
+    The query methods (``RecallVerbs``: one per verb of ``engine.verbs.CATALOGUE``) ask a
+    running engine; an argument the verb's request model refuses raises UsageError before
+    anything is sent.
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class MemoryClient(RecallVerbs):
         self._stack: AsyncExitStack | None = None
         self._log: EventLog | None = None
         self._query_timeout_s = base.nats.request_timeout_s
+        self._query_prefix = base.stream.service.query_prefix
         self.url: str | None = None
 
     async def __aenter__(self) -> MemoryClient:

@@ -1,4 +1,5 @@
-"""Asking a running engine over NATS request-reply on ``engram.query.<verb>``."""
+"""Asking a running engine over NATS request-reply on ``engram.query.<verb>`` (``engram``: the
+stream settings' ``service_prefix``)."""
 
 from __future__ import annotations
 
@@ -25,15 +26,19 @@ def _raise_for(reply: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def query_remote(
-    nc: NatsClient, verb: str, payload: Mapping[str, Any], timeout_s: float = 5.0
+    nc: NatsClient,
+    verb: str,
+    payload: Mapping[str, Any],
+    timeout_s: float = 5.0,
+    *,
+    prefix: str = QUERY_PREFIX,
 ) -> dict[str, Any]:
-    """Request ``verb`` from a running engine on its catalogued subject (``QUERY_PREFIX`` +
-    verb); raises EngineUnavailableError if none answers. ``payload`` is sent as given: the
-    engine validates it (``MemoryClient`` validates it first, with the same models)."""
+    """Request ``verb`` from a running engine on ``prefix`` + verb (``QUERY_PREFIX``, or
+    ``settings.stream.service.query_prefix``); raises EngineUnavailableError if none answers.
+    ``payload`` is sent as given: the engine validates it (``MemoryClient`` validates it
+    first, with the same models)."""
     try:
-        msg = await nc.request(
-            QUERY_PREFIX + verb, json.dumps(dict(payload)).encode(), timeout=timeout_s
-        )
+        msg = await nc.request(prefix + verb, json.dumps(dict(payload)).encode(), timeout=timeout_s)
     except NoRespondersError:
         raise EngineUnavailableError(
             "no engine is serving queries on this NATS server (start engram serve)"

@@ -25,8 +25,8 @@ from engine.results import (
     TaskMetrics,
     WorkflowPattern,
 )
+from engine.verbs import QUERY_PREFIX, validate_request, verb
 from engine.verbs import replies as r
-from engine.verbs import validate_request, verb
 from engine.verbs.requests import SQL_MAX_ROWS, SearchMode, Target
 
 __all__ = ["RecallVerbs", "SearchMode", "asked_verb", "asks"]
@@ -61,6 +61,8 @@ class RecallVerbs:
 
     namespace: str
     _query_timeout_s: float
+    _query_prefix: str = QUERY_PREFIX
+    """Where the engine answers: ``<service prefix>.query.`` of the client's stream settings."""
 
     def _connection(self) -> NatsClient:
         raise NotImplementedError
@@ -78,6 +80,7 @@ class RecallVerbs:
             spec.name,
             request.model_dump(exclude_none=True, mode="json"),
             self._query_timeout_s,
+            prefix=self._query_prefix,
         )
         parsed = spec.reply.model_validate(answer)
         if not isinstance(parsed, reply):  # the catalogue and this method disagree: a bug

@@ -7,9 +7,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from engine.errors import ConfigurationError
+from engine.subjects import (
+    DEFAULT_EVENT_PREFIX,
+    DEFAULT_SERVICE_PREFIX,
+    PREFIX_PATTERN,
+    EventSubjects,
+    ServiceSubjects,
+    prefixes_overlap,
+)
 
 __all__ = ["NatsSettings", "Settings", "StreamSettings"]
 
@@ -20,7 +28,19 @@ class StreamSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] = "ENGRAM"
-    subjects: tuple[str, ...] = ("memory.>",)
+    subject_prefix: Annotated[str, Field(pattern=PREFIX_PATTERN, max_length=100)] = (
+        DEFAULT_EVENT_PREFIX
+    )
+    """Events travel on ``<prefix>.<type>`` and the stream captures ``<prefix>.>``
+    (``ENGRAM_STREAM__SUBJECT_PREFIX``, dot-separated tokens, no wildcards). Every publisher,
+    consumer and reader of this stream derives its subjects from it: with another stream name
+    and another prefix, a second engram shares a NATS server without seeing these events."""
+    service_prefix: Annotated[str, Field(pattern=PREFIX_PATTERN, max_length=100)] = (
+        DEFAULT_SERVICE_PREFIX
+    )
+    """The engine's own subjects, outside the stream: dead letters on
+    ``<prefix>.deadletter.<kind>`` and query verbs on ``<prefix>.query.<verb>``
+    (``ENGRAM_STREAM__SERVICE_PREFIX``); engines of two streams on one server need two."""
     duplicate_window_s: Annotated[float, Field(gt=0)] = 120.0
     replicas: Annotated[int, Field(ge=1, le=5)] = 1
     max_age_s: Annotated[float, Field(ge=0)] = 0.0
@@ -31,6 +51,33 @@ class StreamSettings(BaseModel):
     """Let ``engram serve`` / ``engram stream apply`` lower the limits above on an existing
     stream (replicas, duplicate window, max age/bytes/message size); otherwise they keep the
     stronger existing value. Clients never change the stream either way."""
+
+    @model_validator(mode="after")
+    def _prefixes_apart(self) -> StreamSettings:
+        for own in ("deadletter", "query"):
+            if prefixes_overlap(self.subject_prefix, f"{self.service_prefix}.{own}"):
+                raise ValueError(
+                    f"subject_prefix {self.subject_prefix!r} and service_prefix "
+                    f"{self.service_prefix!r} overlap: the stream would capture the engine's "
+                    f"{self.service_prefix}.{own}.* subjects, or they its events"
+                )
+        return self
+
+    @property
+    def events(self) -> EventSubjects:
+        """The subjects of this stream's events (``memory.<type>`` by default)."""
+        return EventSubjects(self.subject_prefix)
+
+    @property
+    def service(self) -> ServiceSubjects:
+        """The engine's own subjects beside this stream (``engram.*`` by default)."""
+        return ServiceSubjects(self.service_prefix)
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """What the stream captures: every event subject, ``<subject_prefix>.>``. Derived, not
+        a setting of its own, so the stream can never disagree with what is published."""
+        return (self.events.wildcard,)
 
 
 class NatsSettings(BaseModel):

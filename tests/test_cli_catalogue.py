@@ -9,17 +9,21 @@ import contextlib
 import io
 import json
 import sys
+import types
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import pytest
 import structlog
+from pydantic.fields import FieldInfo
 
 from engine.errors import EngramError
-from engine.verbs import CATALOGUE, validate_request
+from engine.verbs import CATALOGUE, VerbSpec, validate_request
+from engine.verbs.fields import Cli
 from engram.cli import query_verbs
 from engram.cli._common import exit_code_for, settings_from_args
 from engram.cli.main import build_parser
+from tests.cli_runs import engram
 
 
 class Arg(NamedTuple):
@@ -758,3 +762,240 @@ async def test_sub_commands_ask_and_print_as_before(
     if case.empty_out is not None:
         empty = await run(monkeypatch, EMPTY, *argv)
         assert (empty.code, empty.out) == (0, _printed(case.empty_out))
+
+
+# -- every catalogued verb, every parameter ---------------------------------------------------
+
+
+def _cli(info: FieldInfo) -> Cli:
+    return next((m for m in info.metadata if isinstance(m, Cli)), Cli())
+
+
+def _bare(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        [annotation] = [a for a in get_args(annotation) if a is not type(None)]
+        return _bare(annotation)
+    return annotation
+
+
+def _given(name: str, info: FieldInfo) -> tuple[list[str], Any]:
+    """The command-line words that give field ``name`` a value other than its default, and
+    that value, spelled as the catalogue says (``--field-name`` unless Cli says otherwise)."""
+    cli = _cli(info)
+    bare = _bare(info.annotation)
+    flag = cli.flag or cli.repeat or cli.negate or "--" + name.replace("_", "-")
+    if bare is bool:
+        return [flag], not info.default
+    if get_origin(bare) is list:
+        item = _bare(get_args(bare)[0])
+        values = list(get_args(item))[-2:] if get_origin(item) is Literal else ["a", "b"]
+        return [word for v in values for word in (flag, str(v))], values
+    if get_origin(bare) is Literal:
+        value: Any = next(c for c in reversed(get_args(bare)) if c != info.default)
+    else:
+        value = {int: 2, float: 0.25, str: f"x-{name}"}[bare]
+    return ([str(value)] if cli.positional else [flag, str(value)]), value
+
+
+VERBS = [spec for spec in CATALOGUE.values() if spec.name != "status"]
+
+
+@pytest.mark.parametrize("spec", VERBS, ids=[spec.name for spec in VERBS])
+async def test_every_verb_takes_every_parameter_from_the_command_line(
+    spec: VerbSpec, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each catalogued verb is asked by its sub-command (``cli``, or ``cli_via``'s switch),
+    and each request field not hidden is an argument spelled as the catalogue says, whose
+    value reaches the request unchanged; hidden fields are not sent (unless the sub-command
+    sets them itself)."""
+    monkeypatch.chdir(tmp_path)
+    words = (spec.cli or str(spec.cli_via)).split()
+    expected: dict[str, Any] = {}
+    for name, info in spec.request.model_fields.items():
+        if _cli(info).hidden:
+            continue
+        given, value = _given(name, info)
+        words += given
+        expected[name] = value
+    ran = await run(monkeypatch, {spec.name: {"answer": 1}}, *words, "--json")
+    assert (ran.code, ran.err, ran.out) == (0, "", '{"answer": 1}\n')
+    [asked] = ran.asked
+    assert asked.verb == spec.name
+    sent = asked.remote if asked.remote is not None else asked.payload
+    hidden = {n for n, i in spec.request.model_fields.items() if _cli(i).hidden}
+    assert {k: v for k, v in sent.items() if k not in hidden} == expected
+    assert set(sent) & hidden <= {"summary"}  # sessions --json asks for the summaries
+    validate_request(spec.request, sent)
+
+
+def test_every_verb_has_its_sub_command() -> None:
+    """The sub-commands of the query verbs are exactly the catalogue's ``cli`` names, each
+    with the verb's summary as its help; a ``cli_via`` verb is a switch of the named one;
+    status keeps its own handler (it adds the stream's state to the engine's reply)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    derived = {
+        name for name, p in sub.choices.items() if p.get_default("query_command") is not None
+    }
+    assert derived == {spec.cli for spec in CATALOGUE.values() if spec.cli}
+    for spec in CATALOGUE.values():
+        if spec.cli:
+            assert helps[spec.cli] == spec.summary
+        else:
+            assert spec.cli_via is not None
+            command, switch = spec.cli_via.split()
+            assert switch in sub.choices[command]._option_string_actions
+    assert sub.choices["status"].get_default("handler") is query_verbs.cmd_status
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sessions", "--session-id", "s"],
+        ["sessions", "--summary"],
+        ["search", "x", "--vector", "1"],
+    ],
+    ids=["session-id", "summary", "vector"],
+)
+async def test_hidden_fields_are_not_offered(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fields marked Cli(hidden=True) are no options: argparse refuses them (exit 2)."""
+    ran = await run(monkeypatch, {}, *argv)
+    assert ran.code == 2
+    assert "unrecognized arguments" in ran.err
+    assert ran.asked == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "x", "--top-k", "0"], "top_k must be between 1 and 1000, got 0"),
+        (["task-context", "x", "--top-k", "1001"], "top_k must be between 1 and 1000, got 1001"),
+        (["context", "x", "--max-tokens", "0"], "max_tokens must be at least 1, got 0"),
+        (
+            ["patterns", "--min-success-rate", "1.5"],
+            "min_success_rate must be between 0 and 1, got 1.5",
+        ),
+        (["sql", "SELECT 1", "--limit", "20000"], "limit must be between 1 and 10000, got 20000"),
+        (
+            ["best-workflow", "--task-type", "t" * 300],
+            "task_type has 300 characters; at most 256 are accepted",
+        ),
+        (["extract-pattern", ".*", "--min-samples", "0"], "min_samples must be at least 1, got 0"),
+        (["sessions", "--limit", "0"], "limit must be at least 1, got 0"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else None,
+)
+async def test_a_bad_value_exits_2_naming_the_parameter_before_asking(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value the verb's request model refuses exits 2 with one line naming the parameter,
+    and nothing is asked of a data directory or an engine."""
+    ran = await run(monkeypatch, {}, *argv)
+    assert (ran.code, ran.out, ran.err) == (2, "", f"engram: {message}\n")
+    assert ran.asked == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["search", "x", "--top-k", "many"], "--top-k: invalid int value: 'many'"),
+        (["search", "x", "--mode", "fuzzy"], "--mode: invalid choice: 'fuzzy'"),
+        (["context", "x", "--tier", "all"], "--tier: invalid choice: 'all'"),
+        (["best-workflow"], "the following arguments are required: --task-type"),
+        (["export"], "the following arguments are required: --to"),
+        (["sql"], "the following arguments are required: query"),
+    ],
+)
+async def test_argparse_refuses_what_it_can_read_as_before(
+    argv: list[str], needle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What argparse can tell (a number, a choice, a required argument) is refused by it, exit
+    2 naming the option, as the hand-written parser did."""
+    ran = await run(monkeypatch, {}, *argv)
+    assert ran.code == 2
+    assert needle in ran.err
+    assert ran.asked == []
+
+
+async def test_bad_value_is_refused_before_any_network(tmp_path: Path) -> None:
+    """The real console script: ``engram search x --top-k 0`` against a server that is down
+    exits 2 naming top_k (not 1 for the unreachable server: it never tried to connect)."""
+    result = await engram(
+        "search",
+        "x",
+        "--top-k",
+        "0",
+        "--nats-url",
+        "nats://127.0.0.1:1",
+        "--data-dir",
+        tmp_path / "d",
+        cwd=tmp_path,
+    )
+    assert (result.code, result.out) == (2, "")
+    assert result.err == "engram: top_k must be between 1 and 1000, got 0\n"
+
+
+# -- verbs without a renderer of their own -----------------------------------------------------
+
+
+async def test_verbs_without_a_renderer_print_a_table_or_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reply that is one list of records prints as a table of its plain columns; any other
+    reply as indented JSON; --json prints the reply on one line as for every verb."""
+    learned = {
+        "pattern_id": "p1",
+        "pattern_type": "workflow",
+        "namespace": "a",
+        "task_type": "code",
+        "version": 2,
+        "success_rate": 0.75,
+        "confidence": 0.5,
+        "sample_size": 4,
+        "workflow_steps": ["plan", "code"],
+    }
+    replies = {
+        "task_metrics": {"metrics": [TM]},
+        "list_patterns": {"patterns": [learned]},
+        "search_patterns": {"patterns": []},
+        "checkpoints": {"checkpoints": {"tables": 7}},
+        "extract_pattern": {"pattern": None},
+    }
+    table = await run(monkeypatch, replies, "task-metrics")
+    assert table.out == _printed(
+        (
+            "task_type  namespace  total_executions  successful_executions  success_rate  "
+            "avg_duration  avg_cost",
+            "code       a          4                 3                      0.750         "
+            "12.250                ",
+        )
+    )
+    patterns = await run(monkeypatch, replies, "list-patterns")
+    header = patterns.out.splitlines()[0].split()
+    assert header == [
+        "pattern_id",
+        "pattern_type",
+        "namespace",
+        "task_type",
+        "version",
+        "success_rate",
+        "confidence",
+        "sample_size",
+    ]  # workflow_steps is a list: not a column
+    assert (await run(monkeypatch, replies, "search-patterns")).out == "(no rows)\n"
+    checkpoints = await run(monkeypatch, replies, "checkpoints")
+    assert checkpoints.out == '{\n  "checkpoints": {\n    "tables": 7\n  }\n}\n'
+    extracted = await run(monkeypatch, replies, "extract-pattern", ".*auth.*")
+    assert extracted.out == '{\n  "pattern": null\n}\n'
+    assert extracted.asked[0].payload == {
+        "task_type_pattern": ".*auth.*",
+        "min_samples": 5,
+        "pattern_type": "success",
+    }
+    one_line = await run(monkeypatch, replies, "task-metrics", "--json")
+    assert one_line.out == json.dumps(replies["task_metrics"]) + "\n"

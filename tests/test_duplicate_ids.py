@@ -3,7 +3,8 @@
 The same id published again (without ``Nats-Msg-Id``, after the duplicate window, or by two
 publishers) reaches the stream again. The first occurrence wins everywhere: tables, learner,
 sessions, vectors and the recent tier ignore the later ones, count them, and keep doing so across
-restarts, crashes, replays and snapshots.
+restarts, crashes, replays and snapshots (restarts and crashes at any point over histories with
+repeats: the Projection contract, tests/test_projection_contract.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,7 +54,7 @@ from projections.task_types import KeywordTaskTypeClassifier
 from projections.vectors.projection import VectorProjection
 from tests.engines import running, settle
 from tests.histories import realistic_history
-from tests.strategies.events import NAMESPACES, PAYLOADS, histories, splits
+from tests.strategies.events import repeated, splits
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -139,38 +139,6 @@ def test_record_behaves_as_a_set_through_merges(keys: list[int], merge_at: int) 
 
 
 # -- histories with repeats ---------------------------------------------------------------------
-
-
-@st.composite
-def repeated(draw: st.DrawFn, max_size: int = 25) -> tuple[list[SequencedEvent], int]:
-    """A history in which some envelope ids occur again later, anywhere after their first
-    occurrence, either as the same envelope (a re-send) or with other content (a second
-    publisher reusing the id). Returns the history (sequences 1..n) and how many repeats."""
-    base = draw(histories(max_size=max_size))
-    if not base:
-        return [], 0
-    n = len(base)
-    spec = st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.booleans(), PAYLOADS)
-    placed: list[tuple[tuple[int, int, int], Event]] = [
-        ((i, 0, 0), item.event) for i, item in enumerate(base)
-    ]
-    for r, (source, after, same, payload) in enumerate(draw(st.lists(spec, max_size=10))):
-        after = max(after, source)  # a repeat comes after its first occurrence
-        original = base[source].event
-        event = original
-        if not same:
-            event = make_event(
-                payload,
-                namespace=draw(NAMESPACES),
-                session_id=original.session_id,
-                agent_id="agent",
-                occurred_at=base[after].event.occurred_at,
-                event_id=original.id,
-            )
-        placed.append(((after, 1, r), event))
-    events = [event for _, event in sorted(placed, key=lambda p: p[0])]
-    history = [SequencedEvent(s, e.occurred_at, e) for s, e in enumerate(events, 1)]
-    return history, len(history) - n
 
 
 def first_occurrences(history: Sequence[SequencedEvent]) -> list[SequencedEvent]:
@@ -275,68 +243,6 @@ def test_every_projection_equals_the_history_without_repeats(
         feed(clean, [reference] if reference else [], last)
         assert state(projection) == state(clean), name
         assert (projection.duplicates_seen(), clean.duplicates_seen()) == (repeats, 0), name
-
-
-def persistent(directory: Path) -> list[tuple[str, Maker, Reader]]:
-    def tables() -> TablesProjection:
-        return TablesProjection(TableStore.open(directory / "tables"))
-
-    return [
-        ("tables", tables, tables_state),
-        ("learner", lambda: LearnerProjection(directory / "learner"), learner_state),
-        ("sessions", lambda: SessionCompactor(directory / "sessions"), sessions_state),
-        (
-            "vectors",
-            lambda: VectorProjection(directory / "vectors", HashingEmbedder(dimension=32)),
-            vectors_state,
-        ),
-    ]
-
-
-@FAST
-@given(repeated(), st.data())
-def test_the_record_of_ids_survives_saves_crashes_and_restarts(
-    history_and_repeats: tuple[list[SequencedEvent], int], data: st.DataObject
-) -> None:
-    """Saved at some batches, restarted (cleanly or after a crash that loses what was not
-    saved) at others, each projection resumes from its checkpoint with the ids saved with it:
-    repeats of ids applied before the restart are still ignored, and counted once each."""
-    history, repeats = history_and_repeats
-    if not history:
-        return
-    last = history[-1].sequence
-    batches = cut(history, data.draw(splits(len(history))))
-    actions = data.draw(
-        st.lists(st.sampled_from(["go", "save", "restart", "crash"]), min_size=len(batches))
-    )
-    with tempfile.TemporaryDirectory() as scratch:
-        for name, make, state in persistent(Path(scratch)):
-            projection = make()
-            for batch, action in zip(batches, actions, strict=False):
-                projection.apply(batch, [], batch[-1].sequence)
-                if action == "save" and hasattr(projection, "flush"):
-                    projection.flush()
-                if action == "restart" or (action == "crash" and name == "tables"):
-                    projection.close()  # tables commit every batch: a crash loses nothing
-                    projection = make()
-                elif action == "crash":
-                    projection = make()  # the old one is dropped unsaved
-                # The runner redelivers what the checkpoint does not cover.
-                tail = [e for e in history if projection.checkpoint() < e.sequence]
-                tail = [e for e in tail if e.sequence <= batch[-1].sequence]
-                if tail:
-                    projection.apply(tail, [], batch[-1].sequence)
-            projection.apply([], [], last)
-            clean = in_memory_twin(name)
-            reference = first_occurrences(history)
-            feed(clean, [reference], last)
-            assert state(projection) == state(clean), name
-            assert projection.duplicates_seen() == repeats, name
-            projection.close()
-
-
-def in_memory_twin(name: str) -> Any:
-    return next(make for n, make, _ in in_memory() if n == name)()
 
 
 # -- the tables: keyed merges must not count a repeat twice --------------------------------------

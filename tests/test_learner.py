@@ -1,14 +1,11 @@
 """The learner's pure core: it finds what works, versions only grow, feedback counts, replays
-decide the same, namespaces stay apart."""
+decide the same, namespaces stay apart. (Any batching and a save/restore at any point: the
+Projection contract, tests/test_projection_contract.py.)"""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from engine.events import PatternFeedback, PatternLearned, WorkflowExecuted, make_event
 from engram.demo.world import TASK_WORLD, World
@@ -17,7 +14,6 @@ from projections.learning import queries as q
 from projections.learning.persistence import dump_state, restore_state
 from projections.records import SequencedEvent
 from projections.task_types import KeywordTaskTypeClassifier
-from tests.strategies.events import histories, splits
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -173,25 +169,6 @@ def test_extract_pattern_pools_task_types_by_regex() -> None:
     assert pooled["task_types"] == ["oauth_authentication", "user_authentication"]
     assert pooled["sample_size"] == 6 and pooled["success_rate"] == 0.5
     assert q.extract_pattern(state, "default", ".*auth.*", "workflow", min_samples=7) is None
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_any_batching_and_save_restore_decide_the_same(data: st.DataObject) -> None:
-    """Same events give the same learner state (and the same decided versions) whatever the
-    batching, and through a save/restore at any cut point."""
-    history = data.draw(histories(max_size=60))
-    cuts = data.draw(splits(len(history)))
-    whole = _state()
-    for item in history:
-        whole.apply(item)
-    resumed = _state()
-    bounds = [0, *cuts, len(history)]
-    for a, b in itertools.pairwise(bounds):
-        for item in history[a:b]:
-            resumed.apply(item)
-        resumed = restore_state(dump_state(resumed), LearnerConfig(), KeywordTaskTypeClassifier())
-    assert dump_state(resumed) == dump_state(whole)
 
 
 def test_announced_payload_is_a_valid_pattern_learned() -> None:

@@ -4,7 +4,6 @@ namespaces never leak, a bad precomputed vector is a dead letter, reuse survives
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -258,26 +257,3 @@ def test_an_index_built_by_one_embedder_refuses_another(tmp_path: Path) -> None:
     projection.close()
     with pytest.raises(IndexMismatchError, match="hashing"):
         VectorProjection(tmp_path / "v", HashingEmbedder(dimension=128))
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_any_batching_gives_the_same_memories_and_answers(data: st.DataObject) -> None:
-    """Records change in stream order whatever the batching (an outcome before its decision
-    never reaches it), so any split of a history gives the same memories and answers."""
-    from tests.strategies.events import histories, splits
-
-    history = data.draw(histories(max_size=40))
-    cuts = data.draw(splits(len(history)))
-    whole, split = _projection(), _projection()
-    if history:
-        whole.apply(history, [], history[-1].sequence)
-    bounds = [0, *cuts, len(history)]
-    for a, b in itertools.pairwise(bounds):
-        if b > a:
-            split.apply(history[a:b], [], history[b - 1].sequence)
-    assert {k: m.to_json() for k, m in whole.memories.items()} == {
-        k: m.to_json() for k, m in split.memories.items()
-    }
-    for namespace in ("default", "team-a"):
-        assert _answers(whole, namespace) == _answers(split, namespace)

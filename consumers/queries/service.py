@@ -55,11 +55,14 @@ def broker_options(settings: NatsSettings, url: str) -> dict[str, Any]:
     return options
 
 
-def build_query_broker(dispatcher: QueryDispatcher, url: str, settings: NatsSettings) -> NatsBroker:
-    """A faststream broker with one request-reply subscriber per verb."""
+def build_query_broker(
+    dispatcher: QueryDispatcher, url: str, settings: NatsSettings, prefix: str = QUERY_PREFIX
+) -> NatsBroker:
+    """A faststream broker with one request-reply subscriber per verb, on ``prefix`` + verb
+    (``settings.stream.service.query_prefix``)."""
     broker = NatsBroker(split_urls(url), logger=None, **broker_options(settings, url))
     for verb in dispatcher.verbs:
-        _register(broker, dispatcher, verb)
+        _register(broker, dispatcher, verb, prefix)
     return broker
 
 
@@ -69,9 +72,9 @@ async def _raw(message: StreamMessage[Any]) -> bytes:
     return message.body
 
 
-def _register(broker: NatsBroker, dispatcher: QueryDispatcher, verb: str) -> None:
+def _register(broker: NatsBroker, dispatcher: QueryDispatcher, verb: str, prefix: str) -> None:
     @broker.subscriber(
-        QUERY_PREFIX + verb,
+        prefix + verb,
         queue=QUEUE_GROUP,
         title=f"query.{verb}",
         decoder=_raw,

@@ -12,8 +12,9 @@ from pydantic_core import PydanticSerializationError
 
 from engine.errors import InvalidEventError, UnknownEventTypeError
 from engine.events.envelope import Event, typed_event_model
-from engine.events.registry import spec_for, type_of
+from engine.events.registry import spec_for
 from engine.events.upcasting import DEFAULT_UPCASTERS, UpcasterRegistry
+from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 
 __all__ = ["decode_event", "encode_event", "explain_validation_error", "validate_event"]
 
@@ -67,7 +68,7 @@ def validate_event(
         ) from None
 
 
-def _decode_current(body: bytes | str, subject: str) -> Event | None:
+def _decode_current(body: bytes | str, subject: str, subjects: EventSubjects) -> Event | None:
     """The fast path: a valid event at its type's current version, of the type ``subject`` names.
 
     pydantic parses and validates the bytes in one pass, without building the JSON object in
@@ -76,7 +77,7 @@ def _decode_current(body: bytes | str, subject: str) -> Event | None:
     An event this returns is the one the full path returns: at the current version upcasting
     changes nothing, and the typed model checks the type against the subject.
     """
-    event_type = type_of(subject)
+    event_type = subjects.type_of(subject)
     model = typed_event_model(event_type) if event_type is not None else None
     spec = spec_for(event_type) if event_type is not None else None
     if model is None or spec is None:
@@ -92,13 +93,14 @@ def decode_event(
     body: bytes | str,
     subject: str | None = None,
     upcasters: UpcasterRegistry = DEFAULT_UPCASTERS,
+    subjects: EventSubjects = DEFAULT_SUBJECTS,
 ) -> Event:
-    """Parse a message body (and check it against its subject when given).
+    """Parse a message body (and check it against its subject, one of ``subjects``, when given).
 
     Raises InvalidEventError naming the problem: not UTF-8 / not JSON / not an object / subject
     and type disagree / a field is wrong.
     """
-    if subject is not None and (event := _decode_current(body, subject)) is not None:
+    if subject is not None and (event := _decode_current(body, subject, subjects)) is not None:
         return event
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
@@ -116,10 +118,10 @@ def decode_event(
     if not isinstance(raw, dict):
         raise InvalidEventError(f"event must be a JSON object, got {type(raw).__name__}")
     event = validate_event(raw, upcasters)
-    if subject is not None and type_of(subject) != event.type:
+    if subject is not None and subjects.type_of(subject) != event.type:
         raise InvalidEventError(
             f"subject {subject!r} does not match event type {event.type!r} "
-            f"(expected memory.{event.type})",
+            f"(expected {subjects.subject(event.type)})",
             ("type: does not match the subject",),
         )
     return event

@@ -53,6 +53,8 @@ class Event(BaseModel):
 
     @property
     def subject(self) -> str:
+        """``memory.<type>``: the subject under the default prefix. Publishers of a stream
+        with another ``subject_prefix`` use its ``EventSubjects`` (the Appender does)."""
         return subject_for(self.type)
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from engine.events.derived import (
     SessionCompacted,
     SnapshotCreated,
 )
+from engine.subjects import DEFAULT_SUBJECTS
 
 __all__ = [
     "AGENT_TYPES",
@@ -39,7 +40,9 @@ __all__ = [
     "type_of",
 ]
 
-SUBJECT_PREFIX = "memory."
+SUBJECT_PREFIX = DEFAULT_SUBJECTS.prefix + "."
+"""``memory.``: events of a stream with the default prefix (``StreamSettings.subject_prefix``;
+``engine.subjects.EventSubjects`` for any prefix)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,8 @@ class EventSpec:
 
     @property
     def subject(self) -> str:
-        return SUBJECT_PREFIX + self.name
+        """The subject under the default prefix (``memory.<type>``)."""
+        return DEFAULT_SUBJECTS.subject(self.name)
 
 
 EVENT_TYPES: dict[str, EventSpec] = {
@@ -112,12 +116,11 @@ def spec_for(event_type: str) -> EventSpec | None:
 
 
 def subject_for(event_type: str) -> str:
-    """The NATS subject an event of this type is published on."""
-    return SUBJECT_PREFIX + event_type
+    """The NATS subject an event of this type is published on under the default prefix."""
+    return DEFAULT_SUBJECTS.subject(event_type)
 
 
 def type_of(subject: str) -> str | None:
-    """The event type carried by ``subject``, or None when it is not an event subject."""
-    if not subject.startswith(SUBJECT_PREFIX) or len(subject) == len(SUBJECT_PREFIX):
-        return None
-    return subject[len(SUBJECT_PREFIX) :]
+    """The event type carried by ``subject`` under the default prefix, or None when it is not
+    an event subject."""
+    return DEFAULT_SUBJECTS.type_of(subject)

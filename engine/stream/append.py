@@ -21,6 +21,7 @@ from engine.events import Event, encode_event
 from engine.signing import SIGNATURE_HEADER, EngineKey
 from engine.stream._ack_window import AckWindow
 from engine.stream.records import AppendResult
+from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 
 __all__ = ["Appender", "EncodedEvent", "encode_for_append"]
 
@@ -33,8 +34,10 @@ EncodedEvent = tuple[str, str, bytes]
 """(event id, subject, body): what goes on the wire."""
 
 
-def encode_for_append(event: Event) -> EncodedEvent:
-    return (event.id, event.subject, encode_event(event))
+def encode_for_append(event: Event, subjects: EventSubjects = DEFAULT_SUBJECTS) -> EncodedEvent:
+    """What goes on the wire for ``event``: its id, its subject among ``subjects`` (the
+    stream's, ``memory.<type>`` by default) and its JSON body."""
+    return (event.id, subjects.subject(event.type), encode_event(event))
 
 
 class Appender:
@@ -48,8 +51,11 @@ class Appender:
         timeout_s: float = 5.0,
         max_in_flight: int = 2_000,
         signer: EngineKey | None = None,
+        subjects: EventSubjects = DEFAULT_SUBJECTS,
     ) -> None:
         self._nc = nc
+        self.subjects = subjects
+        """The stream's event subjects: ``encode`` publishes on them."""
         self.signer = signer
         """The engine's key: when set, every event is signed (engine.signing). Only the engine's
         own publishing paths have one; agents' events are never signed."""
@@ -57,6 +63,10 @@ class Appender:
         self._timeout_s = timeout_s
         self._max_in_flight = max_in_flight
         self._js: JetStreamContext = nc.jetstream(timeout=timeout_s)
+
+    def encode(self, event: Event) -> EncodedEvent:
+        """``event`` encoded for this stream (``encode_for_append`` with its subjects)."""
+        return encode_for_append(event, self.subjects)
 
     def _check_size(self, event_id: str, body: bytes) -> None:
         limit = self._nc.max_payload
@@ -92,7 +102,7 @@ class Appender:
         if isinstance(exc, NoStreamResponseError | NoRespondersError):
             return PublishFailedError(
                 f"no JetStream stream answered for {subject}: is stream {self._stream} created "
-                "(engram serve creates it) and does it capture memory.>?"
+                f"(engram serve creates it) and does it capture {self.subjects.wildcard}?"
             )
         if isinstance(exc, NatsTimeoutError | asyncio.TimeoutError):
             return PublishFailedError(

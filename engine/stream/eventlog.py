@@ -12,7 +12,7 @@ from engine.connection import server_address
 from engine.errors import EngramError
 from engine.events import Event
 from engine.settings import StreamSettings
-from engine.stream.append import Appender, encode_for_append
+from engine.stream.append import Appender
 from engine.stream.read import ReadRange, read_stream
 from engine.stream.records import AppendResult, StoredMessage, StreamState
 from engine.stream.setup import StreamApplied, apply_stream, lookup_stream
@@ -21,7 +21,8 @@ __all__ = ["EventLog"]
 
 
 class EventLog:
-    """Append-only access to the ``memory.>`` stream over one NATS connection."""
+    """Append-only access to the stream of ``<subject_prefix>.>`` (``memory.>``) over one NATS
+    connection: appends publish on, and reads read, the subjects of ``settings``."""
 
     def __init__(
         self,
@@ -34,8 +35,13 @@ class EventLog:
         self.nc = nc
         self.settings = settings
         self.js: JetStreamContext = nc.jetstream(timeout=timeout_s)
+        self.subjects = settings.events
         self._appender = Appender(
-            nc, settings.name, timeout_s=timeout_s, max_in_flight=max_in_flight
+            nc,
+            settings.name,
+            timeout_s=timeout_s,
+            max_in_flight=max_in_flight,
+            subjects=self.subjects,
         )
 
     @property
@@ -74,12 +80,12 @@ class EventLog:
         on this event's subject (0: none yet); raises ConcurrencyConflictError when it moved.
         """
         return await self._appender.append(
-            encode_for_append(event), expected_last_subject_seq=expected_last_subject_seq
+            self._appender.encode(event), expected_last_subject_seq=expected_last_subject_seq
         )
 
     async def append_many(self, events: Iterable[Event]) -> list[AppendResult | EngramError]:
         """Append many events with bounded acks in flight; one result or error per event."""
-        return await self._appender.append_many([encode_for_append(e) for e in events])
+        return await self._appender.append_many([self._appender.encode(e) for e in events])
 
     async def append_encoded(
         self, batch: list[tuple[str, str, bytes]]
@@ -91,7 +97,9 @@ class EventLog:
         self, rng: ReadRange | None = None, *, batch: int = 1_000
     ) -> AsyncIterator[StoredMessage]:
         """Stored messages in sequence order within ``rng`` (default: the whole log)."""
-        return read_stream(self.js, self.settings.name, rng or ReadRange(), batch=batch)
+        return read_stream(
+            self.js, self.settings.name, rng or ReadRange(), batch=batch, subjects=self.subjects
+        )
 
     async def state(self) -> StreamState:
         info = await self.js.stream_info(self.settings.name)

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from engine.stream.records import StoredMessage
+from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 
 __all__ = ["ReadRange", "read_stream", "to_stored"]
 
@@ -28,7 +29,9 @@ class ReadRange:
     from_time: datetime | None = None
     until_seq: int | None = None
     until_time: datetime | None = None
-    subject: str = "memory.>"
+    subject: str | None = None
+    """Only messages on this subject (wildcards allowed); None: every event of the stream (the
+    ``subjects`` given to ``read_stream``, ``memory.>`` by default)."""
     follow: bool = False
 
 
@@ -71,8 +74,10 @@ async def read_stream(
     *,
     batch: int = 1_000,
     fetch_timeout_s: float = 1.0,
+    subjects: EventSubjects = DEFAULT_SUBJECTS,
 ) -> AsyncIterator[StoredMessage]:
-    """Yield stored messages of ``stream`` in sequence order within ``rng``.
+    """Yield stored messages of ``stream`` in sequence order within ``rng`` (on
+    ``rng.subject``, or every one of ``subjects``).
 
     Without ``follow`` the read ends at the stream's last sequence as of the call (or earlier at
     ``until_*``); with ``follow`` it waits for new events until cancelled. An ephemeral consumer
@@ -83,9 +88,8 @@ async def read_stream(
     end_seq = last_seq if rng.until_seq is None else min(rng.until_seq, last_seq)
     if not rng.follow and (info.state.messages == 0 or end_seq < max(1, rng.from_seq or 1)):
         return
-    sub = await js.pull_subscribe(
-        rng.subject, stream=stream, config=_consumer_config(rng, rng.subject)
-    )
+    subject = rng.subject or subjects.wildcard
+    sub = await js.pull_subscribe(subject, stream=stream, config=_consumer_config(rng, subject))
     consumer = await sub.consumer_info()
     try:
         if not rng.follow and consumer.num_pending == 0:

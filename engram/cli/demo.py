@@ -93,7 +93,8 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         open_nats(settings) as endpoint,
         _engine(settings, endpoint.nc, endpoint.url) as engine_mode,
     ):
-        subscription = await endpoint.nc.subscribe("memory.pattern.learned", cb=on_learned)
+        learned = settings.stream.events.subject("pattern.learned")
+        subscription = await endpoint.nc.subscribe(learned, cb=on_learned)
         client_settings = settings.model_copy(
             update={"nats": settings.nats.model_copy(update={"url": endpoint.url})}
         )

@@ -18,6 +18,7 @@ from engine.events.registry import require_agent_type
 from engine.ids import new_event_id
 from engine.settings import Settings
 from engine.stream import AppendResult, EventLog, ReadRange
+from engine.subjects import EventSubjects
 from engram.cli._common import EXIT_OK, EXIT_USAGE, emit_json
 from engram.cli.progress import Progress
 
@@ -147,11 +148,13 @@ async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if not report.rejected else EXIT_USAGE
 
 
-def _tail_line(sequence: int, stored_at: datetime, subject: str, body: bytes) -> dict[str, Any]:
+def _tail_line(
+    sequence: int, stored_at: datetime, subject: str, body: bytes, subjects: EventSubjects
+) -> dict[str, Any]:
     entry: dict[str, Any] = {"sequence": sequence, "stored_at": stored_at.isoformat()}
     entry["subject"] = subject
     try:
-        entry["event"] = decode_event(body, subject).to_json_dict()
+        entry["event"] = decode_event(body, subject, subjects=subjects).to_json_dict()
     except InvalidEventError as exc:
         entry["error"] = str(exc)
         entry["raw"] = body[:2_000].decode("utf-8", errors="replace")
@@ -172,12 +175,13 @@ def _human(entry: dict[str, Any]) -> str:
 
 async def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     """engram tail: print events in order; stops at the end unless --follow."""
-    subject = f"memory.{args.type}" if args.type else "memory.>"
+    events = settings.stream.events
+    subject = events.subject(args.type) if args.type else events.wildcard
     rng = ReadRange(from_seq=args.from_seq, subject=subject, follow=args.follow)
     async with open_nats(settings) as endpoint:
         log = await _open_log(settings, endpoint.nc)
         async for stored in log.read(rng):
-            entry = _tail_line(stored.sequence, stored.time, stored.subject, stored.data)
+            entry = _tail_line(stored.sequence, stored.time, stored.subject, stored.data, events)
             if args.json:
                 emit_json(entry)
             else:

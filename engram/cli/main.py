@@ -41,11 +41,10 @@ def _verb(
 
 def build_parser() -> argparse.ArgumentParser:
     from engram.cli import (
+        catalogue_verbs,
         deadletter_verbs,
         demo,
         log_verbs,
-        memory_verbs,
-        query_verbs,
         rebuild_verbs,
         serve,
         stream_verbs,
@@ -84,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.set_defaults(handler=log_verbs.cmd_tail)
 
-    p = _verb(sub, "status", "the stream and each projection's checkpoint and lag")
-    p.set_defaults(handler=query_verbs.cmd_status)
+    # status, metrics, sql, export, search, patterns, context ...: one per catalogued verb.
+    catalogue_verbs.add_query_verbs(sub, _verb)
 
     p = _verb(sub, "replay", "rebuild every projection into a new data directory")
     p.add_argument(
@@ -139,30 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=rebuild_verbs.cmd_reindex)
 
-    p = _verb(sub, "metrics", "task success metrics per task type")
-    p.add_argument("--task-type")
-    p.add_argument("--namespace")
-    p.add_argument("--workflows", action="store_true", help="per workflow within task types")
-    p.set_defaults(handler=query_verbs.cmd_metrics)
-
-    p = _verb(sub, "sql", "read-only SQL over the engine's tables (operators)")
-    p.add_argument("query", help='one SELECT statement, e.g. "SELECT * FROM sessions"')
-    p.add_argument("--limit", type=int, default=10_000)
-    p.set_defaults(handler=query_verbs.cmd_sql)
-
     p = _verb(sub, "dead-letters", "every projection's dead letters, each once (operators)")
     p.add_argument("--projection", help="only those this projection refused (e.g. vectors)")
     p.add_argument("--kind", help="only this kind (e.g. invalid_json, dimension_mismatch)")
     p.add_argument("--limit", type=int, default=1_000, help="at most this many, the newest")
     p.set_defaults(handler=deadletter_verbs.cmd_dead_letters)
-
-    p = _verb(sub, "export", "write every table as Parquet (zstd) with a manifest")
-    p.add_argument(
-        "--to",
-        required=True,
-        help="a new directory (asked of a running engine: a name under its <data dir>/exports)",
-    )
-    p.set_defaults(handler=query_verbs.cmd_export)
 
     p = _verb(sub, "schema", "JSON Schema of the event types", nats=False)
     p.add_argument("type", nargs="?", help="one event type (default: all)")
@@ -172,63 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole event and query API as an AsyncAPI 3.0 document",
     )
     p.set_defaults(handler=log_verbs.cmd_schema)
-
-    p = _verb(sub, "search", "similar past tasks, decisions and knowledge")
-    p.add_argument("text")
-    p.add_argument("--top-k", type=int, default=5, dest="top_k")
-    p.add_argument("--threshold", type=float, default=0.0, help="minimum similarity (0..1)")
-    p.add_argument("--success-only", action="store_true", dest="success_only")
-    p.add_argument("--collection", action="append", choices=["tasks", "decisions", "knowledge"])
-    p.add_argument("--task-type", dest="task_type")
-    p.add_argument("--namespace")
-    p.add_argument(
-        "--mode",
-        choices=["hybrid", "vector", "lexical"],
-        default="hybrid",
-        help="hybrid (default): words and vectors fused; vector or lexical: one alone",
-    )
-    p.add_argument(
-        "--no-group",
-        action="store_false",
-        dest="group_duplicates",
-        help="list near-duplicate memories one by one instead of grouped under the best",
-    )
-    p.set_defaults(handler=memory_verbs.cmd_search)
-
-    p = _verb(sub, "patterns", "learned workflow patterns, best first")
-    p.add_argument("--task-type", dest="task_type")
-    p.add_argument("--min-success-rate", type=float, default=0.7, dest="min_success_rate")
-    p.add_argument("--namespace")
-    p.set_defaults(handler=memory_verbs.cmd_patterns)
-
-    p = _verb(sub, "best-workflow", "the workflow to use for a task type")
-    p.add_argument("--task-type", required=True, dest="task_type")
-    p.add_argument("--target", choices=["success_rate", "duration", "cost"], default="success_rate")
-    p.add_argument("--namespace")
-    p.set_defaults(handler=memory_verbs.cmd_best_workflow)
-
-    p = _verb(sub, "context", "context for a task within a token budget")
-    p.add_argument("text")
-    p.add_argument("--max-tokens", type=int, default=1_000, dest="max_tokens")
-    p.add_argument("--tier", action="append", choices=["operational", "working", "longterm"])
-    p.add_argument("--namespace")
-    p.set_defaults(handler=memory_verbs.cmd_context)
-
-    p = _verb(sub, "task-context", "similar tasks, matching patterns and recommendations")
-    p.add_argument("text")
-    p.add_argument("--top-k", type=int, default=5, dest="top_k")
-    p.add_argument("--namespace")
-    p.set_defaults(handler=memory_verbs.cmd_task_context)
-
-    p = _verb(sub, "sessions", "compacted sessions: SessionMetrics and summaries, newest first")
-    p.add_argument("--session", help="one session id (each of its compacted segments)")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--namespace")
-    p.set_defaults(handler=memory_verbs.cmd_sessions)
-
-    p = _verb(sub, "learning", "learning metrics: success rate, workflows, learned task types")
-    p.add_argument("--namespace")
-    p.set_defaults(handler=memory_verbs.cmd_learning)
 
     p = _verb(sub, "demo", "simulated agents publishing to engram (the main job)")
     p.add_argument("--tasks", type=int, default=400, help="tasks per orchestrator")

@@ -1,10 +1,10 @@
-"""Read verbs: metrics, sql, export, status. Asked of the running engine over NATS, or read
-straight from ``--data-dir`` when no engine holds it (e.g. a replayed directory)."""
+"""Asking a query verb, and how the table verbs' replies print: metrics, sql, export, status.
+Asked of the running engine over NATS, or read straight from ``--data-dir`` when no engine holds
+it (e.g. a replayed directory). The sub-commands come from the catalogue (catalogue_verbs)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from engine.connection import redact_url
@@ -14,7 +14,15 @@ from engine.settings import Settings
 from engram.cli._common import EXIT_OK, emit_json
 from engram.cli.log_verbs import stream_status
 
-__all__ = ["ask", "cmd_export", "cmd_metrics", "cmd_sql", "cmd_status", "print_table"]
+__all__ = [
+    "ask",
+    "cmd_status",
+    "print_export",
+    "print_metrics",
+    "print_sql",
+    "print_table",
+    "print_workflows",
+]
 
 
 async def ask(
@@ -66,75 +74,58 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-async def cmd_metrics(args: argparse.Namespace, settings: Settings) -> int:
-    """engram metrics: TaskMetrics per task type (and per workflow with --workflows)."""
-    payload = {"namespace": args.namespace, "task_type": args.task_type}
-    verb = "workflows" if args.workflows else "metrics"
-    reply = await ask(settings, verb, payload)
-    if args.json:
-        emit_json(reply)
-        return EXIT_OK
-    rows = reply[verb]
-    if args.workflows:
-        print_table(
-            rows,
-            [
-                "namespace",
-                "task_type",
-                "workflow_steps",
-                "executions",
-                "success_rate",
-                "avg_duration",
-                "avg_cost",
-            ],
-        )
-    else:
-        print_table(
-            rows,
-            [
-                "namespace",
-                "task_type",
-                "total_executions",
-                "successful_executions",
-                "success_rate",
-                "avg_duration",
-                "avg_cost",
-            ],
-        )
-    return EXIT_OK
+def print_metrics(reply: dict[str, Any], _request: Any) -> None:
+    """engram metrics: TaskMetrics per task type."""
+    print_table(
+        reply["metrics"],
+        [
+            "namespace",
+            "task_type",
+            "total_executions",
+            "successful_executions",
+            "success_rate",
+            "avg_duration",
+            "avg_cost",
+        ],
+    )
 
 
-async def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+def print_workflows(reply: dict[str, Any], _request: Any) -> None:
+    """engram metrics --workflows: metrics per workflow within task types."""
+    print_table(
+        reply["workflows"],
+        [
+            "namespace",
+            "task_type",
+            "workflow_steps",
+            "executions",
+            "success_rate",
+            "avg_duration",
+            "avg_cost",
+        ],
+    )
+
+
+def print_sql(reply: dict[str, Any], _request: Any) -> None:
     """engram sql "SELECT ...": SQL over copies of the tables, for operators.
 
     It runs in a sandbox that changes nothing and reaches no file or network; over NATS only
     when the engine allows it (``serve --enable-sql``), always with ``--data-dir``."""
-    reply = await ask(settings, "sql", {"sql": args.query, "limit": args.limit})
-    if args.json:
-        emit_json(reply)
-    else:
-        print_table(reply["rows"], reply["columns"])
-        if reply.get("truncated"):  # by --limit, by sql's memory bound, or to fit one message
-            note = f"; {reply['note']}" if reply.get("note") else ""
-            print(f"(truncated at {len(reply['rows'])} rows{note})")
-    return EXIT_OK
+    print_table(reply["rows"], reply["columns"])
+    if reply.get("truncated"):  # by --limit, by sql's memory bound, or to fit one message
+        note = f"; {reply['note']}" if reply.get("note") else ""
+        print(f"(truncated at {len(reply['rows'])} rows{note})")
 
 
-async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+def print_export(manifest: dict[str, Any], _request: Any) -> None:
     """engram export --to DIR: every table as Parquet at one sequence.
 
     Read from ``--data-dir``, DIR is a path here. Asked of a running engine, DIR is as given:
     a name under the engine's ``<data dir>/exports`` (the only place it writes for a client).
     """
-    local = os.path.abspath(args.to)  # noqa: ASYNC240 - a string operation, no real I/O
-    manifest = await ask(settings, "export", {"to": local}, remote_payload={"to": args.to})
-    if args.json:
-        emit_json(manifest)
-    else:
-        print(f"exported at sequence {manifest['sequence']} to {manifest['location']}:")
-        for name, info in manifest["tables"].items():
-            print(f"  {name:>16}: {info['rows']} rows")
-    return EXIT_OK
+    print(f"exported at sequence {manifest['sequence']} to {manifest['location']}:")
+    for name, info in manifest["tables"].items():
+        print(f"  {name:>16}: {info['rows']} rows")
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

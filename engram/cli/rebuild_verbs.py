@@ -75,6 +75,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     batch_size=args.batch_size,
                     on_batch=bar.advance,
                     verifier=verifier,
+                    subjects=settings.stream.events,
                 )
     finally:
         projection_set.close()

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from engine.events import (
     DecisionLogged,
     DecisionOutcome,
+    Event,
     EventData,
     KnowledgeAdded,
     PatternFeedback,
@@ -105,3 +106,35 @@ def splits(draw: st.DrawFn, size: int) -> list[int]:
     if size == 0:
         return []
     return sorted(set(draw(st.lists(st.integers(1, size), max_size=6))))
+
+
+@st.composite
+def repeated(draw: st.DrawFn, max_size: int = 25) -> tuple[list[SequencedEvent], int]:
+    """A history in which some envelope ids occur again later, anywhere after their first
+    occurrence, either as the same envelope (a re-send) or with other content (a second
+    publisher reusing the id). Returns the history (sequences 1..n) and how many repeats."""
+    base = draw(histories(max_size=max_size))
+    if not base:
+        return [], 0
+    n = len(base)
+    spec = st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.booleans(), PAYLOADS)
+    placed: list[tuple[tuple[int, int, int], Event]] = [
+        ((i, 0, 0), item.event) for i, item in enumerate(base)
+    ]
+    for r, (source, after, same, payload) in enumerate(draw(st.lists(spec, max_size=10))):
+        after = max(after, source)  # a repeat comes after its first occurrence
+        original = base[source].event
+        event = original
+        if not same:
+            event = make_event(
+                payload,
+                namespace=draw(NAMESPACES),
+                session_id=original.session_id,
+                agent_id="agent",
+                occurred_at=base[after].event.occurred_at,
+                event_id=original.id,
+            )
+        placed.append(((after, 1, r), event))
+    events = [event for _, event in sorted(placed, key=lambda p: p[0])]
+    history = [SequencedEvent(s, e.occurred_at, e) for s, e in enumerate(events, 1)]
+    return history, len(history) - n
