@@ -54,8 +54,9 @@ KNOWLEDGE: tuple[tuple[KnowledgeKind, str, str], ...] = (
 @contextlib.asynccontextmanager
 async def _engine(settings: Settings, nc: Any, url: str) -> AsyncIterator[str]:
     """An in-process engine, unless one already answers on this server."""
+    queries = settings.stream.service.query_prefix
     try:
-        await query_remote(nc, "status", {}, timeout_s=1.0)
+        await query_remote(nc, "status", {}, timeout_s=1.0, prefix=queries)
         yield "already running (engram serve)"
         return
     except EngineUnavailableError:
@@ -72,7 +73,7 @@ async def _engine(settings: Settings, nc: Any, url: str) -> AsyncIterator[str]:
         async with asyncio.timeout(30):
             while True:
                 with contextlib.suppress(EngineUnavailableError):
-                    await query_remote(nc, "status", {}, timeout_s=0.5)
+                    await query_remote(nc, "status", {}, timeout_s=0.5, prefix=queries)
                     break
                 await asyncio.sleep(0.05)
         yield "in-process"
