@@ -29,7 +29,7 @@ from engine.events import EventData, make_event
 from engine.settings import Settings
 from engine.signing import EngineKey
 from engine.stream import EventLog
-from engine.stream.append import Appender, encode_for_append
+from engine.stream.append import Appender
 from engine.stream.engine_key import signing_key
 from projections.base import Projection
 from projections.context import HeuristicTokenCounter
@@ -73,7 +73,10 @@ class Engine:
         """The query verbs this engine answers (set while it runs)."""
         """The snapshot this engine's empty data directory was restored from, if any."""
         self.appender = Appender(
-            nc, settings.stream.name, timeout_s=settings.nats.request_timeout_s
+            nc,
+            settings.stream.name,
+            timeout_s=settings.nats.request_timeout_s,
+            subjects=settings.stream.events,
         )
         self.connection = ConnectionWatch(nc)
         """Logs a NATS outage once each way; the runners wait on it instead of failing."""
@@ -123,6 +126,7 @@ class Engine:
             **self._announcing(projection),
             verifier=self.key,
             link=self.connection,
+            subjects=self.settings.stream.events,
         )
 
     async def _watch_embedder(
@@ -164,7 +168,7 @@ class Engine:
         """Record a usage event (memory.recalled, context.suggested, pattern.matched)."""
         event = make_event(data, namespace=namespace, agent_id="engram-query")
         try:
-            await self.appender.append(encode_for_append(event))
+            await self.appender.append(self.appender.encode(event))
         except EngramError as exc:
             log.warning("usage event not recorded", type=event.type, error=str(exc))
 
@@ -289,7 +293,9 @@ class Engine:
         self._set = open_projections(self.settings, info.state.last_seq)
         dispatcher = self.dispatcher = self._dispatcher(self._set)
         self.runners = [self._runner(p, dead_letters) for p in self._set.live]
-        broker = build_query_broker(dispatcher, self.url, self.settings.nats)
+        broker = build_query_broker(
+            dispatcher, self.url, self.settings.nats, self.settings.stream.service.query_prefix
+        )
         await broker.start()
         tasks = {r.projection.name: asyncio.create_task(r.run(stop)) for r in self.runners}
         watcher = asyncio.create_task(self._watch_embedder(stop, dead_letters, tasks))

@@ -53,6 +53,7 @@ async def ask(
             verb,
             payload if remote_payload is None else remote_payload,
             settings.nats.request_timeout_s,
+            prefix=settings.stream.service.query_prefix,
         )
 
 
@@ -138,7 +139,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         stream = await stream_status(settings, endpoint.nc)
         status.update(stream)
         try:
-            engine = await query_remote(endpoint.nc, "status", {}, timeout_s=2.0)
+            engine = await query_remote(
+                endpoint.nc,
+                "status",
+                {},
+                timeout_s=2.0,
+                prefix=settings.stream.service.query_prefix,
+            )
             status["engine"] = "running"
             status["projections"] = engine["projections"]
         except EngineUnavailableError:
