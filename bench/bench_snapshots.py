@@ -14,7 +14,8 @@ pattern.learned events the engine's learner announces for it (see ``Announcer``)
 N measures:
 
 (1) full replay: ``consumers.replay.replay`` of the whole stream over
-    ``open_projections(...).all`` (every persistent projection) in a fresh data directory, from
+    ``open_projections(...).persistent`` (every persistent projection) in a fresh data directory,
+    from
     opening the projections to closing them (everything flushed to disk);
 (2) snapshot: ``take_snapshot`` into a ``DirectorySnapshots`` store. The snapshotting
     projection (``<data dir>/snapshot-work``) is incremental: the first snapshot replays the
@@ -319,10 +320,10 @@ async def full_replay(nc: NatsClient, settings: Settings, directory: Path, row: 
     gc.collect()
     cpu, began = time.process_time(), time.perf_counter()
     projections = open_projections(target)
-    row.projections = [p.name for p in projections.all]
-    saves = time_saves(projections.all)
+    row.projections = [p.name for p in projections.persistent]
+    saves = time_saves(projections.persistent)
     try:
-        report = await replay(nc.jetstream(), settings.stream.name, projections.all)
+        report = await replay(nc.jetstream(), settings.stream.name, projections.persistent)
     finally:
         projections.close()
     row.full_s, row.full_cpu_s = time.perf_counter() - began, time.process_time() - cpu
@@ -375,9 +376,9 @@ async def rebuild(
         raise SystemExit(f"rebuild: restored {manifest and manifest.sequence}, not {covered}")
     projections = open_projections(target)
     opened = time.perf_counter()
-    saves = time_saves(projections.all)
+    saves = time_saves(projections.persistent)
     try:
-        report = await replay(js, settings.stream.name, projections.all)
+        report = await replay(js, settings.stream.name, projections.persistent)
         replayed = time.perf_counter()
     finally:
         projections.close()

@@ -154,7 +154,7 @@ async def take_snapshot(
         await replay(
             js,
             stream,
-            projections.all,
+            projections.persistent,
             ReadRange(until_seq=sequence),
             on_batch=on_batch,
             verifier=key,

@@ -1,5 +1,6 @@
-"""What queries return, as pydantic models (the field names follow the seeds' so their users
-find them). Unknown fields are ignored, so an older SDK reads a newer engine's answers."""
+"""What queries return, as pydantic models. The field names are the ones orchestrators built on
+the original memory designs already use (TaskMetrics, SessionMetrics, get_task_context ...).
+Unknown fields are ignored, so an older SDK reads a newer engine's answers."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class _Result(BaseModel):
 
 
 class TaskMetrics(_Result):
-    """Seed 000's TaskMetrics for one task type."""
+    """How one task type has done: executions, successes, success rate, duration and cost."""
 
     task_type: str
     namespace: str = "default"
@@ -74,7 +75,7 @@ class LearnedPattern(_Result):
 
 
 class LearningMetrics(_Result):
-    """Seed 000's learning metrics."""
+    """What the learner knows of a namespace: overall success rate, totals, learned task types."""
 
     namespace: str
     overall_success_rate: float
@@ -119,7 +120,7 @@ class ContextChunk(_Result):
 
 
 class AssembledContext(_Result):
-    """Context for a task within a token budget (seed 002)."""
+    """Context for a task from the three memory tiers, within a token budget."""
 
     task_description: str
     max_tokens: int
@@ -129,7 +130,8 @@ class AssembledContext(_Result):
 
 
 class TaskContext(_Result):
-    """Seed 001's get_task_context: similar tasks, matching patterns, recommendations."""
+    """Everything an agent needs before a task: similar past tasks, the patterns that match its
+    type, the best workflow and recommendations in plain sentences."""
 
     task_description: str
     task_type: str

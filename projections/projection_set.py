@@ -41,14 +41,15 @@ class ProjectionSet:
     sessions: SessionCompactor
 
     @property
-    def all(self) -> list[Projection]:
-        """The persistent projections (what a replay rebuilds)."""
+    def persistent(self) -> list[Projection]:
+        """The projections kept on disk (what a replay rebuilds and a snapshot holds); the
+        operational tier (``recent``) lives in memory only."""
         return [self.tables, self.learner, self.vectors, self.sessions]
 
     @property
     def live(self) -> list[Projection]:
         """Everything a running engine feeds, the in-memory operational tier included."""
-        return [*self.all, self.recent]
+        return [*self.persistent, self.recent]
 
     def close(self) -> None:
         """Close (and so save) every projection, even when one of them fails; then raise the

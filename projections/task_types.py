@@ -1,4 +1,4 @@
-"""Task-type inference: which of seed 000's nine task types a request text belongs to.
+"""Task-type inference: which of the nine built-in task types a request text belongs to.
 
 Deterministic keyword scoring (a pure function of the text), behind a small protocol so a better
 classifier can replace it. A change of classifier changes derived rows, so it is a replay.

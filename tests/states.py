@@ -58,7 +58,7 @@ async def clean_replay_state(
     target = settings.model_copy(update={"data_dir": directory})
     projections = open_projections(target)
     try:
-        await replay(js, settings.stream.name, projections.all)
+        await replay(js, settings.stream.name, projections.persistent)
         return state_of(projections)
     finally:
         projections.close()

@@ -80,7 +80,7 @@ async def test_announced_once_across_restart_replay_and_two_engines(
     # A full replay into a new directory, then an engine on it: still nothing new.
     rebuilt = short_window.model_copy(update={"data_dir": tmp_path / "two"})
     projection_set = open_projections(rebuilt)
-    await replay(log.js, log.stream_name, projection_set.all)
+    await replay(log.js, log.stream_name, projection_set.persistent)
     projection_set.close()
     await asyncio.sleep(1.2)
     async with running(short_window, nc, tmp_path / "two") as engine:

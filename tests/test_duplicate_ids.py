@@ -320,7 +320,7 @@ def _with_repeats(events: list[Event], every: int) -> list[Event]:
 
 
 def _feed_set(projections: ProjectionSet, history: Sequence[SequencedEvent]) -> None:
-    for projection in projections.all:
+    for projection in projections.persistent:
         tail = [e for e in history if e.sequence > projection.checkpoint()]
         for start in range(0, len(tail), 7):
             batch = tail[start : start + 7]
@@ -328,7 +328,7 @@ def _feed_set(projections: ProjectionSet, history: Sequence[SequencedEvent]) -> 
 
 
 def _counts(projections: ProjectionSet) -> dict[str, int | None]:
-    return {p.name: identity.duplicates_seen(p) for p in projections.all}
+    return {p.name: identity.duplicates_seen(p) for p in projections.persistent}
 
 
 def test_the_record_of_ids_travels_with_a_snapshot(tmp_path: Path) -> None:
@@ -438,7 +438,7 @@ async def test_a_repeated_id_counts_once_everywhere_live_after_restart_and_repla
 
     replayed = open_projections(settings.model_copy(update={"data_dir": tmp_path / "replay"}))
     try:
-        await replay(event_log.js, settings.stream.name, replayed.all)
+        await replay(event_log.js, settings.stream.name, replayed.persistent)
         cursor = replayed.store.reader()
         assert cursor.execute("SELECT count(*) FROM workflows").fetchone() == (1,)
         learned = replayed.learner.state.workflows[("default", "deployment")]

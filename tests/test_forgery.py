@@ -246,7 +246,7 @@ async def test_a_forged_announcement_cannot_suppress_the_real_version(
     async with running(settings, nc, tmp_path / "engine") as engine:
         await settle(engine)
         learner = engine.set.learner
-        next_version = learner.read(lambda s: s.snapshots[pid].version) + 1
+        next_version = learner.read(lambda s: s.versions[pid].version) + 1
         forged_id = announcement_event_id(pid, next_version)
         forged = make_event(
             PatternLearned(
@@ -305,7 +305,7 @@ async def test_a_forged_announcement_cannot_suppress_the_real_version(
     # A replay into a new directory (the stream's key, found without settings) agrees.
     rebuilt = open_projections(settings.model_copy(update={"data_dir": tmp_path / "replayed"}))
     try:
-        await replay(event_log.js, event_log.stream_name, rebuilt.all)
+        await replay(event_log.js, event_log.stream_name, rebuilt.persistent)
         assert rebuilt.learner.read(lambda s: s.announced[pid]) > next_version
         memory = rebuilt.vectors.memory(task.id)
         assert memory is not None and memory.reused_count == 1
@@ -340,9 +340,9 @@ async def test_a_configured_key_is_the_streams_key(
     projections = open_projections(keyed.model_copy(update={"data_dir": tmp_path / "r"}))
     try:
         with pytest.raises(EngineKeyError, match="ENGRAM_ENGINE_KEY"):
-            await replay(js, keyed.stream.name, projections.all)
+            await replay(js, keyed.stream.name, projections.persistent)
         report = await replay(
-            js, keyed.stream.name, projections.all, verifier=await verifying_key(js, keyed)
+            js, keyed.stream.name, projections.persistent, verifier=await verifying_key(js, keyed)
         )
         assert report.dead_letters == 1  # the unsigned session.compacted
         assert projections.learner.read(lambda s: s.announced) == {

@@ -561,7 +561,7 @@ async def test_scheduled_snapshots_on_a_full_disk_are_degraded_then_taken(
     assert manifest is not None and manifest.sequence >= 300
     restored = open_projections(target)
     try:
-        await replay(event_log.js, event_log.stream_name, restored.all)
+        await replay(event_log.js, event_log.stream_name, restored.persistent)
         rebuilt = state_of(restored)
     finally:
         restored.close()

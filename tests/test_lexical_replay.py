@@ -72,7 +72,7 @@ def _lexical_state(directory: Path, settings: Settings) -> dict[str, Any]:
 async def _replayed(event_log: EventLog, settings: Settings, directory: Path) -> dict[str, Any]:
     projections = open_projections(settings.model_copy(update={"data_dir": directory}))
     try:
-        await replay(event_log.js, event_log.stream_name, projections.all)
+        await replay(event_log.js, event_log.stream_name, projections.persistent)
     finally:
         projections.close()
     return _lexical_state(directory, settings)
@@ -115,7 +115,7 @@ async def test_snapshot_plus_tail_restores_the_same_lexical_index(
     projections = open_projections(target)
     try:
         assert projections.vectors.checkpoint() == manifest.sequence
-        await replay(event_log.js, event_log.stream_name, projections.all)
+        await replay(event_log.js, event_log.stream_name, projections.persistent)
     finally:
         projections.close()
     assert _lexical_state(restored, settings) == await _replayed(

@@ -224,7 +224,7 @@ def test_the_suite_covers_every_projection_an_engine_runs(tmp_path: Path) -> Non
     projections = open_projections(Settings(data_dir=tmp_path))
     try:
         engine = {p.name: type(p) for p in projections.live}
-        persistent = {p.name for p in projections.all}
+        persistent = {p.name for p in projections.persistent}
     finally:
         projections.close()
     opened = [a.open(None) for a in ADAPTERS]

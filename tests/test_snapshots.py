@@ -40,7 +40,7 @@ async def rebuilt(
         manifest = await restore_latest(event_log.js, target, store, directory)
     projections = open_projections(target)
     try:
-        await replay(event_log.js, event_log.stream_name, projections.all)
+        await replay(event_log.js, event_log.stream_name, projections.persistent)
         return state_of(projections), manifest
     finally:
         projections.close()
@@ -104,7 +104,7 @@ async def test_snapshot_taken_while_events_arrive_is_consistent(
             if m.subject == "memory.workflow.executed" and m.sequence <= manifest.sequence
         ]
         assert in_snapshot == (len(expected), max(m.sequence for m in expected))
-        await replay(event_log.js, event_log.stream_name, projections.all)
+        await replay(event_log.js, event_log.stream_name, projections.persistent)
         total = projections.store.reader().execute("SELECT count(*) FROM workflows").fetchone()
         assert total == (1_600,)  # 4 in every 10 events, none lost, none doubled
     finally:
@@ -185,7 +185,7 @@ def test_pack_unpack_then_tail_equals_applying_everything(
     root = tmp_path_factory.mktemp("snap")
 
     def apply(projections: ProjectionSet, items: list[Any]) -> None:
-        for projection in projections.all:
+        for projection in projections.persistent:
             if items:
                 projection.apply(items, [], items[-1].sequence)
 

@@ -52,7 +52,8 @@ class PatternLearned(EventData):
 
 
 class SessionCompacted(EventData):
-    """A session was summarised into one compact record (seed 000's SessionMetrics)."""
+    """A session was summarised into one compact record (its SessionMetrics: memories, size
+    before and after, duration)."""
 
     session_id: Identifier
     original_size_bytes: Count

@@ -94,11 +94,11 @@ class EventLog:
         return await self._appender.append_many(batch)
 
     def read(
-        self, rng: ReadRange | None = None, *, batch: int = 1_000
+        self, window: ReadRange | None = None, *, batch: int = 1_000
     ) -> AsyncIterator[StoredMessage]:
-        """Stored messages in sequence order within ``rng`` (default: the whole log)."""
+        """Stored messages in sequence order within ``window`` (default: the whole log)."""
         return read_stream(
-            self.js, self.settings.name, rng or ReadRange(), batch=batch, subjects=self.subjects
+            self.js, self.settings.name, window or ReadRange(), batch=batch, subjects=self.subjects
         )
 
     async def state(self) -> StreamState:

@@ -48,7 +48,7 @@ def to_stored(msg: Msg) -> StoredMessage:
     )
 
 
-def _consumer_config(rng: ReadRange, subject: str) -> ConsumerConfig:
+def _consumer_config(window: ReadRange, subject: str) -> ConsumerConfig:
     config = ConsumerConfig(
         ack_policy=AckPolicy.NONE,
         filter_subject=subject,
@@ -56,12 +56,12 @@ def _consumer_config(rng: ReadRange, subject: str) -> ConsumerConfig:
         mem_storage=True,
         num_replicas=1,
     )
-    if rng.from_seq is not None:
+    if window.from_seq is not None:
         config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-        config.opt_start_seq = max(1, rng.from_seq)
-    elif rng.from_time is not None:
+        config.opt_start_seq = max(1, window.from_seq)
+    elif window.from_time is not None:
         config.deliver_policy = DeliverPolicy.BY_START_TIME
-        config.opt_start_time = rng.from_time
+        config.opt_start_time = window.from_time
     else:
         config.deliver_policy = DeliverPolicy.ALL
     return config
@@ -70,14 +70,14 @@ def _consumer_config(rng: ReadRange, subject: str) -> ConsumerConfig:
 async def read_stream(
     js: JetStreamContext,
     stream: str,
-    rng: ReadRange,
+    window: ReadRange,
     *,
     batch: int = 1_000,
     fetch_timeout_s: float = 1.0,
     subjects: EventSubjects = DEFAULT_SUBJECTS,
 ) -> AsyncIterator[StoredMessage]:
-    """Yield stored messages of ``stream`` in sequence order within ``rng`` (on
-    ``rng.subject``, or every one of ``subjects``).
+    """Yield stored messages of ``stream`` in sequence order within ``window`` (on
+    ``window.subject``, or every one of ``subjects``).
 
     Without ``follow`` the read ends at the stream's last sequence as of the call (or earlier at
     ``until_*``); with ``follow`` it waits for new events until cancelled. An ephemeral consumer
@@ -85,33 +85,33 @@ async def read_stream(
     """
     info = await js.stream_info(stream)
     last_seq = info.state.last_seq
-    end_seq = last_seq if rng.until_seq is None else min(rng.until_seq, last_seq)
-    if not rng.follow and (info.state.messages == 0 or end_seq < max(1, rng.from_seq or 1)):
+    end_seq = last_seq if window.until_seq is None else min(window.until_seq, last_seq)
+    if not window.follow and (info.state.messages == 0 or end_seq < max(1, window.from_seq or 1)):
         return
-    subject = rng.subject or subjects.wildcard
-    sub = await js.pull_subscribe(subject, stream=stream, config=_consumer_config(rng, subject))
+    subject = window.subject or subjects.wildcard
+    sub = await js.pull_subscribe(subject, stream=stream, config=_consumer_config(window, subject))
     consumer = await sub.consumer_info()
     try:
-        if not rng.follow and consumer.num_pending == 0:
+        if not window.follow and consumer.num_pending == 0:
             return
         while True:
             try:
                 msgs = await sub.fetch(batch, timeout=fetch_timeout_s)
             except TimeoutError:  # an empty fetch times out by design
-                if rng.follow:
+                if window.follow:
                     continue
                 # Nothing more matches the filter before end_seq (the tail was other subjects).
                 return
             for msg in msgs:
                 stored = to_stored(msg)
-                if rng.until_time is not None and stored.time > rng.until_time:
+                if window.until_time is not None and stored.time > window.until_time:
                     return
-                if not rng.follow and stored.sequence > end_seq:
+                if not window.follow and stored.sequence > end_seq:
                     return
-                if rng.until_seq is not None and stored.sequence > rng.until_seq:
+                if window.until_seq is not None and stored.sequence > window.until_seq:
                     return
                 yield stored
-                if not rng.follow and (stored.sequence >= end_seq or stored.num_pending == 0):
+                if not window.follow and (stored.sequence >= end_seq or stored.num_pending == 0):
                     return
     finally:
         try:

@@ -60,7 +60,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         if restored is None:
             print("engram: no valid snapshot found: replaying the whole stream", file=sys.stderr)
     projection_set = open_projections(target_settings)
-    projections = projection_set.all
+    projections = projection_set.persistent
     try:
         async with open_nats(source) as endpoint:
             js = endpoint.nc.jetstream()

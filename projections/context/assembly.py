@@ -1,4 +1,4 @@
-"""Context assembly under a token budget (seed 002): rank candidate chunks, fill greedily.
+"""Context assembly under a token budget: rank candidate chunks, fill greedily.
 
 Pure: the engine gathers candidates from the three tiers; this decides what fits. A chunk that
 does not fit in the remaining budget is skipped, and smaller, less relevant ones may still fill

@@ -23,7 +23,7 @@ from projections.atomic_files import write_atomic
 from projections.identity import SeenIds
 from projections.learning.scoring import LearnerConfig
 from projections.learning.state import Announcement, LearnerState
-from projections.learning.stats import FeedbackStats, OutcomeStats, Snapshot, WorkflowStats
+from projections.learning.stats import FeedbackStats, OutcomeStats, PatternVersion, WorkflowStats
 from projections.task_types import TaskTypeClassifier
 
 __all__ = ["STATE_FILE", "dump_state", "load_state", "restore_state", "save_state"]
@@ -46,7 +46,7 @@ def dump_state(state: LearnerState) -> dict[str, Any]:
         ],
         "outcomes": [[ns, tt, asdict(o)] for (ns, tt), o in state.outcomes.items()],
         "feedback": [[pid, asdict(f)] for pid, f in state.feedback.items()],
-        "snapshots": [[pid, asdict(s)] for pid, s in state.snapshots.items()],
+        "snapshots": [[pid, asdict(s)] for pid, s in state.versions.items()],  # the file's old key
         "pattern_scope": [[pid, list(scope)] for pid, scope in state.pattern_scope.items()],
         "best": [[ns, tt, key] for (ns, tt), key in state.best.items()],
         "announced": list(state.announced.items()),
@@ -69,7 +69,7 @@ def restore_state(
         state.workflows[(ns, tt)] = {key: WorkflowStats(**stats) for key, stats in items}
     state.outcomes = {(ns, tt): OutcomeStats(**o) for ns, tt, o in raw["outcomes"]}
     state.feedback = {pid: FeedbackStats(**f) for pid, f in raw["feedback"]}
-    state.snapshots = {pid: Snapshot(**s) for pid, s in raw["snapshots"]}
+    state.versions = {pid: PatternVersion(**s) for pid, s in raw["snapshots"]}
     state.pattern_scope = {pid: (s[0], s[1], s[2], s[3]) for pid, s in raw["pattern_scope"]}
     state.best = {(ns, tt): key for ns, tt, key in raw["best"]}
     state.announced = {pid: int(v) for pid, v in raw["announced"]}

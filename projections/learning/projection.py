@@ -40,6 +40,9 @@ class LearnerProjection(WholeStateBase[LearnerState]):
     """Learns workflow, success and failure patterns; queues pattern.learned announcements."""
 
     name = "patterns"
+    """Named for what it holds rather than what it is (the learner): the name is its directory
+    under the data directory, its durable consumer and its row in ``engram status``, so renaming
+    it would orphan every existing data directory and consumer."""
 
     def __init__(
         self,

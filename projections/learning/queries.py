@@ -1,4 +1,5 @@
-"""Read verbs over the learner's state (pure functions; results use the seeds' field names)."""
+"""Read verbs over the learner's state (pure functions; results use the field names of
+``engine.results``)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _workflow_pattern(
     state: LearnerState, ns: str, tt: str, key: str, s: WorkflowStats
 ) -> dict[str, Any]:
     pid = workflow_pattern_id(ns, tt, key)
-    snapshot = state.snapshots.get(pid)
+    snapshot = state.versions.get(pid)
     return {
         "pattern_id": pid,
         "namespace": ns,
@@ -97,7 +98,7 @@ def best_workflow(
 def task_success_metrics(
     state: LearnerState, namespace: str, task_type: str | None = None
 ) -> list[dict[str, Any]]:
-    """TaskMetrics per task type (seed 000), from every workflow execution."""
+    """TaskMetrics per task type, from every workflow execution."""
     results = []
     for (ns, tt), by_key in state.workflows.items():
         if ns != namespace or (task_type is not None and tt != task_type):
@@ -122,7 +123,7 @@ def task_success_metrics(
 
 
 def _snapshot_dict(pid: str, state: LearnerState) -> dict[str, Any]:
-    s = state.snapshots[pid]
+    s = state.versions[pid]
     return {
         "pattern_id": pid,
         "pattern_type": s.pattern_type,
@@ -148,7 +149,7 @@ def search_patterns(
     """Learned patterns (those with a version), most confident first."""
     found = [
         _snapshot_dict(pid, state)
-        for pid, s in state.snapshots.items()
+        for pid, s in state.versions.items()
         if s.namespace == namespace
         and (task_type is None or s.task_type == task_type)
         and (pattern_type is None or s.pattern_type == pattern_type)
@@ -164,17 +165,17 @@ def list_patterns(
 
 
 def learning_metrics(state: LearnerState, namespace: str) -> dict[str, Any]:
-    """Seed 000's learning metrics: overall success rate, totals, learned task types."""
+    """The learning metrics: overall success rate, totals, learned task types."""
     by_type = {m["task_type"]: m for m in task_success_metrics(state, namespace)}
     total = sum(m["total_executions"] for m in by_type.values())
     ok = sum(m["successful_executions"] for m in by_type.values())
-    learned = sorted({s.task_type for s in state.snapshots.values() if s.namespace == namespace})
+    learned = sorted({s.task_type for s in state.versions.values() if s.namespace == namespace})
     return {
         "namespace": namespace,
         "overall_success_rate": ok / total if total else 0.0,
         "total_workflows_executed": total,
         "learned_task_types": learned,
-        "patterns_learned": sum(1 for s in state.snapshots.values() if s.namespace == namespace),
+        "patterns_learned": sum(1 for s in state.versions.values() if s.namespace == namespace),
         "metrics_by_task_type": by_type,
     }
 
@@ -191,7 +192,7 @@ def extract_pattern(
     pattern_type: str = "success",
     min_samples: int = 5,
 ) -> dict[str, Any] | None:
-    """Seed 001's extract_pattern: pool every task type the pattern matches whole (a safe
+    """extract_pattern: pool every task type the pattern matches whole (a safe
     regular-expression subset, see type_pattern); None below ``min_samples``. Computed on demand
     (not announced). Raises UsageError for an unsupported pattern."""
     matcher = TaskTypePattern(task_type_pattern)

@@ -24,7 +24,7 @@ from engine.events import (
 )
 from projections.identity import SeenIds
 from projections.learning.scoring import LearnerConfig, confidence, wilson_lower_bound
-from projections.learning.stats import FeedbackStats, OutcomeStats, Snapshot, WorkflowStats
+from projections.learning.stats import FeedbackStats, OutcomeStats, PatternVersion, WorkflowStats
 from projections.learning.terms import summary_terms
 from projections.records import SequencedEvent
 from projections.task_types import TaskTypeClassifier
@@ -67,7 +67,8 @@ class LearnerState:
         self.workflows: dict[Scope, dict[str, WorkflowStats]] = {}
         self.outcomes: dict[Scope, OutcomeStats] = {}
         self.feedback: dict[str, FeedbackStats] = {}
-        self.snapshots: dict[str, Snapshot] = {}
+        self.versions: dict[str, PatternVersion] = {}
+        """pattern id -> what was last decided about it (its current version)."""
         self.pattern_scope: dict[str, tuple[str, str, str, str]] = {}
         """pattern id -> (kind, namespace, task type, workflow key or "")."""
         self.best: dict[Scope, str] = {}
@@ -171,7 +172,7 @@ class LearnerState:
         conf = confidence(
             samples, feedback.helpful, feedback.unhelpful, feedback.adjustment, self.config
         )
-        before = self.snapshots.get(pattern_id)
+        before = self.versions.get(pattern_id)
         step = self.config.change_step
         if before is not None and not (
             abs(rate - before.success_rate) >= step
@@ -184,7 +185,7 @@ class LearnerState:
         # Details (indicator terms scan the whole vocabulary) only for a new version: measuring
         # on every event stays O(1) however many distinct terms the summaries have brought.
         details = self._details(pattern_id)
-        snapshot = Snapshot(
+        decided = PatternVersion(
             version,
             round(rate, 6),
             conf,
@@ -196,12 +197,12 @@ class LearnerState:
             details,
             sequence,
         )
-        self.snapshots[pattern_id] = snapshot
+        self.versions[pattern_id] = decided
         if version > self.announced.get(pattern_id, 0):
-            self.pending.append(Announcement(namespace, when, self._learned(pattern_id, snapshot)))
+            self.pending.append(Announcement(namespace, when, self._learned(pattern_id, decided)))
 
     @staticmethod
-    def _learned(pattern_id: str, s: Snapshot) -> PatternLearned:
+    def _learned(pattern_id: str, s: PatternVersion) -> PatternLearned:
         return PatternLearned(
             pattern_id=pattern_id,
             version=s.version,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["FeedbackStats", "OutcomeStats", "Snapshot", "WorkflowStats"]
+__all__ = ["FeedbackStats", "OutcomeStats", "PatternVersion", "WorkflowStats"]
 
 
 @dataclass
@@ -68,7 +68,7 @@ class FeedbackStats:
 
 
 @dataclass
-class Snapshot:
+class PatternVersion:
     """What the learner last decided about a pattern (its announced version and figures)."""
 
     version: int

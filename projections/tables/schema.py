@@ -198,7 +198,7 @@ TABLES: dict[str, Table] = {
 }
 
 VIEWS: dict[str, str] = {
-    # Seed 000's TaskMetrics, per namespace and task type.
+    # TaskMetrics (executions, successes, rate, duration, cost) per namespace and task type.
     "task_metrics": """
         SELECT namespace, task_type,
                count(*) AS total_executions,
