@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,3 +190,22 @@ def test_the_catalogue_is_consistent() -> None:
     commands = [spec.cli for spec in CATALOGUE.values() if spec.cli is not None]
     assert len(set(commands)) == len(commands)
     assert all(spec.cli or spec.cli_via for spec in CATALOGUE.values())
+
+
+def _readme_table() -> str:
+    rows = ["| verb | what it answers | reads | SDK method | CLI |", "|---|---|---|---|---|"]
+    for spec in CATALOGUE.values():
+        cli = f"`engram {spec.cli}`" if spec.cli else f"`engram {spec.cli_via}`"
+        audience = " (operators)" if spec.operator else ""
+        rows.append(
+            f"| `{spec.name}`{audience} | {spec.summary} | {', '.join(spec.reads)} "
+            f"| `{spec.sdk}` | {cli} |"
+        )
+    return "\n".join(rows)
+
+
+def test_the_readme_lists_the_catalogue() -> None:
+    """The README's table of verbs is the catalogue's (regenerate it from ``_readme_table``)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- verbs:begin -->\n")[1].split("\n<!-- verbs:end -->")[0]
+    assert block == _readme_table()
