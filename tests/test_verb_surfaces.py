@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +290,7 @@ async def test_a_bad_argument_is_refused_before_anything_is_sent(
     async def count(msg: Msg) -> None:
         asked.append(msg.subject)
 
-    sub = await nc.subscribe(QUERY_PREFIX + ">", cb=count)
+    sub = await nc.subscribe(settings.stream.service.query_prefix + ">", cb=count)
     async with MemoryClient(settings=settings) as memory:
         with pytest.raises(UsageError) as refused:
             await call(memory)
@@ -376,6 +377,20 @@ async def test_the_new_sdk_methods_read_validated_replies_from_an_engine(
         assert "summary" not in bare and bare["event_id"] == session["event_id"]
         assert (await beta.sessions()).sessions == []
         assert (await alpha.sessions("s1", namespace="beta")).sessions == []
+
+        # The engine validates with the same models: its refusal reads as the SDK's.
+        refusals: list[tuple[str, dict[str, Any], Callable[[], Awaitable[object]]]] = [
+            ("search", {"text": "x", "top_k": 0}, lambda: alpha.search_similar("x", top_k=0)),
+            ("sessions", {"limit": 0}, lambda: alpha.sessions(limit=0)),
+            ("extract_pattern", {}, lambda: alpha.extract_pattern(None)),  # type: ignore[arg-type]
+        ]
+        for verb, body, refuse in refusals:
+            raw = await nc.request(
+                settings.stream.service.query_prefix + verb, json.dumps(body).encode(), timeout=5
+            )
+            with pytest.raises(UsageError) as local:
+                await refuse()
+            assert json.loads(raw.data) == {"error": str(local.value), "kind": "usage"}, verb
 
 
 async def _serving(memory: MemoryClient) -> None:
