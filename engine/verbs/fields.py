@@ -73,6 +73,7 @@ OptionalNamespace = Annotated[
 ]
 TopK = Annotated[
     int,
-    BeforeValidator(_whole_number),
     Field(ge=1, le=1_000, description="how many results at most"),
+    # After the Field in the annotation, so that the JSON Schema keeps minimum and maximum.
+    BeforeValidator(_whole_number),
 ]
