@@ -191,7 +191,7 @@ class SearchRequest(QueryRequest):
     duplicate_similarity: Annotated[
         float | None,
         Field(
-            ge=0.0,
+            gt=0.0,
             le=1.0,
             description="the similarity at which two memories are duplicates (default: the "
             "engine's setting)",

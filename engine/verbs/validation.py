@@ -51,15 +51,25 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _bounds(model: type[BaseModel], field: str) -> tuple[float | None, float | None]:
+def _range(model: type[BaseModel], field: str) -> str | None:
+    """``field``'s range in words when it has both bounds (``between 1 and 1000``)."""
     info = model.model_fields.get(field)
-    low = high = None
+    low: str | None = None
+    high: str | None = None
     for item in info.metadata if info is not None else ():
-        if isinstance(item, annotated_types.Ge | annotated_types.Gt):
-            low = float(item.ge if isinstance(item, annotated_types.Ge) else item.gt)  # type: ignore[arg-type]
-        if isinstance(item, annotated_types.Le | annotated_types.Lt):
-            high = float(item.le if isinstance(item, annotated_types.Le) else item.lt)  # type: ignore[arg-type]
-    return low, high
+        if isinstance(item, annotated_types.Ge):
+            low = f"{float(item.ge):g}"  # type: ignore[arg-type]
+        elif isinstance(item, annotated_types.Gt):
+            low = f"more than {float(item.gt):g}"  # type: ignore[arg-type]
+        elif isinstance(item, annotated_types.Le):
+            high = f"{float(item.le):g}"  # type: ignore[arg-type]
+        elif isinstance(item, annotated_types.Lt):
+            high = f"less than {float(item.lt):g}"  # type: ignore[arg-type]
+    if low is None or high is None:
+        return None
+    if low[0].isdigit() or low[0] == "-":
+        return f"between {low} and {high}"
+    return f"{low} and at most {high}" if high[0].isdigit() else f"{low} and {high}"
 
 
 def usage_message(model: type[BaseModel], error: ErrorDetails) -> str:
@@ -72,9 +82,9 @@ def usage_message(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind in _KIND_OF:
         return f"{name} must be {_KIND_OF[kind]}, got {_type_name(value)}"
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
-        low, high = _bounds(model, str(loc[0])) if len(loc) == 1 else (None, None)
-        if low is not None and high is not None:
-            return f"{name} must be between {low:g} and {high:g}, got {reprlib.repr(value)}"
+        both = _range(model, str(loc[0])) if len(loc) == 1 else None
+        if both is not None:
+            return f"{name} must be {both}, got {reprlib.repr(value)}"
         bound = next(iter(ctx.values()), "")
         words = {
             "greater_than_equal": "at least",
