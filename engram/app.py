@@ -31,7 +31,7 @@ from engine.signing import EngineKey
 from engine.stream import EventLog
 from engine.stream.append import Appender
 from engine.stream.engine_key import signing_key
-from projections.base import Projection
+from projections.base import Announcer, Projection
 from projections.context import HeuristicTokenCounter
 from projections.faults import describe, is_environmental
 from projections.identity import duplicates_seen
@@ -203,7 +203,7 @@ class Engine:
         }
 
     def _announcing(self, projection: Projection) -> dict[str, Any]:
-        if projection is not self.set.learner and projection is not self.set.sessions:
+        if not isinstance(projection, Announcer):  # the learner and the session compactor
             return {}
         if self._lease is None:  # one lease per engine: it announces everything or nothing
             self._lease = AnnouncerLease(self.log.js, self.settings.stream.name, self.instance)
