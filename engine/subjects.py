@@ -1,18 +1,27 @@
 """Where engram's messages travel on NATS, derived from two prefixes.
 
-Events: ``<event prefix>.<type>`` (``memory.task.executed``); the stream captures
-``<event prefix>.>``, every consumer filters on it and every reader reads it. The engine's own
-subjects, kept outside the stream on purpose (a request on a subject the stream captures would
-be stored as an event): dead letters on ``<service prefix>.deadletter.<kind>`` (the
-``<stream>_DLQ`` stream) and query verbs on ``<service prefix>.query.<verb>``.
+Wire contract v2 (the namespace is a subject token, so the broker can tell tenants apart):
 
-The defaults (``memory``, ``engram``) are the documented wire contract; other prefixes let two
-engines, or two tests, share one NATS server without seeing each other's messages.
+- events: ``<event prefix>.<type>.<namespace>`` (``memory.workflow.executed.alpha``); every
+  type is two tokens, so ``memory.*.*.alpha`` is every event of one tenant and
+  ``memory.pattern.learned.*`` one type of every tenant. The stream captures
+  ``<event prefix>.>``.
+- v1 subjects, ``<event prefix>.<type>`` with the namespace only in the body, are still read (a
+  stream written before v2 replays as it did): ``memory.*.*`` is exactly the v1 events.
+- query verbs: a tenant's on ``<service prefix>.query.<namespace>.<verb>``, the operator's
+  (not about one tenant) on ``<service prefix>.query.<verb>``.
+- dead letters: ``<service prefix>.deadletter.<kind>`` (the ``<stream>_DLQ`` stream).
+
+The engine's own subjects stay outside the stream on purpose (a request on a subject the stream
+captures would be stored as an event). The defaults (``memory``, ``engram``) are the documented
+wire contract; other prefixes let two engines, or two tests, share one NATS server without
+seeing each other's messages.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.errors import ConfigurationError
@@ -56,7 +65,8 @@ def prefixes_overlap(a: str, b: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class EventSubjects:
-    """The subjects of one stream's events: ``<prefix>.<type>``, all of them ``<prefix>.>``."""
+    """The subjects of one stream's events: ``<prefix>.<type>.<namespace>`` (v2) and the v1
+    ``<prefix>.<type>``; all of them ``<prefix>.>``."""
 
     prefix: str = DEFAULT_EVENT_PREFIX
     _head: str = field(init=False, repr=False, compare=False)
@@ -65,21 +75,51 @@ class EventSubjects:
         check_prefix(self.prefix, "event subject prefix")
         object.__setattr__(self, "_head", self.prefix + ".")  # decoding asks for it per event
 
-    def subject(self, event_type: str) -> str:
-        """The subject an event of ``event_type`` is published on."""
-        return self._head + event_type
+    def subject(self, event_type: str, namespace: str | None = None) -> str:
+        """The subject an event of ``event_type`` in ``namespace`` is published on (v2); the v1
+        subject (no namespace token) when ``namespace`` is None."""
+        if namespace is None:
+            return self._head + event_type
+        return f"{self._head}{event_type}.{namespace}"
 
     @property
     def wildcard(self) -> str:
-        """Every event subject: what the stream captures and consumers filter on."""
+        """Every event subject: what the stream captures."""
         return f"{self.prefix}.>"
+
+    @property
+    def legacy(self) -> str:
+        """Every v1 event subject (``memory.*.*``: a type's two tokens and nothing after)."""
+        return f"{self.prefix}.*.*"
+
+    def of_namespace(self, namespace: str) -> str:
+        """Every v2 event subject of one tenant (``memory.*.*.alpha``)."""
+        return f"{self.prefix}.*.*.{namespace}"
+
+    def filters(self, namespaces: Sequence[str] | None = None) -> list[str]:
+        """What a consumer reads: every event (``namespaces`` None), else each tenant's v2
+        subjects and the v1 ones (whose namespace only the body tells: the reader keeps those
+        of its tenants)."""
+        if namespaces is None:
+            return [self.wildcard]
+        return [*(self.of_namespace(ns) for ns in sorted(set(namespaces))), self.legacy]
+
+    def parse(self, subject: str) -> tuple[str, str | None] | None:
+        """``(type, namespace)`` of an event subject (namespace None for a v1 subject), or None
+        when ``subject`` is not one of these subjects."""
+        if not subject.startswith(self._head):
+            return None
+        tokens = subject[len(self._head) :].split(".")
+        if len(tokens) == 2 and all(tokens):
+            return f"{tokens[0]}.{tokens[1]}", None
+        if len(tokens) == 3 and all(tokens):
+            return f"{tokens[0]}.{tokens[1]}", tokens[2]
+        return None
 
     def type_of(self, subject: str) -> str | None:
         """The event type ``subject`` carries, or None when it is not one of these subjects."""
-        head = self._head
-        if not subject.startswith(head) or len(subject) == len(head):
-            return None
-        return subject[len(head) :]
+        parsed = self.parse(subject)
+        return None if parsed is None else parsed[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +138,36 @@ class ServiceSubjects:
 
     @property
     def query_prefix(self) -> str:
-        """``engram.query.`` by default: a verb's subject is this plus its name."""
+        """``engram.query.`` by default: every query subject starts with it."""
         return f"{self.prefix}.query."
+
+    def tenant_query(self, namespace: str, verb: str) -> str:
+        """A tenant's verb: ``engram.query.<namespace>.<verb>``."""
+        return f"{self.prefix}.query.{namespace}.{verb}"
+
+    def operator_query(self, verb: str) -> str:
+        """An operator's verb (not about one tenant): ``engram.query.<verb>``."""
+        return f"{self.prefix}.query.{verb}"
+
+    def tenant_queries(self, namespace: str | None = None) -> str:
+        """Every tenant verb of ``namespace`` (``engram.query.alpha.>``), or of every tenant
+        (``engram.query.*.*``) when None."""
+        if namespace is None:
+            return f"{self.prefix}.query.*.*"
+        return f"{self.prefix}.query.{namespace}.>"
+
+    def parse_query(self, subject: str) -> tuple[str | None, str] | None:
+        """``(namespace, verb)`` of a query subject (namespace None for an operator verb), or
+        None when ``subject`` is not a query subject."""
+        head = self.query_prefix
+        if not subject.startswith(head):
+            return None
+        tokens = subject[len(head) :].split(".")
+        if len(tokens) == 1 and tokens[0]:
+            return None, tokens[0]
+        if len(tokens) == 2 and all(tokens):
+            return tokens[0], tokens[1]
+        return None
 
 
 DEFAULT_SUBJECTS = EventSubjects()
