@@ -503,7 +503,7 @@ async def bench(args: argparse.Namespace, url: str, tmp: Path) -> None:
         notes = {method: note for method, (_v, note, _p) in payloads(args.seed, args.mode).items()}
         notes["store_workflow"] = "SDK publish, waits for the JetStream ack"
         probe_note = f"{args.probes} new patterns, 3rd of 3 runs timed (p99 = max)"
-        patterns = engine.set.learner.read(lambda s: len(s.snapshots))
+        patterns = engine.set.learner.read(lambda s: len(s.versions))
         where = "in the engine's process" if args.same_process_client else "in its own process"
         print()
         print(f"{args.memories:,} task.executed + {args.workflows:,} workflow.executed in "
