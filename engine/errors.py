@@ -19,6 +19,7 @@ __all__ = [
     "IndexCorruptError",
     "IndexMismatchError",
     "InvalidEventError",
+    "NamespaceMismatchError",
     "PayloadTooLargeError",
     "ProjectionError",
     "PublishFailedError",
@@ -56,6 +57,11 @@ class UnknownEventTypeError(InvalidEventError):
 
 class UpcastError(InvalidEventError):
     """An event's schema version cannot be brought to the current one."""
+
+
+class NamespaceMismatchError(InvalidEventError):
+    """A v2 event whose envelope ``namespace`` differs from its subject's namespace token
+    (``memory.<type>.<namespace>``): dead-lettered as ``namespace_mismatch``, never applied."""
 
 
 class ForbiddenEventTypeError(InvalidEventError):
