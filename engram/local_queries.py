@@ -11,6 +11,7 @@ from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.queries.session_verbs import register_session_verbs
 from engine.settings import Settings
+from engine.verbs import verb as spec
 from projections.context import HeuristicTokenCounter, RecentEvents
 from projections.learning import LearnerProjection
 from projections.projection_set import active_embedder, vector_projection
@@ -29,13 +30,16 @@ async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> 
     try:
         # This process reads a directory on its own machine, with its user's rights.
         dispatcher = QueryDispatcher(connection.cursor, access=OperatorAccess(local=True))
-        # Loaded read-only: never saved back (close() is not called). Usage events are not
-        # recorded either: nothing is published from a directory read.
-        learner = LearnerProjection(data_dir / "patterns")
-        register_learning_verbs(dispatcher, learner)
-        if verb == "sessions":  # loaded read-only: never saved back
-            register_session_verbs(dispatcher, SessionCompactor(data_dir / "sessions"))
-        if verb in {"search", "task_context", "assemble_context"}:
+        # Only the projections the verb reads (the catalogue says which) are loaded, read-only:
+        # never saved back (close() is not called). Usage events are not recorded either:
+        # nothing is published from a directory read.
+        reads = set(spec(verb).reads)
+        if reads & {"patterns", "vectors"}:
+            learner = LearnerProjection(data_dir / LearnerProjection.name)
+            register_learning_verbs(dispatcher, learner)
+        if "sessions" in reads:
+            register_session_verbs(dispatcher, SessionCompactor(data_dir / SessionCompactor.name))
+        if "vectors" in reads:  # the memory verbs also read the learner (loaded above)
             settings = Settings(data_dir=data_dir)
             vectors = vector_projection(settings, active_embedder(settings))
             MemoryVerbs(

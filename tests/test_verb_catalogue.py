@@ -22,7 +22,13 @@ from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
 from engine.verbs import CATALOGUE, validate_request
-from engine.verbs.requests import SearchRequest, SqlRequest, TaskContextRequest
+from engine.verbs.requests import (
+    BestWorkflowRequest,
+    PatternsRequest,
+    SearchRequest,
+    SqlRequest,
+    TaskContextRequest,
+)
 from engram.app import Engine
 from tests.engines import running, settle
 
@@ -152,7 +158,7 @@ async def test_an_unknown_verb_is_refused_naming_the_catalogue() -> None:
 @pytest.mark.parametrize(
     ("model", "payload", "message"),
     [
-        (SearchRequest, {"top_k": 0}, "top_k must be between 1 and 1000, got 0"),
+        (SearchRequest, {"text": "x", "top_k": 0}, "top_k must be between 1 and 1000, got 0"),
         (SearchRequest, {"success_only": "false"}, "success_only must be true or false, got str"),
         (SearchRequest, {"namespace": ["a"]}, "namespace must be a string, got list"),
         (SearchRequest, {"namespace": "n" * 300}, "namespace has 300 characters; at most 256"),
@@ -162,6 +168,13 @@ async def test_an_unknown_verb_is_refused_naming_the_catalogue() -> None:
         (SqlRequest, {}, "sql is required"),
         (SqlRequest, {"sql": "SELECT 1", "limit": 1.5}, "limit must be an integer, got float"),
         (TaskContextRequest, {"task_description": 5}, "task_description must be a string"),
+        (TaskContextRequest, {"task_description": ""}, "task_description is required"),
+        (BestWorkflowRequest, {"task_type": ""}, "task_type is required"),
+        (SearchRequest, {"text": "x", "top_k": 1000.5}, "top_k must be between 1 and 1000"),
+        (SearchRequest, {"text": "x", "top_k": 0.5}, "top_k must be between 1 and 1000"),
+        (SearchRequest, {"text": "x", "similarity_threshold": 2}, "between 0 and 1, got 2"),
+        (SearchRequest, {}, "search needs text or a vector"),
+        (SearchRequest, {"vector": [0.1], "mode": "lexical"}, "a lexical search needs text"),
     ],
 )
 def test_a_bad_request_is_a_usage_error_naming_the_parameter(
@@ -176,9 +189,17 @@ def test_a_bad_request_is_a_usage_error_naming_the_parameter(
 def test_defaults_are_the_ones_clients_have_always_had() -> None:
     """An empty or null namespace is the default one; a whole float top_k is a count; unknown
     keys are ignored (a newer client may send more)."""
-    request = validate_request(SearchRequest, {"namespace": "", "top_k": 7.0, "novel": 1})
-    assert request.namespace == "default" and request.top_k == 7
-    assert validate_request(SearchRequest, {"namespace": None}).namespace == "default"
+    request = validate_request(
+        SearchRequest, {"text": "x", "namespace": "", "top_k": 7.0, "novel": 1, "mode": None}
+    )
+    assert request.namespace == "default" and request.top_k == 7 and request.mode == "hybrid"
+    assert validate_request(SearchRequest, {"text": "x", "namespace": None}).namespace == "default"
+    assert validate_request(SearchRequest, {"text": "x", "top_k": 5.5}).top_k == 5
+    best = validate_request(BestWorkflowRequest, {"task_type": "t", "optimization_target": ""})
+    assert best.optimization_target == "success_rate"
+    # The one deliberate tightening: a success rate outside 0..1 was answered with nothing.
+    with pytest.raises(UsageError, match="min_success_rate must be between 0 and 1, got 3"):
+        validate_request(PatternsRequest, {"min_success_rate": 3})
 
 
 def test_the_catalogue_is_consistent() -> None:

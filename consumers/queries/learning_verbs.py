@@ -20,7 +20,7 @@ from projections.learning import LearnerProjection
 from projections.learning import queries as q
 from projections.learning.type_pattern import TaskTypePattern
 
-__all__ = ["LEARNING_VERBS", "register_learning_verbs"]
+__all__ = ["register_learning_verbs"]
 
 
 def _verbs(learner: LearnerProjection) -> dict[str, Callable[[Any], Mapping[str, Any]]]:
@@ -81,17 +81,6 @@ def _verbs(learner: LearnerProjection) -> dict[str, Callable[[Any], Mapping[str,
         "learning": learning,
         "extract_pattern": extract,
     }
-
-
-LEARNING_VERBS = (
-    "patterns",
-    "best_workflow",
-    "task_metrics",
-    "search_patterns",
-    "list_patterns",
-    "learning",
-    "extract_pattern",
-)
 
 
 def register_learning_verbs(dispatcher: QueryDispatcher, learner: LearnerProjection) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 
 from consumers.queries.dispatch import QueryDispatcher
-from engine.errors import UsageError
 from engine.events import ContextSuggested, EventData, MemoryRecalled, PatternMatched
 from engine.events.derived import usage_excerpt
 from engine.verbs.requests import AssembleContextRequest, SearchRequest, TaskContextRequest
@@ -93,8 +92,6 @@ class MemoryVerbs:
 
     async def task_context(self, r: TaskContextRequest) -> dict[str, Any]:
         description, namespace = r.task_description, r.namespace
-        if not description:
-            raise UsageError("task_description is required")
         task_type = r.task_type or self.vectors.classifier.classify(description)
         similar = await asyncio.to_thread(
             self.vectors.search,
@@ -141,8 +138,6 @@ class MemoryVerbs:
         }
 
     async def assemble_context(self, r: AssembleContextRequest) -> dict[str, Any]:
-        if not r.task_description:
-            raise UsageError("task_description is required")
         candidates = await asyncio.to_thread(
             gather_candidates,
             r.task_description,

@@ -22,7 +22,9 @@ __all__ = [
     "LongText",
     "Namespace",
     "OptionalNamespace",
+    "RequiredText",
     "TopK",
+    "or_default",
 ]
 
 MAX_IDENTIFIER_CHARS = 256
@@ -53,15 +55,24 @@ def _default_namespace(value: Any) -> Any:
     return "default" if value is None or value == "" else value
 
 
-def _whole_number(value: Any) -> Any:
-    # top_k has always been read as a number and truncated (JSON has no integer type).
+def _top_k_count(value: Any) -> Any:
+    # top_k has always been read as a number, checked against 1..1000 and then truncated (JSON
+    # has no integer type): 5.5 is 5, while 0.5 and 1000.5 are out of range.
     if isinstance(value, float) and math.isfinite(value):
-        return int(value)
+        return math.floor(value) if value < 1 else math.ceil(value) if value > 1_000 else int(value)
     return value
+
+
+def or_default(default: Any) -> BeforeValidator:
+    """A validator for an optional choice: absent, null or empty means ``default`` (as every
+    client has always been answered)."""
+    return BeforeValidator(lambda value: default if value is None or value == "" else value)
 
 
 Identifier = Annotated[str, Field(max_length=MAX_IDENTIFIER_CHARS)]
 LongText = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+RequiredText = Annotated[str, Field(min_length=1)]
+"""A text parameter that must be given and not empty (combine with Identifier or LongText)."""
 Namespace = Annotated[
     str,
     BeforeValidator(_default_namespace),
@@ -75,5 +86,5 @@ TopK = Annotated[
     int,
     Field(ge=1, le=1_000, description="how many results at most"),
     # After the Field in the annotation, so that the JSON Schema keeps minimum and maximum.
-    BeforeValidator(_whole_number),
+    BeforeValidator(_top_k_count),
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.verbs.fields import (
     Cli,
@@ -18,6 +18,7 @@ from engine.verbs.fields import (
     Namespace,
     OptionalNamespace,
     TopK,
+    or_default,
 )
 
 __all__ = [
@@ -75,6 +76,7 @@ class TableMetricsRequest(QueryRequest):
 class SqlRequest(QueryRequest):
     sql: Annotated[
         LongText,
+        Field(min_length=1),
         Field(description='one SELECT statement, e.g. "SELECT * FROM sessions"'),
         Cli(positional=True, flag="query"),
     ]
@@ -86,6 +88,7 @@ class SqlRequest(QueryRequest):
 class ExportRequest(QueryRequest):
     to: Annotated[
         Identifier,
+        Field(min_length=1),
         Field(
             description="a new directory (asked of a running engine: a name under its "
             "<data dir>/exports)"
@@ -103,9 +106,12 @@ class PatternsRequest(QueryRequest):
 
 class BestWorkflowRequest(QueryRequest):
     namespace: Namespace = "default"
-    task_type: Identifier
+    task_type: Annotated[Identifier, Field(min_length=1)]
     optimization_target: Annotated[
-        Target, Field(description="what best means"), Cli(flag="--target")
+        Target,
+        or_default("success_rate"),
+        Field(description="what best means"),
+        Cli(flag="--target"),
     ] = "success_rate"
 
 
@@ -139,13 +145,16 @@ class ExtractPatternRequest(QueryRequest):
     namespace: Namespace = "default"
     task_type_pattern: Annotated[
         Identifier,
+        Field(min_length=1),
         Field(
             description="a regular-expression subset matched whole against task types, in "
             "linear time (e.g. .*authentication.*)"
         ),
         Cli(positional=True),
     ]
-    pattern_type: Literal["success", "failure", "workflow"] = "success"
+    pattern_type: Annotated[Literal["success", "failure", "workflow"], or_default("success")] = (
+        "success"
+    )
     min_samples: Annotated[int, Field(ge=1, description="pooled runs needed")] = 5
 
 
@@ -172,13 +181,16 @@ class SearchRequest(QueryRequest):
     vector: Annotated[list[float] | None, Cli(hidden=True)] = None
     top_k: TopK = 5
     similarity_threshold: Annotated[
-        float, Field(description="minimum similarity (0..1)"), Cli(flag="--threshold")
+        float,
+        Field(ge=0.0, le=1.0, description="minimum similarity (0..1)"),
+        Cli(flag="--threshold"),
     ] = 0.0
     success_only: bool = False
     collections: Annotated[list[Collection] | None, Cli(repeat="--collection")] = None
     task_type: Identifier | None = None
     mode: Annotated[
         SearchMode,
+        or_default("hybrid"),
         Field(
             description="hybrid (default): words and vectors fused; vector or lexical: one alone"
         ),
@@ -198,21 +210,33 @@ class SearchRequest(QueryRequest):
         ),
     ] = None
 
+    @model_validator(mode="after")
+    def _has_a_query(self) -> SearchRequest:
+        if self.text is None and self.vector is None:
+            raise ValueError("search needs text or a vector")
+        if self.mode == "lexical" and self.text is None:
+            raise ValueError("a lexical search needs text")
+        return self
+
 
 class TaskContextRequest(QueryRequest):
     namespace: Namespace = "default"
     task_description: Annotated[
-        LongText, Field(description="the task to prepare"), Cli(positional=True, flag="text")
+        LongText,
+        Field(min_length=1, description="the task to prepare"),
+        Cli(positional=True, flag="text"),
     ]
     top_k: TopK = 5
     task_type: Annotated[Identifier | None, Field(description="default: inferred")] = None
-    mode: SearchMode = "hybrid"
+    mode: Annotated[SearchMode, or_default("hybrid")] = "hybrid"
 
 
 class AssembleContextRequest(QueryRequest):
     namespace: Namespace = "default"
     task_description: Annotated[
-        LongText, Field(description="the task to prepare"), Cli(positional=True, flag="text")
+        LongText,
+        Field(min_length=1, description="the task to prepare"),
+        Cli(positional=True, flag="text"),
     ]
     max_tokens: Annotated[int, Field(ge=1, description="the token budget")] = 1_000
     tiers: Annotated[

@@ -77,7 +77,7 @@ def usage_message(model: type[BaseModel], error: ErrorDetails) -> str:
     kind, loc, value = error["type"], error["loc"], error.get("input")
     name = _name(loc)
     ctx = error.get("ctx") or {}
-    if kind == "missing":
+    if kind == "missing" or (kind in {"string_too_short", "too_short"} and value == ""):
         return f"{name} is required"
     if kind in _KIND_OF:
         return f"{name} must be {_KIND_OF[kind]}, got {_type_name(value)}"
@@ -101,5 +101,6 @@ def usage_message(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "too_short":
         return f"{name} must not be empty"
     if kind == "value_error":
-        return f"{name}: {ctx.get('error', error['msg'])!s}"
+        reason = str(ctx.get("error", error["msg"]))
+        return reason if not loc else f"{name}: {reason}"  # a rule of the whole request
     return f"{name}: {error['msg']}"

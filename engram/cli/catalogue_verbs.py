@@ -170,10 +170,14 @@ def _typed(annotation: Any, where: str) -> dict[str, Any]:
     raise TypeError(f"{where}: {annotation} has no command-line spelling")
 
 
-def _default(info: FieldInfo) -> Any:
-    """The parser's default: the model's, or None where the model reads None as it."""
+def _default(name: str, info: FieldInfo) -> Any:
+    """The parser's default: the model's; for ``--namespace`` None where the model reads None as
+    its default (the option has always defaulted to None, the engine's "default"), while the
+    other choices (``--mode``, ``--target``) show the default they mean."""
     if info.is_required() or info.default_factory is not None or info.default is None:
         return None
+    if name != "namespace":
+        return info.default
     annotation: Any = (
         Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     )
@@ -225,7 +229,7 @@ def request_arguments(
                     raise TypeError(f"{where}: a list needs Cli(repeat=...)")
                 options.update(action="append", **_typed(_bare(get_args(bare)[0]), where))
             else:
-                options.update(_typed(bare, where), default=_default(info))
+                options.update(_typed(bare, where), default=_default(name, info))
                 if info.is_required():
                     options["required"] = True
         if dest in taken:

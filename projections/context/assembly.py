@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
+from engine.verbs.requests import Tier
 from projections.context.tokens import TokenCounter
 
 __all__ = ["TIERS", "Candidate", "assemble"]
 
-TIERS = ("operational", "working", "longterm")
+TIERS: tuple[str, ...] = get_args(Tier)
 
 
 @dataclass(frozen=True, slots=True)

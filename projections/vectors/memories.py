@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, get_args
 
 from engine.events import DecisionLogged, Event, KnowledgeAdded, TaskExecuted
+from engine.verbs.requests import Collection
 
 __all__ = ["COLLECTIONS", "Memory", "memory_of", "normalised_text"]
 
-COLLECTIONS = ("tasks", "decisions", "knowledge")
+COLLECTIONS: tuple[str, ...] = get_args(Collection)
 
 
 @dataclass

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, get_args
 
 import numpy as np
 import numpy.typing as npt
 
+from engine.verbs.requests import SearchMode
 from projections.lexical.bm25 import ScoredQuery
 from projections.lexical.store import LexicalSet
 from projections.lexical.tokens import tokenise
@@ -62,8 +63,8 @@ __all__ = [
     "retrieve",
 ]
 
-Mode = Literal["hybrid", "vector", "lexical"]
-MODES: tuple[Mode, ...] = ("hybrid", "vector", "lexical")
+Mode = SearchMode
+MODES: tuple[Mode, ...] = get_args(SearchMode)
 DEFAULT_LEXICAL_WEIGHT = 0.6
 MAX_DEPTH_FACTOR = 4
 MAX_DEPTH_FLOOR = 2000
