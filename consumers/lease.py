@@ -6,6 +6,11 @@ two engines announcing the same version would both be heard. The lease is a JetS
 (bucket TTL ``ttl_s``) created by one engine and renewed with compare-and-set on its revision;
 when the holder stops renewing, the entry expires and another engine takes over; a holder that
 stops cleanly releases it, so the next engine need not wait for the TTL.
+
+The lease is per namespace set: engines owning the same tenants share one (one of them
+announces), engines owning disjoint sets each hold their own and announce their own tenants.
+An engine owning every namespace holds ``announcer.<stream>``, one owning a set
+``announcer.<stream>.<set key>`` (``consumers.tenants.set_key``).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from consumers.tenants import set_key
 from engine.backoff import wait_or_stop
 
-__all__ = ["AnnouncerLease"]
+__all__ = ["AnnouncerLease", "lease_key"]
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +41,20 @@ BUCKET = "ENGRAM_LEASES"
 
 
 class AnnouncerLease:
-    """``await lease.held()`` is True while this engine may announce for ``stream``."""
+    """``await lease.held()`` is True while this engine may announce for ``stream`` (the
+    tenants of ``namespaces``; None: every one)."""
 
-    def __init__(self, js: JetStreamContext, stream: str, holder: str, ttl_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        holder: str,
+        ttl_s: float = 10.0,
+        *,
+        namespaces: tuple[str, ...] | None = None,
+    ) -> None:
         self._js = js
-        self._key = f"announcer.{stream}"
+        self._key = lease_key(stream, namespaces)
         self._holder = holder.encode()
         self._ttl_s = ttl_s
         self._kv: KeyValue | None = None
@@ -94,6 +109,11 @@ class AnnouncerLease:
             return None
 
     @property
+    def key(self) -> str:
+        """The KV key of this lease (``announcer.<stream>`` or ``announcer.<stream>.<set>``)."""
+        return self._key
+
+    @property
     def holding(self) -> bool:
         """True when this engine took the lease (it may have expired since)."""
         return self._revision is not None
@@ -125,3 +145,10 @@ class AnnouncerLease:
             except (KeyWrongLastSequenceError, APIError):
                 return  # no longer ours
             log.info("announcer lease released", key=self._key)
+
+
+def lease_key(stream: str, namespaces: tuple[str, ...] | None = None) -> str:
+    """The lease of the engines of ``stream`` owning ``namespaces`` (None: every one)."""
+    if namespaces is None:
+        return f"announcer.{stream}"  # as before engines split the tenants
+    return f"announcer.{stream}.{set_key(namespaces)}"

@@ -49,6 +49,7 @@ async def reindex(
             on_batch=on_batch,
             verifier=verifier,
             subjects=settings.stream.events,
+            namespaces=settings.namespaces,  # an engine owning some tenants indexes those only
         )
     finally:
         projection.close()

@@ -4,6 +4,8 @@ Reads with an ephemeral ordered consumer (no acks) in large batches; decodes eac
 and applies each batch to every projection above its own checkpoint. Dead letters are recorded
 in the projections but not republished (the live engine already did). Derived events are
 verified with the stream's engine key like the live engine does (forged ones are dead letters).
+Given ``namespaces``, only those tenants' events are applied (an engine owning some namespaces
+only); the others' move the checkpoints and go nowhere.
 """
 
 from __future__ import annotations
@@ -46,8 +48,11 @@ def _apply(
     checkpoints: dict[str, int],
     verifier: Verifier,
     subjects: EventSubjects,
+    namespaces: tuple[str, ...] | None,
 ) -> int:
     events, dead = decode_batch(batch, "", verifier=verifier, subjects=subjects)
+    if namespaces is not None:
+        events = [e for e in events if e.event.namespace in namespaces]
     last = batch[-1].sequence
     dead_count = len(dead)
     for projection in projections:
@@ -73,6 +78,7 @@ async def replay(
     on_batch: Callable[[int], None] | None = None,
     verifier: Verifier | None = None,
     subjects: EventSubjects = DEFAULT_SUBJECTS,
+    namespaces: tuple[str, ...] | None = None,
 ) -> ReplayReport:
     """Apply the log within ``rng`` to ``projections`` (each resumes above its checkpoint).
 
@@ -80,6 +86,7 @@ async def replay(
     key the stream's engines generated, which needs no settings. Raises EngineKeyError when the
     stream is signed with ``ENGRAM_ENGINE_KEY`` and no verifier is given. ``subjects`` are the
     stream's event subjects (``settings.stream.events``; ``memory.<type>`` by default).
+    ``namespaces``: the tenants to apply (None: every one).
     """
     rng = rng or ReadRange()
     if verifier is None:
@@ -98,7 +105,7 @@ async def replay(
     async def flush() -> None:
         nonlocal dead
         dead += await asyncio.to_thread(
-            _apply, projections, list(buffer), checkpoints, verifier, subjects
+            _apply, projections, list(buffer), checkpoints, verifier, subjects, namespaces
         )
         if on_batch is not None:
             on_batch(len(buffer))

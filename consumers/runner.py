@@ -20,7 +20,7 @@ from typing import Protocol
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from consumers.applying import ProjectionStalledError, apply_isolating
@@ -115,11 +115,17 @@ class ProjectionRunner:
         link: Link | None = None,
         verifier: Verifier | None = None,
         subjects: EventSubjects = DEFAULT_SUBJECTS,
+        namespaces: tuple[str, ...] | None = None,
     ) -> None:
         self.js = js
         self.subjects = subjects
         """The stream's event subjects: the consumer filters on them, events are decoded
         against them (``settings.stream.events``; ``memory.<type>`` by default)."""
+        self.namespaces = namespaces
+        """The tenants this runner projects (None: every one). Its consumer reads only their
+        v2 subjects and the v1 ones; a v1 event of another tenant moves the checkpoint and is
+        applied nowhere."""
+        self.filters = subjects.filters(namespaces)
         self.stream = stream
         self.projection = projection
         self.durable = durable
@@ -139,6 +145,7 @@ class ProjectionRunner:
         self._failures = 0
         self._delivered = 0
         self._stop = asyncio.Event()
+        self._subscribed = False
         if (announcer is None) != (appender is None):
             raise ValueError("an announcer needs an appender to publish with, and vice versa")
         if appender is not None and appender.subjects != subjects:
@@ -182,7 +189,10 @@ class ProjectionRunner:
         self._failures = 0
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        """The durable consumer, created anew at ``checkpoint + 1`` on every (re)subscription:
+        the store's checkpoint is the truth, not the consumer's ack floor."""
         with contextlib.suppress(NotFoundError):
+            await self._retire(await self.js.consumer_info(self.stream, self.durable))
             await self.js.delete_consumer(self.stream, self.durable)
         config = ConsumerConfig(
             durable_name=self.durable,
@@ -191,13 +201,49 @@ class ProjectionRunner:
             ack_policy=AckPolicy.ALL,
             ack_wait=self.settings.ack_wait_s,
             max_ack_pending=max(10_000, self.settings.batch_size * 4),
-            filter_subject=self.subjects.wildcard,
         )
+        if self.namespaces is None:
+            config.filter_subject = self.subjects.wildcard  # as before engines split tenants
+        else:
+            config.filter_subjects = self.filters  # nats-server 2.10+
         sub = await self.js.pull_subscribe(
             self.subjects.wildcard, durable=self.durable, stream=self.stream, config=config
         )
         self._delivered = 0  # a new consumer numbers its deliveries from 1
+        self._subscribed = True
         return sub
+
+    async def _retire(self, existing: ConsumerInfo) -> None:
+        """Say so when the durable about to be replaced read other subjects (this data
+        directory's engine ran with another namespace set, or an older engram): it is deleted
+        and created again from the projection's checkpoint with this runner's filter, never
+        read as it was."""
+        config = existing.config
+        had = sorted(
+            config.filter_subjects or ([config.filter_subject] if config.filter_subject else [])
+        )
+        if had != sorted(self.filters):
+            log.warning(
+                "durable consumer had another filter: recreated from the checkpoint",
+                projection=self.projection.name,
+                durable=self.durable,
+                old_filter=had,
+                new_filter=self.filters,
+                checkpoint=self.checkpoint,
+            )
+
+    async def pending(self) -> int | None:
+        """Events of this runner's tenants stored and not yet applied: its consumer's pending
+        and unacknowledged messages (None while it has no consumer). For a runner owning some
+        namespaces only, the stream's last sequence is no measure: it may be another tenant's
+        event, which this runner never receives."""
+        if not self._subscribed:  # a durable left by an earlier run is no measure
+            return None
+        try:
+            info = await self.js.consumer_info(self.stream, self.durable)
+        except NotFoundError:
+            return None
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop``; on a failure, pause (longer each time in a row) and resume from
@@ -341,6 +387,8 @@ class ProjectionRunner:
             events, dead = decode_batch(
                 fresh, self.projection.name, verifier=self.verifier, subjects=self.subjects
             )
+            if self.namespaces is not None:  # a v1 event of another tenant: not ours
+                events = [e for e in events if e.event.namespace in self.namespaces]
             if dead and self.dead_letters is not None:
                 await self.dead_letters.publish(dead)
             last = fresh[-1].sequence

@@ -9,11 +9,18 @@ learner's state) and a manifest with a SHA-256 per file are stored manifest last
 Restoring verifies everything before trusting it: a missing file, a checksum mismatch, a
 manifest for another stream, or one pointing past the stream (or to a tail the stream no longer
 holds) makes that snapshot skipped with a warning; an older one is tried, then a full replay.
+
+An engine owning some namespaces only (``Settings.namespaces``) snapshots its tenants only, so
+its snapshots are its set's: they live in a bucket of their own (``<stream>_SNAPSHOTS_<set
+key>``) under ids that name the set (``<sequence>-<set key>``), and a snapshot of another set
+(or one of every namespace) is never restored into it, nor one of a set used where every
+namespace is needed (compaction purges every tenant's history).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +32,7 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from consumers.replay import replay
+from consumers.tenants import ALL, describe_set, set_key
 from engine import __version__
 from engine.errors import EngramError, SnapshotInvalidError
 from engine.events import EVENT_TYPES, SnapshotCreated, make_event
@@ -42,6 +50,9 @@ __all__ = [
     "SnapshotInvalidError",
     "default_store",
     "restore_latest",
+    "snapshot_id_for",
+    "snapshot_ids_of",
+    "snapshot_sequence",
     "take_snapshot",
     "verified_snapshot",
 ]
@@ -52,17 +63,59 @@ WORK_DIR = "snapshot-work"
 
 
 def default_store(js: JetStreamContext, settings: Settings) -> ObjectStoreSnapshots:
-    """The Object Store bucket beside the stream, replicated like it."""
-    return ObjectStoreSnapshots(
-        js, f"{settings.stream.name}_SNAPSHOTS", replicas=settings.stream.replicas
-    )
+    """The Object Store bucket beside the stream, replicated like it: ``<stream>_SNAPSHOTS``,
+    or ``<stream>_SNAPSHOTS_<set key>`` for an engine owning some namespaces only."""
+    bucket = f"{settings.stream.name}_SNAPSHOTS"
+    if settings.namespaces is not None:
+        bucket += f"_{set_key(settings.namespaces)}"
+    return ObjectStoreSnapshots(js, bucket, replicas=settings.stream.replicas)
+
+
+def snapshot_id_for(sequence: int, namespaces: tuple[str, ...] | None = None) -> str:
+    """``000000001234`` for every namespace, ``000000001234-<set key>`` for a set."""
+    base = f"{sequence:012d}"
+    return base if namespaces is None else f"{base}-{set_key(namespaces)}"
+
+
+_SET_ID = re.compile(r"^[0-9]+-(ns-[0-9a-f]{12})$")
+
+
+def _set_of(snapshot_id: str) -> str:
+    """The set key a snapshot id names (``all`` when it names none)."""
+    named = _SET_ID.fullmatch(snapshot_id)
+    return named.group(1) if named else ALL
+
+
+def snapshot_sequence(snapshot_id: str) -> int | None:
+    """The sequence an id of ``snapshot_id_for`` covers (None for another kind of id)."""
+    head = snapshot_id.partition("-")[0]
+    return int(head) if head.isdigit() else None
+
+
+def snapshot_ids_of(ids: list[str], namespaces: tuple[str, ...] | None) -> list[str]:
+    """The ids among ``ids`` of snapshots of ``namespaces``' set, in the same order."""
+    key = set_key(namespaces)
+    return [i for i in ids if _set_of(i) == key]
 
 
 async def verified_snapshot(
-    store: SnapshotStore, snapshot_id: str, stream: str, first_seq: int, last_seq: int
+    store: SnapshotStore,
+    snapshot_id: str,
+    stream: str,
+    first_seq: int,
+    last_seq: int,
+    *,
+    namespaces: tuple[str, ...] | None = None,
 ) -> tuple[SnapshotManifest, dict[str, bytes]]:
-    """The manifest and files of ``snapshot_id`` after every check; raises
-    SnapshotInvalidError naming the first that failed."""
+    """The manifest and files of ``snapshot_id`` after every check (it must be a snapshot of
+    ``namespaces``' set: None, every namespace); raises SnapshotInvalidError naming the first
+    that failed."""
+    if _set_of(snapshot_id) != set_key(namespaces):
+        covers = "every namespace" if _set_of(snapshot_id) == ALL else "another namespace set"
+        raise SnapshotInvalidError(
+            f"snapshot {snapshot_id} covers {covers} ({_set_of(snapshot_id)}), not "
+            f"{describe_set(namespaces)} ({set_key(namespaces)})"
+        )
     raw = await store.get(snapshot_id, MANIFEST)
     if raw is None:
         raise SnapshotInvalidError(f"snapshot {snapshot_id} has no manifest (partial)")
@@ -103,12 +156,17 @@ async def restore_latest(
     """Restore the newest valid snapshot (or ``snapshot_id``) into the empty ``target``;
     None when there is none (the caller then replays everything)."""
     info = await js.stream_info(settings.stream.name)
-    ids = await store.snapshot_ids()
+    ids = snapshot_ids_of(await store.snapshot_ids(), settings.namespaces)
     candidates = [snapshot_id] if snapshot_id and snapshot_id != "latest" else ids[::-1]
     for candidate in candidates:
         try:
             manifest, files = await verified_snapshot(
-                store, candidate, settings.stream.name, info.state.first_seq, info.state.last_seq
+                store,
+                candidate,
+                settings.stream.name,
+                info.state.first_seq,
+                info.state.last_seq,
+                namespaces=settings.namespaces,
             )
         except SnapshotInvalidError as exc:
             log.warning("snapshot skipped", snapshot=candidate, reason=str(exc))
@@ -132,13 +190,17 @@ async def take_snapshot(
     on_batch: Callable[[int], None] | None = None,
 ) -> SnapshotManifest:
     """Advance the snapshotting projection to S (the stream's last sequence by default), store
-    its files and manifest, and publish memory.snapshot.created."""
+    its files and manifest, and publish memory.snapshot.created. With ``settings.namespaces``
+    the snapshot holds those tenants only (and is named for their set)."""
     stream = settings.stream.name
     js = nc.jetstream()
     info = await js.stream_info(stream)
     key = await signing_key(js, settings)  # verifies the replay, signs snapshot.created
     sequence = info.state.last_seq if at_seq is None else min(at_seq, info.state.last_seq)
-    work = settings.data_dir / WORK_DIR
+    namespaces = settings.namespaces
+    work = settings.data_dir / (
+        WORK_DIR if namespaces is None else f"{WORK_DIR}-{set_key(namespaces)}"
+    )
     embedder = active_embedder(settings)
     work_settings = settings.model_copy(update={"data_dir": work, "embedder": embedder})
     if not (work / DATABASE_FILE).exists():
@@ -159,12 +221,13 @@ async def take_snapshot(
             on_batch=on_batch,
             verifier=key,
             subjects=settings.stream.events,
+            namespaces=namespaces,
         )
     finally:
         await asyncio.to_thread(projections.close)
     files = await asyncio.to_thread(pack, work, embedder)
     manifest = SnapshotManifest(
-        snapshot_id=f"{sequence:012d}",
+        snapshot_id=snapshot_id_for(sequence, namespaces),
         stream=stream,
         sequence=sequence,
         created_at=datetime.now(UTC).isoformat(),
@@ -188,7 +251,9 @@ async def take_snapshot(
             embedder=embedder,
         ),
         agent_id="engram-snapshots",
-        event_id=f"snapshot-{stream}-{sequence}",
+        # Engines of disjoint sets may snapshot at one sequence: each event is its own.
+        event_id=f"snapshot-{stream}-{sequence}"
+        + ("" if namespaces is None else f"-{set_key(namespaces)}"),
     )
     appender = Appender(nc, stream, signer=key, subjects=settings.stream.events)
     await appender.append(appender.encode(event))

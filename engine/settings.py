@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from engine.errors import ConfigurationError
+from engine.events.envelope import NAMESPACE_PATTERN
 from engine.subjects import (
     DEFAULT_EVENT_PREFIX,
     DEFAULT_SERVICE_PREFIX,
@@ -19,7 +29,7 @@ from engine.subjects import (
     prefixes_overlap,
 )
 
-__all__ = ["NatsSettings", "Settings", "StreamSettings"]
+__all__ = ["NatsSettings", "Settings", "StreamSettings", "parse_namespaces"]
 
 
 class StreamSettings(BaseModel):
@@ -138,6 +148,15 @@ class Settings(BaseModel):
     """The key engines sign derived events with (``ENGRAM_ENGINE_KEY``, 32+ characters, e.g.
     ``openssl rand -hex 32``): set it identically on every engine and operator command of a
     stream. Unset, a key is generated once per stream (engine.stream.engine_key)."""
+    namespaces: tuple[str, ...] | None = None
+    """The tenants this engine projects and answers (``ENGRAM_NAMESPACES=alpha,beta``, ``engram
+    serve --namespaces alpha,beta``); None (the default): every namespace. Engines owning
+    disjoint sets share one stream; each is kept sorted and once, every name a namespace."""
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _namespace_set(cls, value: Any) -> tuple[str, ...] | None:
+        return parse_namespaces(value)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -175,6 +194,32 @@ class Settings(BaseModel):
     def server_dir(self) -> Path:
         """Where the embedded nats-server keeps its JetStream store, config and log."""
         return self.data_dir / "nats"
+
+
+def parse_namespaces(value: Any) -> tuple[str, ...] | None:
+    """A set of namespaces from ``alpha,beta`` or a sequence of names: sorted, each once; None
+    for None or nothing (every namespace). Raises ValueError naming the pattern a name breaks."""
+    if value is None:
+        return None
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple | set | frozenset):
+        # ValueError, not TypeError: pydantic reports only the former as a validation error
+        raise ValueError(f"namespaces must be names separated by commas, got {value!r}")  # noqa: TRY004
+    chosen: set[str] = set()
+    for name in names:
+        text = name.strip() if isinstance(name, str) else name
+        if text == "" and isinstance(value, str):
+            continue  # "alpha,,beta" or a trailing comma
+        if not isinstance(text, str) or not _NAMESPACE.fullmatch(text):
+            raise ValueError(
+                f"namespace {text!r} must match {NAMESPACE_PATTERN} (letters, digits, '-' and "
+                "'_', at most 64: one NATS subject token, no '.', '*', '>' or spaces)"
+            )
+        chosen.add(text)
+    return tuple(sorted(chosen)) or None
+
+
+_NAMESPACE = re.compile(NAMESPACE_PATTERN)
 
 
 def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:

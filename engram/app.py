@@ -1,5 +1,11 @@
 """The running engine: every projection live on its own durable consumer, plus the query
-service. ``engram serve`` is this, on the embedded server or a given one."""
+service. ``engram serve`` is this, on the embedded server or a given one.
+
+An engine owns every namespace (``Settings.namespaces`` None) or a set of them: its consumers
+read only its tenants' subjects, its query service answers only their subjects, it announces
+under its set's lease and snapshots into its set's bucket, and its data directory is bound to
+the set (``consumers.tenants``). Engines with disjoint sets share one stream; engines with the
+same set are replicas, as engines owning everything always were."""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.queries.session_verbs import register_session_verbs
 from consumers.runner import ProjectionRunner, RunnerSettings, retry_delay
+from consumers.tenants import bind_data_dir, set_key
 from engine.backoff import wait_or_stop
 from engine.errors import EngramError, ProjectionError
 from engine.events import EventData, make_event
@@ -127,6 +134,7 @@ class Engine:
             verifier=self.key,
             link=self.connection,
             subjects=self.settings.stream.events,
+            namespaces=self.settings.namespaces,
         )
 
     async def _watch_embedder(
@@ -151,7 +159,7 @@ class Engine:
             runner = self._runner(fresh, dead_letters, name=f"vectors_{fresh.embedder.name}")
             task = asyncio.create_task(runner.run(stop), name=f"vectors-{wanted}")
             target = (await self.log.state()).last_sequence
-            while runner.checkpoint < target and not stop.is_set():  # noqa: ASYNC110 - polls a counter
+            while not stop.is_set() and not await self._caught_up(runner, target):  # noqa: ASYNC110 - polls
                 await asyncio.sleep(0.05)
             self._memory_verbs.vectors = fresh
             self.set.vectors = fresh
@@ -172,15 +180,36 @@ class Engine:
         except EngramError as exc:
             log.warning("usage event not recorded", type=event.type, error=str(exc))
 
+    async def _caught_up(self, runner: ProjectionRunner, target: int) -> bool:
+        """True once ``runner`` applied every event of its tenants up to ``target`` (for an
+        engine owning some namespaces: every one stored so far, its consumer has none left)."""
+        if self.settings.namespaces is None:
+            return runner.checkpoint >= target
+        return runner.checkpoint >= target or await runner.pending() == 0
+
+    async def _lag(self, runner: ProjectionRunner, last_sequence: int) -> int:
+        """Events ``runner`` has still to apply. Owning every namespace: the stream's last
+        sequence minus its checkpoint. Owning some: its consumer's pending messages (the
+        stream's last event may be another tenant's, which it never receives)."""
+        behind = max(0, last_sequence - runner.checkpoint)
+        if self.settings.namespaces is None or behind == 0:
+            return behind
+        try:
+            pending = await runner.pending()
+        except (NatsError, TimeoutError):  # the server away: the upper bound
+            return behind
+        return behind if pending is None else min(pending, behind)
+
     async def status(self, _payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Stream state and, per projection, its checkpoint and lag."""
+        """Stream state and, per projection, its checkpoint and lag; the namespaces this
+        engine owns (None: every one) and the key naming their set."""
         state = await self.log.state()
         projections = {}
         for runner in self.runners:
             projections[runner.projection.name] = {
                 "checkpoint": runner.checkpoint,
                 "last_sequence": state.last_sequence,
-                "lag": max(0, state.last_sequence - runner.checkpoint),
+                "lag": await self._lag(runner, state.last_sequence),
                 "durable": runner.durable,
                 # Stopped by its environment (a full disk, NATS away ...), with the cause.
                 "degraded": runner.degraded,
@@ -200,13 +229,20 @@ class Engine:
                 "reason": self.snapshots_reason,
             },
             "instance": self.instance,
+            "namespaces": None if self.settings.namespaces is None else [*self.settings.namespaces],
+            "namespace_set": set_key(self.settings.namespaces),
         }
 
     def _announcing(self, projection: Projection) -> dict[str, Any]:
         if not isinstance(projection, Announcer):  # the learner and the session compactor
             return {}
         if self._lease is None:  # one lease per engine: it announces everything or nothing
-            self._lease = AnnouncerLease(self.log.js, self.settings.stream.name, self.instance)
+            self._lease = AnnouncerLease(
+                self.log.js,
+                self.settings.stream.name,
+                self.instance,
+                namespaces=self.settings.namespaces,
+            )
         return {"announcer": projection, "appender": self.appender, "lease": self._lease}
 
     async def _keep_lease(self, stop: asyncio.Event) -> None:
@@ -233,14 +269,19 @@ class Engine:
     async def _snapshot_policy(self, stop: asyncio.Event) -> None:
         """Snapshot every ``snapshot_every_events`` new events or ``snapshot_every_s`` seconds
         (whichever comes first), so a restart on an empty directory replays only a tail."""
-        from consumers.snapshotting import default_store, take_snapshot
+        from consumers.snapshotting import (
+            default_store,
+            snapshot_ids_of,
+            snapshot_sequence,
+            take_snapshot,
+        )
 
         every_n, every_s = self.settings.snapshot_every_events, self.settings.snapshot_every_s
         if not every_n and not every_s:
             return
         store = default_store(self.log.js, self.settings)
-        ids = await store.snapshot_ids()
-        covered = int(ids[-1]) if ids and ids[-1].isdigit() else 0
+        ids = snapshot_ids_of(await store.snapshot_ids(), self.settings.namespaces)
+        covered = (snapshot_sequence(ids[-1]) or 0) if ids else 0
         since = time.monotonic()
         failures, retry_at = 0, 0.0
         while not stop.is_set():
@@ -288,7 +329,10 @@ class Engine:
         info = await self.log.ensure()
         dead_letters = DeadLetterPublisher(self.log.js, self.settings.stream)
         await dead_letters.ensure()
-        if not (self.settings.data_dir / DATABASE_FILE).exists():
+        fresh = not (self.settings.data_dir / DATABASE_FILE).exists()
+        # Refuses a data directory whose projections hold another namespace set.
+        bind_data_dir(self.settings.data_dir, self.settings.namespaces, has_state=not fresh)
+        if fresh:
             await self._restore_snapshot()
         self._set = open_projections(self.settings, info.state.last_seq)
         dispatcher = self.dispatcher = self._dispatcher(self._set)
@@ -308,6 +352,7 @@ class Engine:
             embedder=self._set.vectors.embedder.name,
             instance=self.instance,
             queries=dispatcher.verbs,
+            namespaces="all" if self.settings.namespaces is None else self.settings.namespaces,
         )
         try:
             await stop.wait()

@@ -111,11 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="snapshots_dir",
         help="snapshots in a directory instead of the stream's Object Store bucket",
     )
+    serve.add_namespaces_flag(p, "rebuild only these tenants (from their set's snapshot)")
     p.set_defaults(handler=rebuild_verbs.cmd_replay)
 
     p = _verb(sub, "snapshot", "snapshot every projection at one sequence (verifiable)")
     p.add_argument("--to", help="a directory instead of the stream's Object Store bucket")
     p.add_argument("--at-seq", type=int, dest="at_seq", help="default: the last sequence")
+    serve.add_namespaces_flag(p, "snapshot only these tenants (an engine owning them restores it)")
     p.set_defaults(handler=rebuild_verbs.cmd_snapshot)
 
     p = _verb(sub, "compact", "purge stream history a verified snapshot covers (opt-in)")

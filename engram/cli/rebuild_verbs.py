@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.endpoint import open_nats
-from engine.errors import UsageError
+from engine.errors import ConfigurationError, UsageError
 from engine.settings import Settings
 from engine.stream import ReadRange
 from engram.cli._common import EXIT_OK, emit_json
 from engram.cli.progress import Progress
+from engram.cli.serve import with_namespaces
 
 __all__ = ["cmd_compact", "cmd_reindex", "cmd_replay", "cmd_snapshot", "parse_time"]
 
@@ -30,17 +31,22 @@ def parse_time(text: str) -> datetime:
 
 
 async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    """Read the stream (from --source-data-dir's server or --nats-url) into --data-dir."""
+    """Read the stream (from --source-data-dir's server or --nats-url) into --data-dir; with
+    --namespaces (ENGRAM_NAMESPACES) only those tenants, from their set's snapshot."""
     from consumers.replay import replay
+    from consumers.tenants import bind_data_dir
     from engine.stream.engine_key import verifying_key
     from projections.projection_set import open_projections
 
     target = Path(args.data_dir) if args.data_dir else None
     if target is None:
         raise UsageError("replay needs --data-dir NEW (the directory to rebuild into)")
+    settings = with_namespaces(args, settings)
     source = settings.model_copy(update={"data_dir": Path(args.source_data_dir)})
-    if (target / "engram.duckdb").exists() and not args.resume:
+    existing = (target / "engram.duckdb").exists()
+    if existing and not args.resume:
         raise UsageError(f"{target} already holds a database: choose a new directory or --resume")
+    bind_data_dir(target, settings.namespaces, has_state=existing)
     rng = ReadRange(
         from_seq=args.from_seq,
         until_seq=args.until_seq,
@@ -76,11 +82,13 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     on_batch=bar.advance,
                     verifier=verifier,
                     subjects=settings.stream.events,
+                    namespaces=settings.namespaces,
                 )
     finally:
         projection_set.close()
     result = {
         "data_dir": str(target),
+        "namespaces": None if settings.namespaces is None else [*settings.namespaces],
         "snapshot": restored.snapshot_id if restored else None,
         "messages": report.messages,
         "dead_letters": report.dead_letters,
@@ -139,9 +147,11 @@ def _snapshot_store(args: argparse.Namespace, js: Any, settings: Settings) -> An
 
 
 async def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
-    """engram snapshot [--to DIR]: every projection at one sequence, verifiable, stored."""
+    """engram snapshot [--to DIR] [--namespaces A,B]: every projection at one sequence,
+    verifiable, stored (of those tenants only, named for their set, with --namespaces)."""
     from consumers.snapshotting import take_snapshot
 
+    settings = with_namespaces(args, settings)
     async with open_nats(settings) as endpoint:
         js = endpoint.nc.jetstream()
         store = _snapshot_store(args, js, settings)
@@ -151,6 +161,7 @@ async def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
             )
     result = {
         "snapshot_id": manifest.snapshot_id,
+        "namespaces": None if settings.namespaces is None else [*settings.namespaces],
         "sequence": manifest.sequence,
         "files": len(manifest.files),
         "total_bytes": manifest.total_bytes,
@@ -171,6 +182,11 @@ async def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
     """engram compact [--dry-run] --older-than SECONDS: purge what a verified snapshot covers."""
     from consumers.compaction import compact, plan_compaction
 
+    if settings.namespaces is not None:
+        raise ConfigurationError(
+            "compaction purges every tenant's history, so it needs a snapshot of every "
+            f"namespace: run it without ENGRAM_NAMESPACES (set to {','.join(settings.namespaces)})"
+        )
     async with open_nats(settings) as endpoint:
         js = endpoint.nc.jetstream()
         store = _snapshot_store(args, js, settings)

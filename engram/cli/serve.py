@@ -10,13 +10,13 @@ import structlog
 
 from engine.connection import redact_url
 from engine.endpoint import open_nats
-from engine.errors import EmbeddedServerError
+from engine.errors import ConfigurationError, EmbeddedServerError
 from engine.server import EmbeddedServer
-from engine.settings import Settings
+from engine.settings import Settings, parse_namespaces
 from engine.supervisor import ServerSupervisor
 from engram.cli._common import EXIT_OK
 
-__all__ = ["add_operator_flags", "cmd_serve"]
+__all__ = ["add_namespaces_flag", "add_operator_flags", "cmd_serve", "with_namespaces"]
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,32 @@ def add_operator_flags(parser: argparse.ArgumentParser) -> None:
         help="answer engram export over NATS, writing under <data dir>/exports "
         "(default: ENGRAM_QUERY_EXPORT, else off)",
     )
+    add_namespaces_flag(parser, "project and answer only these tenants")
+
+
+def add_namespaces_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--namespaces alpha,beta``: settings.namespaces (``ENGRAM_NAMESPACES``)."""
+    parser.add_argument(
+        "--namespaces",
+        metavar="NS[,NS...]",
+        help=f"{what}, e.g. alpha,beta (default: ENGRAM_NAMESPACES, else every namespace; "
+        "engines owning disjoint sets share one stream)",
+    )
+
+
+def with_namespaces(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``settings`` with the namespaces of ``--namespaces`` when given (each checked against
+    the namespace pattern: ConfigurationError, exit 2, naming it)."""
+    text = getattr(args, "namespaces", None)
+    if text is None:
+        return settings
+    try:
+        namespaces = parse_namespaces(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"--namespaces: {exc}") from None
+    if namespaces is None:
+        raise ConfigurationError("--namespaces names no namespace (omit it for every one)")
+    return settings.model_copy(update={"namespaces": namespaces})
 
 
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -54,6 +80,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"query_sql": True})
     if getattr(args, "enable_export", None):
         settings = settings.model_copy(update={"query_export": True})
+    settings = with_namespaces(args, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -69,6 +96,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             data_dir=str(settings.data_dir),
             sql_over_nats=settings.query_sql,
             export_over_nats=settings.query_export,
+            namespaces="all" if settings.namespaces is None else ",".join(settings.namespaces),
         )
         watch = asyncio.create_task(_supervise(endpoint.server, stop), name="server-supervisor")
         try:

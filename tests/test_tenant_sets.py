@@ -1,0 +1,124 @@
+"""Namespace sets of engines that split the tenants: the setting, the CLI flag, the key naming a
+set (leases, snapshots), and the data directory bound to the set its projections hold."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from consumers.lease import lease_key
+from consumers.snapshotting import (
+    snapshot_id_for,
+    snapshot_ids_of,
+    snapshot_sequence,
+    verified_snapshot,
+)
+from consumers.tenants import ALL, NAMESPACES_FILE, bind_data_dir, set_key
+from engine.errors import ConfigurationError, SnapshotInvalidError
+from engine.events import NAMESPACE_PATTERN
+from engine.settings import Settings
+from engram.cli.main import build_parser
+from engram.cli.serve import with_namespaces
+from projections.snapshots.stores import DirectorySnapshots
+
+
+def test_namespaces_from_the_environment_sorted_once() -> None:
+    """ENGRAM_NAMESPACES=beta,alpha,alpha is the set (alpha, beta); unset or empty: every
+    namespace (None), as before engines split the tenants."""
+    assert Settings.load({"ENGRAM_NAMESPACES": "beta, alpha,alpha"}).namespaces == (
+        "alpha",
+        "beta",
+    )
+    assert Settings.load({}).namespaces is None
+    assert Settings.load({"ENGRAM_NAMESPACES": ""}).namespaces is None
+
+
+@pytest.mark.parametrize("bad", ["a.b", "a*", "a>", "has space", "x" * 65])
+def test_a_namespace_that_is_not_one_subject_token_is_refused_naming_the_pattern(
+    bad: str,
+) -> None:
+    """Each name must be one NATS subject token: ConfigurationError quoting the pattern."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load({"ENGRAM_NAMESPACES": f"alpha,{bad}"})
+    assert NAMESPACE_PATTERN in str(caught.value)
+    assert repr(bad) in str(caught.value)
+
+
+def test_serve_snapshot_and_replay_take_namespaces() -> None:
+    """``--namespaces`` on serve, snapshot and replay sets settings.namespaces; a bad name is
+    a ConfigurationError (exit 2) naming the pattern; an empty list is refused."""
+    parser = build_parser()
+    base = Settings()
+    for argv in (
+        ["serve", "--namespaces", "beta,alpha"],
+        ["snapshot", "--namespaces", "beta,alpha"],
+        ["replay", "--data-dir", "x", "--namespaces", "beta,alpha"],
+    ):
+        args = parser.parse_args(argv)
+        assert with_namespaces(args, base).namespaces == ("alpha", "beta")
+    assert with_namespaces(argparse.Namespace(), base) is base
+    with pytest.raises(ConfigurationError, match="must match"):
+        with_namespaces(argparse.Namespace(namespaces="alpha,be.ta"), base)
+    with pytest.raises(ConfigurationError, match="names no namespace"):
+        with_namespaces(argparse.Namespace(namespaces=","), base)
+
+
+def test_set_key_is_the_same_for_the_same_set_and_differs_otherwise() -> None:
+    """Engines owning one set in any order share a key (lease, snapshots); another set, or every
+    namespace, has another."""
+    assert set_key(None) == ALL
+    assert set_key(("b", "a")) == set_key(("a", "b", "a"))
+    assert set_key(("a", "b")) != set_key(("a", "c"))
+    assert set_key(("a", "b")).startswith("ns-")
+    assert lease_key("S", None) == "announcer.S"  # unchanged for an engine owning everything
+    assert lease_key("S", ("a", "b")) == f"announcer.S.{set_key(('a', 'b'))}"
+    assert lease_key("S", ("a", "b")) != lease_key("S", ("c", "d"))
+
+
+def test_snapshot_ids_name_their_set() -> None:
+    """A set's snapshot ids carry its key; each set lists only its own ids."""
+    half = ("alpha", "beta")
+    other = ("delta", "gamma")
+    ids = sorted([snapshot_id_for(10), snapshot_id_for(12, half), snapshot_id_for(14, other)])
+    assert snapshot_ids_of(ids, None) == [snapshot_id_for(10)]
+    assert snapshot_ids_of(ids, half) == [snapshot_id_for(12, half)]
+    assert snapshot_ids_of(ids, other) == [snapshot_id_for(14, other)]
+    assert snapshot_sequence(snapshot_id_for(12, half)) == 12
+    assert snapshot_sequence(snapshot_id_for(10)) == 10
+
+
+async def test_a_snapshot_of_another_set_is_never_verified(tmp_path: Path) -> None:
+    """verified_snapshot refuses an id of another set before reading anything: an engine never
+    restores another set's snapshot, and compaction (every namespace) never trusts a set's."""
+    store = DirectorySnapshots(tmp_path)
+    half = ("alpha", "beta")
+    with pytest.raises(SnapshotInvalidError, match="another namespace set"):
+        await verified_snapshot(store, snapshot_id_for(5, half), "S", 1, 10)
+    with pytest.raises(SnapshotInvalidError, match="covers every namespace"):
+        await verified_snapshot(store, snapshot_id_for(5), "S", 1, 10, namespaces=half)
+    with pytest.raises(SnapshotInvalidError, match="no manifest"):  # its own set: read on
+        await verified_snapshot(store, snapshot_id_for(5, half), "S", 1, 10, namespaces=half)
+
+
+def test_a_data_directory_is_bound_to_its_namespace_set(tmp_path: Path) -> None:
+    """A data directory holding projections of one set refuses another (their checkpoints
+    would skip an added tenant's earlier events); an empty one takes any set; a directory
+    from before (no record) holds every namespace."""
+    data = tmp_path / "d"
+    bind_data_dir(data, ("alpha", "beta"), has_state=False)
+    assert (data / NAMESPACES_FILE).exists()
+    bind_data_dir(data, ("beta", "alpha"), has_state=True)  # the same set
+    with pytest.raises(ConfigurationError, match="namespaces alpha, beta, not namespaces gamma"):
+        bind_data_dir(data, ("gamma",), has_state=True)
+    with pytest.raises(ConfigurationError, match="not every namespace"):
+        bind_data_dir(data, None, has_state=True)
+    bind_data_dir(data, ("gamma",), has_state=False)  # nothing applied yet: rebound
+    bind_data_dir(data, ("gamma",), has_state=True)
+    old = tmp_path / "old"
+    old.mkdir()
+    bind_data_dir(old, None, has_state=True)  # as before: nothing written, nothing refused
+    assert not (old / NAMESPACES_FILE).exists()
+    with pytest.raises(ConfigurationError, match="holds the projections of every namespace"):
+        bind_data_dir(old, ("alpha",), has_state=True)
