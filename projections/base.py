@@ -18,6 +18,8 @@ effect durable comes in two kinds, each with its own reading of ``checkpoint()``
 A projection that derives events of its own for the runner to publish (pattern.learned,
 session.compacted) is also an ``Announcer``. The protocols are ``runtime_checkable``: the
 composition root asks ``isinstance(projection, Announcer)`` rather than naming projections.
+(``TransactionalProjection`` adds no method to the port, so ``isinstance`` cannot tell it
+apart: a projection that is not whole-state is transactional.)
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ class Projection(Protocol):
     be above the last event's (the batch ended with dead letters or with events this
     projection ignores) and the projection's watermark moves to it. If ``apply`` raises,
     ``checkpoint()`` does not move past the batch, and applying the same batch again is safe.
-    Any batching of the same events gives the same state (tests/contracts).
+    Any batching of the same events gives the same state (tests/test_projection_contract.py
+    runs every implementation through these rules).
+
+    ``apply`` must not raise because of an event's content: the runner has already
+    dead-lettered what cannot be decoded, and a projection that cannot use an event ignores it
+    (its watermark still moves). What raises is the environment (a full disk, a lost file),
+    and the runner applies the same batch again after a pause.
     """
 
     name: str
@@ -65,6 +73,7 @@ class Projection(Protocol):
         ...
 
 
+@runtime_checkable
 class TransactionalProjection(Projection, Protocol):
     """A projection whose ``apply`` stores the batch's effect and moves the checkpoint to
     ``last_sequence`` atomically: when it returns, ``checkpoint() == last_sequence``; when it
@@ -78,8 +87,10 @@ class WholeStateProjection(Projection, Protocol[S_co]):
 
     ``checkpoint()`` is the saved watermark, at or below what ``apply`` has taken in: the
     events above it are applied again after a crash (deterministically, so they decide the
-    same). A save that fails raises out of ``apply`` or ``flush`` and is owed: the next
-    ``apply`` saves, whatever the policy's counts.
+    same). A save that fails raises out of ``apply`` (and is then owed: the next ``apply``
+    saves first, whatever the policy's counts) or out of ``flush`` (whose caller retries).
+    ``apply`` is called by one thread at a time (the projection's runner); the batch's change
+    is prepared outside the locks (``WholeStateBase._prepare``), which relies on that.
     """
 
     def flush(self) -> None:
