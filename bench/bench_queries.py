@@ -334,7 +334,7 @@ async def probe_learned(memory: MemoryClient, probes: int, run_id: str) -> list[
 
     assert memory.url is not None
     listener = await nats.connect(memory.url, name="engram-bench-listener")
-    sub = await listener.subscribe("memory.pattern.learned", cb=on_learned)
+    sub = await listener.subscribe("memory.pattern.learned.*", cb=on_learned)
     await listener.flush()
     from_ack, from_publish = [], []
     loop = asyncio.get_running_loop()

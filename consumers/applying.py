@@ -57,7 +57,7 @@ def apply_isolating(
     which the caller must also publish. Raises ProjectionStalledError, dead-lettering nothing
     more, as soon as any step fails because of the environment (the batch, one event, or a
     dead letter's own commit): the caller retries the same batch after a pause. A dead letter
-    names its event's subject among ``subjects`` (the stream's).
+    names its event's (v2) subject among ``subjects`` (the stream's).
     """
     try:
         projection.apply(events, dead_letters, last_sequence)
@@ -84,7 +84,7 @@ def apply_isolating(
                 # This event's content is the poison: keep it with its reason.
                 letter = DeadLetter.of(
                     sequence=item.sequence,
-                    subject=subjects.subject(item.event.type),
+                    subject=subjects.subject(item.event.type, item.event.namespace),
                     stored_at=item.stored_at,
                     kind=getattr(exc, "dead_letter_kind", "application_failed"),
                     reason=f"{projection.name} could not apply {item.event.type}: {exc!r}",

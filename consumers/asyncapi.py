@@ -74,8 +74,8 @@ def _documented_broker() -> NatsBroker:
     for name, event in EVENT_TYPES.items():
         model = typed_event_model(name)
         broker.publisher(
-            event.subject,
-            title=f"{event.subject}:publish",
+            event.subject("{namespace}"),
+            title=f"{event.subject(None)}:publish",
             description=(
                 f"{'Agents' if event.publisher == 'agent' else 'The engine'} append a {name} "
                 f"event (schema version {event.version}) to the stream. Set the Nats-Msg-Id "

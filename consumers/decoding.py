@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.errors import InvalidEventError, UnknownEventTypeError, UpcastError
+from engine.errors import (
+    InvalidEventError,
+    NamespaceMismatchError,
+    UnknownEventTypeError,
+    UpcastError,
+)
 from engine.events import UpcasterRegistry, decode_event
 from engine.events.registry import DERIVED_TYPES
 from engine.events.upcasting import DEFAULT_UPCASTERS
@@ -19,10 +24,12 @@ from engine.stream import StoredMessage
 from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 from projections.records import DeadLetter, SequencedEvent
 
-__all__ = ["FORGED", "dead_letter_kind", "decode_batch"]
+__all__ = ["FORGED", "NAMESPACE_MISMATCH", "dead_letter_kind", "decode_batch"]
 
 FORGED = "forged"
 """Dead-letter kind of a derived event no engine of this stream signed."""
+NAMESPACE_MISMATCH = "namespace_mismatch"
+"""Dead-letter kind of a v2 event whose envelope namespace is not its subject's token."""
 
 
 def dead_letter_kind(error: InvalidEventError) -> str:
@@ -31,6 +38,8 @@ def dead_letter_kind(error: InvalidEventError) -> str:
         return "unknown_type"
     if isinstance(error, UpcastError):
         return "unknown_version"
+    if isinstance(error, NamespaceMismatchError):
+        return NAMESPACE_MISMATCH
     message = str(error)
     if message.startswith(("message body is not JSON", "message body is not UTF-8")):
         return "invalid_json"

@@ -31,7 +31,7 @@ def short_window(settings: Settings) -> Settings:
 
 async def announcements(log: EventLog) -> Counter[tuple[str, int]]:
     seen: Counter[tuple[str, int]] = Counter()
-    async for stored in log.read(ReadRange(subject="memory.pattern.learned")):
+    async for stored in log.read(ReadRange(subject="memory.pattern.learned.*")):
         data = json.loads(stored.data)["data"]
         seen[(data["pattern_id"], data["version"])] += 1
     return seen
@@ -64,7 +64,7 @@ async def test_announced_once_across_restart_replay_and_two_engines(
         data = json.loads(msg.data)["data"]
         heard[(data["pattern_id"], data["version"])] += 1
 
-    subscription = await nc.subscribe("memory.pattern.learned", cb=on_message)
+    subscription = await nc.subscribe("memory.pattern.learned.*", cb=on_message)
     await log.append_many(_workflows(40))  # type: ignore[arg-type]
     async with running(short_window, nc, tmp_path / "one") as engine:
         await settle(engine)

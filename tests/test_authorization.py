@@ -56,18 +56,18 @@ def _permissions(role: str, direction: str, rule: str) -> set[str]:
 
 def test_the_example_follows_the_registry() -> None:
     """Agents are allowed every agent event subject and denied every derived one (the registry
-    decides which are which), and both configs of deploy/auth parse."""
+    decides which are which), on v2 subjects (memory.<type>.<namespace>, any namespace) and
+    v1 ones (memory.<type>, old clients), and both configs of deploy/auth parse."""
     allowed = _permissions("AGENT", "publish", "allow")
     denied = _permissions("AGENT", "publish", "deny")
-    assert {subject_for(t) for t in AGENT_TYPES} <= allowed
-    assert {subject_for(t) for t in DERIVED_TYPES} <= denied
-    assert not {subject_for(t) for t in DERIVED_TYPES} & allowed
+    for namespace in ("*", None):
+        assert {subject_for(t, namespace) for t in AGENT_TYPES} <= allowed
+        assert {subject_for(t, namespace) for t in DERIVED_TYPES} <= denied
+        assert not {subject_for(t, namespace) for t in DERIVED_TYPES} & allowed
     assert "memory.>" not in allowed
-    # Wire contract v1 only: a v2 form (memory.<type>.> with a namespace token) would let agents
-    # publish events the engine can only dead-letter; they come with v2.
     listed = allowed | denied | _permissions("AGENT", "subscribe", "allow")
-    v1 = {subject_for(t) for t in (*AGENT_TYPES, *DERIVED_TYPES)}
-    assert {s for s in listed if s.startswith("memory.")} <= v1
+    known = {subject_for(t, ns) for t in (*AGENT_TYPES, *DERIVED_TYPES) for ns in ("*", None)}
+    assert {s for s in listed if s.startswith("memory.")} <= known
     checked = subprocess.run(
         [str(find_nats_server()), "-c", str(AUTH / "nats-server.conf"), "-t"],
         env=_env(),
@@ -130,9 +130,9 @@ async def test_an_agent_stores_events_but_cannot_forge_nor_touch_the_stream(
     violations: tuple[NatsClient, list[str]],
     tmp_path: Path,
 ) -> None:
-    """As ``agent``: MemoryClient stores a workflow; publishing memory.pattern.learned or a v2
-    subject (memory.<type>.<namespace>, which the engine would dead-letter), and creating,
-    updating, purging or deleting a stream, are permission violations that change nothing."""
+    """As ``agent``: MemoryClient stores a workflow (on its v2 subject); publishing
+    memory.pattern.learned (v2 or v1), and creating, updating, purging or deleting a stream,
+    are permission violations that change nothing."""
     log = EventLog(engine_nc, StreamSettings())
     await log.ensure()
     agent_settings = _settings(secured_url, "agent", tmp_path / "a")
@@ -146,7 +146,7 @@ async def test_an_agent_stores_events_but_cannot_forge_nor_touch_the_stream(
     js = agent.jetstream(timeout=SHORT)
     attempts = {
         "memory.pattern.learned": js.publish("memory.pattern.learned", b"{}"),
-        "memory.task.executed.team-a": js.publish("memory.task.executed.team-a", b"{}"),
+        "memory.pattern.learned.team-a": js.publish("memory.pattern.learned.team-a", b"{}"),
         "$js.api.stream.create.other": js.add_stream(StreamConfig(name="OTHER", subjects=["x"])),
         "$js.api.stream.update.engram": js.update_stream(
             StreamConfig(name="ENGRAM", subjects=["memory.>"], max_msgs=1)
@@ -188,7 +188,7 @@ async def test_the_engine_user_runs_an_engine_agents_query_and_listen(
         async with asyncio.timeout(10):
             while engine.key is None or not engine.runners:
                 await asyncio.sleep(0.05)
-        await agent.subscribe("memory.pattern.learned", cb=on_learned)
+        await agent.subscribe("memory.pattern.learned.*", cb=on_learned)
         async with MemoryClient(settings=agent_settings, ensure_stream=False) as memory:
             for _ in range(4):
                 await memory.store_workflow(

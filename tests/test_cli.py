@@ -255,7 +255,7 @@ async def test_tail_filters_and_stops_at_the_end(
         "workflow.executed",
         "session.ended",
     ]
-    assert entries[1]["subject"] == "memory.workflow.executed"
+    assert entries[1]["subject"] == "memory.workflow.executed.default"
     assert entries[1]["event"]["data"]["workflow_steps"] == ["a"]
 
     typed = await engram(
@@ -273,8 +273,9 @@ async def test_tail_filters_and_stops_at_the_end(
 async def test_plain_nats_client_event_is_readable_with_tail(
     nc: NatsClient, conn: list[str], stream: str, tmp_path: Path
 ) -> None:
-    """A hand-written envelope published with nats-py (not the SDK) and a Nats-Msg-Id header
-    is stored once and read back by tail --json; status counts it."""
+    """A hand-written envelope published with nats-py (not the SDK) on its v2 subject
+    (memory.<type>.<namespace>) and a Nats-Msg-Id header is stored once and read back by tail
+    --json; status counts it."""
     created = await engram("status", "--json", *conn, cwd=tmp_path)
     assert created.code == 0, created.err
     fresh = created.json()
@@ -302,8 +303,8 @@ async def test_plain_nats_client_event_is_readable_with_tail(
     js = nc.jetstream()
     body = json.dumps(envelope).encode()
     headers = {"Nats-Msg-Id": envelope["id"]}
-    ack = await js.publish("memory.workflow.executed", body, headers=headers)
-    retry = await js.publish("memory.workflow.executed", body, headers=headers)
+    ack = await js.publish("memory.workflow.executed.default", body, headers=headers)
+    retry = await js.publish("memory.workflow.executed.default", body, headers=headers)
     assert ack.stream == stream
     assert (ack.seq, retry.seq, retry.duplicate) == (1, 1, True)
 

@@ -157,7 +157,7 @@ def test_minimal_payload_validates_to_its_model(event_type: str) -> None:
     event = validate_event(envelope(event_type, MINIMAL[event_type]))
     assert type(event.data) is EVENT_TYPES[event_type].model
     assert event.type == event_type
-    assert event.subject == f"memory.{event_type}"
+    assert event.subject == f"memory.{event_type}.default"
     assert event.occurred_at == datetime(2026, 11, 20, 12, tzinfo=UTC)
     for field, value in MINIMAL[event_type].items():
         assert getattr(event.data, field) == value

@@ -241,7 +241,7 @@ async def test_a_forged_announcement_cannot_suppress_the_real_version(
         if json.loads(msg.data)["data"]["pattern_id"] == pid:
             heard.append(msg)
 
-    subscription = await nc.subscribe("memory.pattern.learned", cb=on_learned)
+    subscription = await nc.subscribe("memory.pattern.learned.*", cb=on_learned)
     js = nc.jetstream()
     async with running(settings, nc, tmp_path / "engine") as engine:
         await settle(engine)
@@ -263,10 +263,12 @@ async def test_a_forged_announcement_cannot_suppress_the_real_version(
             event_id=forged_id,
         )
         forged_ack = await js.publish(
-            "memory.pattern.learned", encode_event(forged), headers={"Nats-Msg-Id": forged_id}
+            "memory.pattern.learned.default",
+            encode_event(forged),
+            headers={"Nats-Msg-Id": forged_id},
         )
         recalled = make_event(MemoryRecalled(memory_ids=[task.id]), event_id="recall-forged")
-        recalled_ack = await js.publish(
+        recalled_ack = await js.publish(  # a v1 subject: still read, still checked
             "memory.memory.recalled",
             encode_event(recalled),
             headers={SIGNATURE_HEADER: "v1=" + "0" * 64},
@@ -289,7 +291,7 @@ async def test_a_forged_announcement_cannot_suppress_the_real_version(
 
     # The real version is stored beside the forged one (the forgery did not take its dedup slot).
     versions: list[tuple[int, bool]] = []
-    async for stored in event_log.read(ReadRange(subject="memory.pattern.learned")):
+    async for stored in event_log.read(ReadRange(subject="memory.pattern.learned.*")):
         body = json.loads(stored.data)
         if body["id"] == forged_id:
             versions.append((stored.sequence, key.genuine(stored.data, stored.headers)))

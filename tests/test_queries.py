@@ -77,7 +77,7 @@ async def test_an_agent_stores_asks_hears_and_stays_in_its_namespace(
         event = json.loads(msg.data)
         heard.append({**event["data"], "namespace": event["namespace"]})
 
-    listener = await nc.subscribe("memory.pattern.learned", cb=on_pattern)
+    listener = await nc.subscribe("memory.pattern.learned.*", cb=on_pattern)
     async with (
         running(settings, nc, settings.data_dir / "engine") as engine,
         MemoryClient(settings=settings, namespace="alpha", agent_id="a1") as alpha,
@@ -180,7 +180,7 @@ async def test_an_agent_stores_asks_hears_and_stays_in_its_namespace(
     assert usage["memory.recalled"] >= 1
     # Every announcement heard live is in the log, and no other: the log is the only truth.
     logged = Counter()
-    async for stored in event_log.read(ReadRange(subject="memory.pattern.learned")):
+    async for stored in event_log.read(ReadRange(subject="memory.pattern.learned.*")):
         data = json.loads(stored.data)["data"]
         logged[(data["pattern_id"], data["version"])] += 1
     assert logged == Counter((p["pattern_id"], p["version"]) for p in heard)

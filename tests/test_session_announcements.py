@@ -49,7 +49,7 @@ async def test_two_engines_announce_each_compaction_once(
             await asyncio.sleep(1.2)  # past the duplicate window
         bodies = [
             json.loads(m.data)
-            async for m in log.read(ReadRange(subject="memory.session.compacted"))
+            async for m in log.read(ReadRange(subject="memory.session.compacted.*"))
         ]
         assert len(bodies) == 1
         assert bodies[0]["data"]["num_memories"] == 16

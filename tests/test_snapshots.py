@@ -66,7 +66,9 @@ async def test_snapshot_plus_tail_equals_full_replay(
     assert used is not None and used.snapshot_id == second.snapshot_id
     assert from_snapshot == full
     created = [
-        json.loads(m.data) async for m in event_log.read() if m.subject == "memory.snapshot.created"
+        json.loads(m.data)
+        async for m in event_log.read()
+        if m.subject == "memory.snapshot.created.default"
     ]
     assert [c["data"]["sequence"] for c in created] == [3_000, second.sequence]
 
@@ -101,7 +103,7 @@ async def test_snapshot_taken_while_events_arrive_is_consistent(
         expected = [
             m
             async for m in event_log.read()
-            if m.subject == "memory.workflow.executed" and m.sequence <= manifest.sequence
+            if m.subject.startswith("memory.workflow.executed.") and m.sequence <= manifest.sequence
         ]
         assert in_snapshot == (len(expected), max(m.sequence for m in expected))
         await replay(event_log.js, event_log.stream_name, projections.persistent)

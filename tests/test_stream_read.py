@@ -118,12 +118,12 @@ async def test_subject_filter_reads_one_type(event_log: EventLog) -> None:
     await append_all(
         event_log, [started(1), workflow(1), ended(1), started(2), workflow(2), workflow(3)]
     )
-    only_started = await read(event_log, ReadRange(subject="memory.session.started"))
+    only_started = await read(event_log, ReadRange(subject="memory.session.started.*"))
     assert sequences(only_started) == [1, 4]
-    assert {m.subject for m in only_started} == {"memory.session.started"}
-    sessions = await read(event_log, ReadRange(subject="memory.session.*"))
+    assert {m.subject for m in only_started} == {"memory.session.started.default"}
+    sessions = await read(event_log, ReadRange(subject="memory.session.*.*"))
     assert sequences(sessions) == [1, 3, 4]
-    bounded = ReadRange(subject="memory.workflow.executed", from_seq=3, until_seq=5)
+    bounded = ReadRange(subject="memory.workflow.executed.*", from_seq=3, until_seq=5)
     assert sequences(await read(event_log, bounded)) == [5]
 
 
@@ -133,8 +133,11 @@ async def test_subject_filter_with_other_subjects_at_the_tail_ends_promptly(
     """A filtered read ends without waiting when the rest of the log is other subjects."""
     await append_all(event_log, [started(1), started(2)] + [workflow(n) for n in range(5)])
     began = time.monotonic()
-    assert sequences(await read(event_log, ReadRange(subject="memory.session.started"))) == [1, 2]
-    assert await read(event_log, ReadRange(subject="memory.decision.logged")) == []
+    assert sequences(await read(event_log, ReadRange(subject="memory.session.started.*"))) == [
+        1,
+        2,
+    ]
+    assert await read(event_log, ReadRange(subject="memory.decision.logged.*")) == []
     assert time.monotonic() - began < 0.5
 
 

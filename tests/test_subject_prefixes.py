@@ -115,12 +115,13 @@ async def test_two_engines_with_two_prefixes_on_one_server_never_see_each_other(
         seen = subjects[prefix]
         assert all(s.startswith(prefix + ".") for s in seen), seen
         assert not any(s.startswith(other) for s in seen)
-    assert subjects["a.memory"].count("a.memory.workflow.executed") == 24
-    assert subjects["b.memory"].count("b.memory.workflow.executed") == 16
-    assert "a.memory.pattern.learned" in subjects["a.memory"]  # the learner's announcements
-    assert "b.memory.pattern.learned" in subjects["b.memory"]
-    assert "a.memory.context.suggested" in subjects["a.memory"]  # the usage event of a query
-    assert "b.memory.context.suggested" not in subjects["b.memory"]
+    assert subjects["a.memory"].count("a.memory.workflow.executed.ns") == 24
+    assert subjects["b.memory"].count("b.memory.workflow.executed.ns") == 16
+    assert "a.memory.pattern.learned.ns" in subjects["a.memory"]  # the learner's announcements
+    assert "b.memory.pattern.learned.ns" in subjects["b.memory"]
+    # the usage event of a query, in the asking client's namespace
+    assert "a.memory.context.suggested.default" in subjects["a.memory"]
+    assert not any(".context.suggested." in s for s in subjects["b.memory"])
     assert dead_a["total"] >= 1 and dead_b["total"] == 0
     assert {d["subject"] for d in dead_a["dead_letters"]} == {"a.memory.task.executed"}
     assert {d["kind"] for d in dead_a["dead_letters"]} == {"invalid_json"}

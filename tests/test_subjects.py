@@ -1,5 +1,5 @@
 """Subjects derive from two prefixes (engine/subjects.py, ``StreamSettings.subject_prefix`` and
-``service_prefix``): the defaults keep the wire contract byte for byte (``memory.<type>``,
+``service_prefix``): the defaults are the wire contract (``memory.<type>.<namespace>``,
 ``memory.>``, ``engram.deadletter.<kind>``); another prefix moves every subject with it; a
 prefix that is not a plain token sequence, or that overlaps the other, is refused."""
 
@@ -32,7 +32,7 @@ def example_event(event_type: str) -> Event:
 
 def test_the_defaults_are_the_documented_wire_contract() -> None:
     """Default settings: the stream captures exactly memory.>, each type is published on
-    memory.<type> (as Event.subject and subject_for say), dead letters on
+    memory.<type>.<namespace> (as Event.subject and subject_for say), dead letters on
     engram.deadletter.<kind>, queries on engram.query.<verb>."""
     stream = StreamSettings()
     assert stream.subjects == ("memory.>",)
@@ -44,24 +44,29 @@ def test_the_defaults_are_the_documented_wire_contract() -> None:
     for event_type in EVENT_TYPES:
         event = example_event(event_type)
         _, subject, body = encode_for_append(event)
-        assert subject == event.subject == subject_for(event_type) == f"memory.{event_type}"
+        assert subject == event.subject == subject_for(event_type, "default")
+        assert subject == f"memory.{event_type}.default"
         assert body == encode_event(event)
 
 
 def test_another_prefix_moves_every_subject_and_decoding_with_it() -> None:
     """With subject_prefix team-a.memory the stream captures team-a.memory.>, the appender
-    encodes team-a.memory.<type>, and decoding accepts that subject for that prefix only
+    encodes team-a.memory.<type>.<namespace>, and decoding accepts that subject (and the v1
+    team-a.memory.<type>) for that prefix only
     (under the default one it is a subject that does not match, naming the expected one)."""
     stream = StreamSettings(name="TEAM_A", subject_prefix="team-a.memory", service_prefix="team-a")
     assert stream_config(stream).subjects == ["team-a.memory.>"]
     assert stream.service.dead_letter_prefix == "team-a.deadletter."
     event = example_event("task.executed")
     event_id, subject, body = encode_for_append(event, stream.events)
-    assert (event_id, subject) == (event.id, "team-a.memory.task.executed")
+    assert (event_id, subject) == (event.id, "team-a.memory.task.executed.default")
     assert decode_event(body, subject, subjects=stream.events) == event
-    with pytest.raises(InvalidEventError, match=r"expected memory\.task\.executed"):
+    assert decode_event(body, "team-a.memory.task.executed", subjects=stream.events) == event
+    with pytest.raises(InvalidEventError, match=r"expected memory\.task\.executed\.default"):
         decode_event(body, subject)
-    with pytest.raises(InvalidEventError, match=r"expected team-a\.memory\.task\.executed"):
+    with pytest.raises(
+        InvalidEventError, match=r"expected team-a\.memory\.task\.executed\.default"
+    ):
         decode_event(body, "memory.task.executed", subjects=stream.events)
 
 

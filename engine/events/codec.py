@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from engine.errors import InvalidEventError, UnknownEventTypeError
+from engine.errors import InvalidEventError, NamespaceMismatchError, UnknownEventTypeError
 from engine.events.envelope import Event, typed_event_model
 from engine.events.registry import spec_for
 from engine.events.upcasting import DEFAULT_UPCASTERS, UpcasterRegistry
@@ -68,8 +68,9 @@ def validate_event(
         ) from None
 
 
-def _decode_current(body: bytes | str, subject: str, subjects: EventSubjects) -> Event | None:
-    """The fast path: a valid event at its type's current version, of the type ``subject`` names.
+def _decode_current(body: bytes | str, event_type: str | None) -> Event | None:
+    """The fast path: a valid event at its type's current version, of ``event_type`` (the type
+    its subject names).
 
     pydantic parses and validates the bytes in one pass, without building the JSON object in
     Python. None when the subject names no known type, when anything is wrong (the full path then
@@ -77,7 +78,6 @@ def _decode_current(body: bytes | str, subject: str, subjects: EventSubjects) ->
     An event this returns is the one the full path returns: at the current version upcasting
     changes nothing, and the typed model checks the type against the subject.
     """
-    event_type = subjects.type_of(subject)
     model = typed_event_model(event_type) if event_type is not None else None
     spec = spec_for(event_type) if event_type is not None else None
     if model is None or spec is None:
@@ -89,6 +89,18 @@ def _decode_current(body: bytes | str, subject: str, subjects: EventSubjects) ->
     return event if event.schema_version == spec.version else None
 
 
+def _check_namespace(event: Event, subject: str, namespace: str | None) -> Event:
+    """``event`` when its subject names no namespace (v1) or its own; raises
+    NamespaceMismatchError naming both otherwise."""
+    if namespace is not None and namespace != event.namespace:
+        raise NamespaceMismatchError(
+            f"subject {subject!r} is namespace {namespace!r} but the event's envelope says "
+            f"{event.namespace!r}: the subject's namespace token must be the envelope's",
+            ("namespace: does not match the subject",),
+        )
+    return event
+
+
 def decode_event(
     body: bytes | str,
     subject: str | None = None,
@@ -97,11 +109,16 @@ def decode_event(
 ) -> Event:
     """Parse a message body (and check it against its subject, one of ``subjects``, when given).
 
-    Raises InvalidEventError naming the problem: not UTF-8 / not JSON / not an object / subject
-    and type disagree / a field is wrong.
+    The subject may be v2 (``memory.<type>.<namespace>``) or v1 (``memory.<type>``, the
+    namespace only in the body). Raises InvalidEventError naming the problem: not UTF-8 / not
+    JSON / not an object / subject and type disagree / a field is wrong; NamespaceMismatchError
+    (an InvalidEventError) when a v2 subject's namespace is not the envelope's.
     """
-    if subject is not None and (event := _decode_current(body, subject, subjects)) is not None:
-        return event
+    parsed = subjects.parse(subject) if subject is not None else None
+    if subject is not None and parsed is not None:
+        event = _decode_current(body, parsed[0])
+        if event is not None:
+            return _check_namespace(event, subject, parsed[1])
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
     except UnicodeDecodeError as exc:
@@ -118,13 +135,15 @@ def decode_event(
     if not isinstance(raw, dict):
         raise InvalidEventError(f"event must be a JSON object, got {type(raw).__name__}")
     event = validate_event(raw, upcasters)
-    if subject is not None and subjects.type_of(subject) != event.type:
+    if subject is None:
+        return event
+    if parsed is None or parsed[0] != event.type:
         raise InvalidEventError(
             f"subject {subject!r} does not match event type {event.type!r} "
-            f"(expected {subjects.subject(event.type)})",
+            f"(expected {subjects.subject(event.type, event.namespace)})",
             ("type: does not match the subject",),
         )
-    return event
+    return _check_namespace(event, subject, parsed[1])
 
 
 _WIRE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

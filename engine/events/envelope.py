@@ -1,4 +1,5 @@
-"""The event envelope: the JSON object every message on ``memory.<type>`` carries."""
+"""The event envelope: the JSON object every message on ``memory.<type>.<namespace>`` (and the
+v1 ``memory.<type>``) carries."""
 
 from __future__ import annotations
 
@@ -53,9 +54,9 @@ class Event(BaseModel):
 
     @property
     def subject(self) -> str:
-        """``memory.<type>``: the subject under the default prefix. Publishers of a stream
-        with another ``subject_prefix`` use its ``EventSubjects`` (the Appender does)."""
-        return subject_for(self.type)
+        """``memory.<type>.<namespace>``: the subject under the default prefix. Publishers of a
+        stream with another ``subject_prefix`` use its ``EventSubjects`` (the Appender does)."""
+        return subject_for(self.type, self.namespace)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The wire form: JSON-compatible, RFC 3339 timestamps, absent optionals omitted."""

@@ -57,10 +57,10 @@ class EventSpec:
     ``engine`` (derived from the log: the SDK and CLI refuse it, and the engine ignores one it
     did not sign; see engine.signing)."""
 
-    @property
-    def subject(self) -> str:
-        """The subject under the default prefix (``memory.<type>``)."""
-        return DEFAULT_SUBJECTS.subject(self.name)
+    def subject(self, namespace: str | None) -> str:
+        """The subject of this type in ``namespace`` under the default prefix
+        (``memory.<type>.<namespace>``; the v1 ``memory.<type>`` when None)."""
+        return DEFAULT_SUBJECTS.subject(self.name, namespace)
 
 
 EVENT_TYPES: dict[str, EventSpec] = {
@@ -115,12 +115,14 @@ def spec_for(event_type: str) -> EventSpec | None:
     return EVENT_TYPES.get(event_type)
 
 
-def subject_for(event_type: str) -> str:
-    """The NATS subject an event of this type is published on under the default prefix."""
-    return DEFAULT_SUBJECTS.subject(event_type)
+def subject_for(event_type: str, namespace: str | None) -> str:
+    """The NATS subject an event of this type in ``namespace`` is published on under the default
+    prefix (``memory.<type>.<namespace>``); the v1 subject ``memory.<type>``, which is still
+    read but no longer published on, when ``namespace`` is None."""
+    return DEFAULT_SUBJECTS.subject(event_type, namespace)
 
 
 def type_of(subject: str) -> str | None:
-    """The event type carried by ``subject`` under the default prefix, or None when it is not
-    an event subject."""
+    """The event type carried by ``subject`` (v2 or v1) under the default prefix, or None when
+    it is not an event subject."""
     return DEFAULT_SUBJECTS.type_of(subject)

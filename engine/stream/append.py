@@ -36,8 +36,8 @@ EncodedEvent = tuple[str, str, bytes]
 
 def encode_for_append(event: Event, subjects: EventSubjects = DEFAULT_SUBJECTS) -> EncodedEvent:
     """What goes on the wire for ``event``: its id, its subject among ``subjects`` (the
-    stream's, ``memory.<type>`` by default) and its JSON body."""
-    return (event.id, subjects.subject(event.type), encode_event(event))
+    stream's, ``memory.<type>.<namespace>`` by default: wire contract v2) and its JSON body."""
+    return (event.id, subjects.subject(event.type, event.namespace), encode_event(event))
 
 
 class Appender:

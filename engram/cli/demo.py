@@ -1,9 +1,9 @@
 """engram demo: orchestrators that remember versus one that does not, on the embedded server.
 
 It runs the engine in-process (unless ``engram serve`` already runs on the data directory),
-listens to ``memory.pattern.learned`` like any other service would, simulates the two
-orchestrators, then prints and plots success over time, shows a similarity search and an
-assembled context, and leaves the data directory for the CLI to explore.
+listens to ``memory.pattern.learned.*`` (every tenant's announcements) like any other service
+would, simulates the two orchestrators, then prints and plots success over time, shows a
+similarity search and an assembled context, and leaves the data directory for the CLI to explore.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         open_nats(settings) as endpoint,
         _engine(settings, endpoint.nc, endpoint.url) as engine_mode,
     ):
-        learned = settings.stream.events.subject("pattern.learned")
+        learned = settings.stream.events.subject("pattern.learned", "*")  # every namespace
         subscription = await endpoint.nc.subscribe(learned, cb=on_learned)
         client_settings = settings.model_copy(
             update={"nats": settings.nats.model_copy(update={"url": endpoint.url})}

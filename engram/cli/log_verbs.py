@@ -174,13 +174,18 @@ def _human(entry: dict[str, Any]) -> str:
 
 
 async def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    """engram tail: print events in order; stops at the end unless --follow."""
+    """engram tail: print events in order; stops at the end unless --follow.
+
+    ``--type T`` shows T's events on their v2 subjects (``memory.T.<namespace>``) and on the v1
+    one (``memory.T``): no single filter matches both, so every event is read and the others
+    are left out here (a message on no event subject is shown, as invalid, only without it)."""
     events = settings.stream.events
-    subject = events.subject(args.type) if args.type else events.wildcard
-    rng = ReadRange(from_seq=args.from_seq, subject=subject, follow=args.follow)
+    rng = ReadRange(from_seq=args.from_seq, subject=events.wildcard, follow=args.follow)
     async with open_nats(settings) as endpoint:
         log = await _open_log(settings, endpoint.nc)
         async for stored in log.read(rng):
+            if args.type and events.type_of(stored.subject) != args.type:
+                continue
             entry = _tail_line(stored.sequence, stored.time, stored.subject, stored.data, events)
             if args.json:
                 emit_json(entry)
