@@ -19,7 +19,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from engine import MemoryClient
-from engine.errors import EngramError, StreamNotFoundError
+from engine.errors import ConfigurationError, EngramError, StreamNotFoundError
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog, merge_stream_config, stream_config
 from engram.cli._common import exit_code_for, settings_from_args
@@ -330,3 +330,18 @@ def test_only_serve_and_stream_apply_take_the_downgrade_flag() -> None:
         assert not settings_from_args(parser.parse_args(argv), environ={}).stream.allow_downgrade
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         parser.parse_args(["status", "--allow-stream-downgrade"])
+
+
+def test_a_changed_subject_prefix_does_not_silently_change_the_streams_subjects() -> None:
+    """Settings that would drop a subject the stream captures (a mistyped or reused
+    ENGRAM_STREAM__SUBJECT_PREFIX) are refused, naming both lists and the way out; with the
+    downgrade flag the subjects change; adding a subject needs no flag."""
+    have = _config(subjects=["memory.>"])
+    with pytest.raises(ConfigurationError, match=r"captures \['memory.>'\].*dropping") as info:
+        merge_stream_config(have, _config(subjects=["foo.>"]))
+    assert "ENGRAM_STREAM__SUBJECT_PREFIX" in str(info.value)
+    assert "--allow-stream-downgrade" in str(info.value)
+    changed = merge_stream_config(have, _config(subjects=["foo.>"]), allow_downgrade=True)
+    assert changed.config.subjects == ["foo.>"]
+    wider = merge_stream_config(have, _config(subjects=["memory.>", "x.>"]))
+    assert wider.config.subjects == ["memory.>", "x.>"]

@@ -121,7 +121,10 @@ def merge_stream_config(
 ) -> StreamPlan:
     """The configuration to apply over ``existing`` so that it matches ``wanted`` (pure).
 
-    Subjects follow ``wanted``. Each limit in LIMIT_FIELDS takes the wanted value when it is at
+    Subjects follow ``wanted`` when that only adds subjects; dropping one the stream captures
+    (a changed subject prefix: the stream would stop storing what agents publish there, and
+    readers of the new prefix would not see the history) raises ConfigurationError unless
+    ``allow_downgrade``. Each limit in LIMIT_FIELDS takes the wanted value when it is at
     least as strong as the existing one ("no limit" counts as the largest); a lower wanted value
     is kept at the existing one and reported in ``kept``, unless ``allow_downgrade``. Every
     other field of ``existing`` (description, placement, compression ...) is left as it is.
@@ -138,6 +141,15 @@ def merge_stream_config(
             continue
         updates[field] = want
     if list(existing.subjects or []) != list(wanted.subjects or []):
+        dropped = sorted(set(existing.subjects or []) - set(wanted.subjects or []))
+        if dropped and not allow_downgrade:
+            raise ConfigurationError(
+                f"stream {existing.name} captures {list(existing.subjects or [])}; these "
+                f"settings would make it capture {list(wanted.subjects or [])}, dropping "
+                f"{dropped}: events published there would no longer be stored, and the history "
+                "on them would not be read. Check ENGRAM_STREAM__SUBJECT_PREFIX (and "
+                "--stream), or pass --allow-stream-downgrade to change the subjects"
+            )
         updates["subjects"] = list(wanted.subjects or [])
     merged = dataclasses.replace(existing, **updates) if updates else existing  # type: ignore[arg-type]
     return StreamPlan(config=merged, changed=bool(updates), kept=tuple(kept))
