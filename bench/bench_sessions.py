@@ -1,5 +1,5 @@
-"""Session compaction (issue 6): time and compression for seed 000's case, a session of 10
-workflows, against the seed's figures (45 ms per compaction, 73% compression).
+"""Session compaction (issue 6): time and compression for the reference case, a session of 10
+workflows, against the original design's figures (45 ms per compaction, 73% compression).
 
 Usage::
 
@@ -7,7 +7,7 @@ Usage::
     .venv/bin/python bench/bench_sessions.py --workflows 100 --tasks 50 --decisions 20
 
 Pure in-process (no server): the compactor's work does not depend on the transport. Each
-session is seed 000's shape: session.started, ``--workflows`` workflow.executed (the seed's six
+session has the reference shape: session.started, ``--workflows`` workflow.executed (six
 orchestration steps, truncated at a random point, random success, duration, cost and a
 validation score in metadata), optionally ``--tasks`` task.executed (30-60 word summaries, a
 third failing with error patterns) and ``--decisions`` decision.logged + decision.outcome, then

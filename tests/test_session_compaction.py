@@ -1,4 +1,4 @@
-"""Session compaction (issue 6, seed 000): honest SessionMetrics, idle sessions closed by event
+"""Session compaction (issue 6): honest SessionMetrics, idle sessions closed by event
 time, deterministic compactions announced once, and a state that survives save and restore.
 (On a real server: tests/test_session_announcements.py. Any batching, restarts and crashes with
 compactions read back: the Projection contract, tests/test_projection_contract.py.)"""

@@ -59,7 +59,7 @@ def test_the_subset_answers_as_re_fullmatch(pattern: str, texts: list[str]) -> N
 @pytest.mark.parametrize(
     ("pattern", "text", "expected"),
     [
-        (".*authentication.*", "user_authentication_v2", True),  # seed 001's example
+        (".*authentication.*", "user_authentication_v2", True),  # the documented example
         (".*authentication.*", "deployment", False),
         ("^deploy.*$", "deployment", True),
         ("deploy", "deployment", False),  # the whole task type must match
