@@ -53,17 +53,28 @@ def decode_batch(
     *,
     verifier: Verifier | None = None,
     subjects: EventSubjects = DEFAULT_SUBJECTS,
+    namespaces: frozenset[str] | None = None,
 ) -> tuple[list[SequencedEvent], list[DeadLetter]]:
     """Split ``messages`` into events (validated, upcast) and dead letters, in stream order.
 
     With a ``verifier`` (the engine always passes its stream's key, or NO_KEY when there is
     none), a derived event it does not find genuine becomes a ``forged`` dead letter. Without
     one, derived events are not checked: only for tests and tools that sign nothing. A
-    message's subject must be its event's among ``subjects`` (the stream's).
+    message's subject must be its event's among ``subjects`` (the stream's): v2
+    (``<prefix>.<type>.<namespace>``, whose namespace must be the envelope's: else a
+    ``namespace_mismatch`` dead letter) or v1 (``<prefix>.<type>``).
+
+    ``namespaces`` (None: every one) are the tenants the reader owns: a message of another
+    tenant is left out, neither an event nor a dead letter (the caller's checkpoint still
+    moves past it). A v2 message's tenant is its subject's token (so a mismatch is the dead
+    letter of the subject's owner alone); a v1 message's is its body's namespace (a v1 message
+    that cannot be read is every reader's dead letter: nobody can tell whose it is).
     """
     events: list[SequencedEvent] = []
     dead: list[DeadLetter] = []
     for message in messages:
+        if namespaces is not None and not _may_be_owned(message.subject, subjects, namespaces):
+            continue
         try:
             event = decode_event(message.data, message.subject, upcasters, subjects)
         except InvalidEventError as exc:
@@ -86,8 +97,17 @@ def decode_batch(
         ):
             dead.append(_forged(message, event.type, projection))
             continue
+        if namespaces is not None and event.namespace not in namespaces:
+            continue  # a v1 event of another tenant
         events.append(SequencedEvent(message.sequence, message.time, event))
     return events, dead
+
+
+def _may_be_owned(subject: str, subjects: EventSubjects, namespaces: frozenset[str]) -> bool:
+    """False for a v2 subject of a namespace not in ``namespaces``; True otherwise (a v1 or
+    unreadable subject: the body decides, or it is a dead letter)."""
+    parsed = subjects.parse(subject)
+    return parsed is None or parsed[1] is None or parsed[1] in namespaces
 
 
 def _forged(message: StoredMessage, event_type: str, projection: str) -> DeadLetter:

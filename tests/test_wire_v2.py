@@ -88,3 +88,26 @@ def test_a_mismatched_namespace_is_a_dead_letter_not_a_drop() -> None:
     assert (letter.sequence, letter.kind) == (2, NAMESPACE_MISMATCH)
     assert letter.subject == "memory.workflow.executed.beta"
     assert "'beta'" in letter.reason and "'alpha'" in letter.reason
+
+
+def test_a_reader_owning_some_namespaces_skips_the_others_v1_and_v2() -> None:
+    """decode_batch(namespaces={alpha}) keeps alpha's events on v1 and v2 subjects; beta's (v1
+    by body, v2 by subject) are neither events nor dead letters; a v2 subject of alpha whose
+    body says beta is alpha's namespace_mismatch dead letter, and a v2 subject of beta whose
+    body says alpha is beta's (not this reader's) concern."""
+    messages = [
+        stored(1, "memory.workflow.executed.alpha", workflow("alpha", 1)),
+        stored(2, "memory.workflow.executed", workflow("alpha", 2)),
+        stored(3, "memory.workflow.executed.beta", workflow("beta", 3)),
+        stored(4, "memory.workflow.executed", workflow("beta", 4)),
+        stored(5, "memory.workflow.executed.alpha", workflow("beta", 5)),
+        stored(6, "memory.workflow.executed.beta", workflow("alpha", 6)),
+    ]
+    events, dead = decode_batch(messages, "tables", namespaces=frozenset({"alpha"}))
+    assert [(e.sequence, e.event.namespace) for e in events] == [(1, "alpha"), (2, "alpha")]
+    assert [(d.sequence, d.kind) for d in dead] == [(5, NAMESPACE_MISMATCH)]
+    everyone, _ = decode_batch(messages, "tables")
+    assert [e.sequence for e in everyone] == [1, 2, 3, 4]
+    betas, beta_dead = decode_batch(messages, "tables", namespaces=frozenset({"beta"}))
+    assert [e.sequence for e in betas] == [3, 4]
+    assert [d.sequence for d in beta_dead] == [6]
