@@ -50,9 +50,8 @@ def _apply(
     subjects: EventSubjects,
     namespaces: tuple[str, ...] | None,
 ) -> int:
-    events, dead = decode_batch(batch, "", verifier=verifier, subjects=subjects)
-    if namespaces is not None:
-        events = [e for e in events if e.event.namespace in namespaces]
+    owned = None if namespaces is None else frozenset(namespaces)
+    events, dead = decode_batch(batch, "", verifier=verifier, subjects=subjects, namespaces=owned)
     last = batch[-1].sequence
     dead_count = len(dead)
     for projection in projections:

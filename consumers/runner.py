@@ -126,6 +126,7 @@ class ProjectionRunner:
         v2 subjects and the v1 ones; a v1 event of another tenant moves the checkpoint and is
         applied nowhere."""
         self.filters = subjects.filters(namespaces)
+        self._owned = None if namespaces is None else frozenset(namespaces)
         self.stream = stream
         self.projection = projection
         self.durable = durable
@@ -385,10 +386,12 @@ class ProjectionRunner:
         fresh = [s for s in stored if s.sequence > self.checkpoint]
         if fresh:
             events, dead = decode_batch(
-                fresh, self.projection.name, verifier=self.verifier, subjects=self.subjects
+                fresh,
+                self.projection.name,
+                verifier=self.verifier,
+                subjects=self.subjects,
+                namespaces=self._owned,  # a v1 event of another tenant: left out
             )
-            if self.namespaces is not None:  # a v1 event of another tenant: not ours
-                events = [e for e in events if e.event.namespace in self.namespaces]
             if dead and self.dead_letters is not None:
                 await self.dead_letters.publish(dead)
             last = fresh[-1].sequence
