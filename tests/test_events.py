@@ -68,6 +68,14 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "memory.recalled": {"memory_ids": ["m-1", "m-2"]},
     "context.suggested": {"task_description": "fix the login bug", "task_type": "debugging"},
     "pattern.matched": {"pattern_id": "p-1", "task_type": "debugging"},
+    "namespace.purged": {
+        "namespace": "default",
+        "reason": "erasure request 42",
+        "first_sequence": 1,
+        "last_sequence": 10,
+        "messages": 4,
+        "subject_filter": "memory.*.*.default",
+    },
 }
 
 OPTIONAL: dict[str, dict[str, Any]] = {
@@ -104,6 +112,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
         "recommendations": ["Use the workflow plan -> code."],
     },
     "pattern.matched": {"task_description": "fix the login bug"},
+    "namespace.purged": {"legacy_filter": "memory.*.*"},
 }
 
 

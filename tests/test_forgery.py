@@ -34,6 +34,7 @@ from engine.events import (
     encode_event,
     make_event,
 )
+from engine.events.derived import NamespacePurged
 from engine.events.registry import DERIVED_TYPES, EVENT_TYPES, require_agent_type
 from engine.settings import NatsSettings, Settings
 from engine.signing import NO_KEY, SIGNATURE_HEADER, EngineKey
@@ -75,6 +76,14 @@ DERIVED_PAYLOADS: dict[str, EventData] = {
     "memory.recalled": MemoryRecalled(memory_ids=["t-1"]),
     "context.suggested": ContextSuggested(task_description="fix it", task_type="testing"),
     "pattern.matched": PatternMatched(pattern_id="workflow:default:testing:abc", task_type="t"),
+    "namespace.purged": NamespacePurged(
+        namespace="default",
+        reason="erasure",
+        first_sequence=1,
+        last_sequence=1,
+        messages=1,
+        subject_filter="memory.*.*.default",
+    ),
 }
 KEY = EngineKey("k" * 40)
 

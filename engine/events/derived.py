@@ -12,6 +12,7 @@ __all__ = [
     "USAGE_EXCERPT_CHARS",
     "ContextSuggested",
     "MemoryRecalled",
+    "NamespacePurged",
     "PatternLearned",
     "PatternMatched",
     "PatternType",
@@ -73,6 +74,31 @@ class SnapshotCreated(EventData):
     total_bytes: Count
     location: ShortText
     embedder: ShortText | None = None
+
+
+class NamespacePurged(EventData):
+    """An operator purged a tenant (``engram purge``): every message of ``namespace`` stored
+    below this event was removed from the stream (its v2 subjects ``subject_filter``, and its v1
+    messages on ``legacy_filter`` found by their body's namespace). Every projection forgets the
+    tenant when it applies this event; the tenant's events after it start it afresh. Published
+    on the tenant's own subject (``memory.namespace.purged.<namespace>``), with the namespace
+    of the envelope equal to ``namespace``."""
+
+    namespace: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$", strict=True)]
+    """The tenant purged (``engine.events.NAMESPACE_PATTERN``)."""
+    reason: ShortText
+    """The operator's reason (an erasure request's reference, for example)."""
+    first_sequence: Annotated[int, Field(ge=0, strict=True)]
+    last_sequence: Annotated[int, Field(ge=0, strict=True)]
+    """The stream sequences the purge covered (the stream's first and last when it was
+    planned; messages of the tenant published after that and before this event went too)."""
+    messages: Count
+    """How many of the tenant's messages the purge removed (counted when it was planned)."""
+    subject_filter: ShortText
+    """The tenant's v2 subjects purged, ``memory.*.*.<namespace>``."""
+    legacy_filter: ShortText | None = None
+    """The v1 subjects scanned (``memory.*.*``): of those, the messages whose body names
+    ``namespace`` went."""
 
 
 class MemoryRecalled(EventData):

@@ -20,6 +20,7 @@ from engine.events.agent import (
 from engine.events.derived import (
     ContextSuggested,
     MemoryRecalled,
+    NamespacePurged,
     PatternLearned,
     PatternMatched,
     SessionCompacted,
@@ -80,6 +81,7 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("memory.recalled", MemoryRecalled, 1, "engine"),
         EventSpec("context.suggested", ContextSuggested, 1, "engine"),
         EventSpec("pattern.matched", PatternMatched, 1, "engine"),
+        EventSpec("namespace.purged", NamespacePurged, 1, "engine"),
     )
 }
 
