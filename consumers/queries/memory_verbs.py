@@ -20,10 +20,9 @@ from engine.events.derived import usage_excerpt
 from engine.verbs.requests import AssembleContextRequest, SearchRequest, TaskContextRequest
 from projections.context import RecentEvents, TokenCounter, assemble
 from projections.context.candidates import gather_candidates
-from projections.context.recommendations import recommendations
+from projections.context.task_context import task_context
 from projections.context.text_vectors import TextVectorCache
 from projections.learning import LearnerProjection
-from projections.learning import queries as q
 from projections.vectors.projection import VectorProjection
 
 __all__ = ["MemoryVerbs"]
@@ -91,51 +90,37 @@ class MemoryVerbs:
         return {"hits": hits}
 
     async def task_context(self, r: TaskContextRequest) -> dict[str, Any]:
-        description, namespace = r.task_description, r.namespace
-        task_type = r.task_type or self.vectors.classifier.classify(description)
-        similar = await asyncio.to_thread(
-            self.vectors.search,
-            namespace=namespace,
-            text=description,
+        reply = await asyncio.to_thread(
+            task_context,
+            r.task_description,
+            r.namespace,
             top_k=r.top_k,
-            collections=["tasks"],
+            task_type=r.task_type,
             mode=r.mode,
+            vectors=self.vectors,
+            learner=self.learner,
         )
-        patterns, best = await asyncio.to_thread(
-            self.learner.read,
-            lambda s: (
-                q.search_patterns(s, namespace, task_type, None, 10),
-                q.best_workflow(s, namespace, task_type),
-            ),
-        )
-        said = recommendations(best, patterns, similar)
+        excerpt = usage_excerpt(r.task_description)
         self._record(
             ContextSuggested(
-                task_description=usage_excerpt(description),
-                task_type=task_type,
-                similar_memory_ids=[h["id"] for h in similar],
-                pattern_ids=[pt["pattern_id"] for pt in patterns],
-                recommendations=said,
+                task_description=excerpt,
+                task_type=reply["task_type"],
+                similar_memory_ids=[h["id"] for h in reply["similar_tasks"]],
+                pattern_ids=[pt["pattern_id"] for pt in reply["patterns"]],
+                recommendations=reply["recommendations"],
             ),
-            namespace,
+            r.namespace,
         )
-        for pattern in patterns:
+        for pattern in reply["patterns"]:
             self._record(
                 PatternMatched(
                     pattern_id=pattern["pattern_id"],
-                    task_type=task_type,
-                    task_description=usage_excerpt(description),
+                    task_type=reply["task_type"],
+                    task_description=excerpt,
                 ),
-                namespace,
+                r.namespace,
             )
-        return {
-            "task_description": description,
-            "task_type": task_type,
-            "similar_tasks": similar,
-            "patterns": patterns,
-            "best_workflow": best,
-            "recommendations": said,
-        }
+        return reply
 
     async def assemble_context(self, r: AssembleContextRequest) -> dict[str, Any]:
         candidates = await asyncio.to_thread(
