@@ -9,11 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
+import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.client import Server
 
 from engine.backoff import retry_delay
 from engine.errors import AuthorizationError, ConfigurationError, ConnectionFailedError
+from engine.permissions import parse_violation, watch
 from engine.settings import NatsSettings
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "server_address",
     "split_urls",
 ]
+
+log = structlog.get_logger(__name__)
 
 AsyncCallback = Callable[[], Awaitable[None]]
 """An async callable without arguments (``on_disconnect``, ``on_reconnect``)."""
@@ -130,6 +134,8 @@ def connect_kwargs(settings: NatsSettings, url: str, *, persistent: bool = False
         # Server.reconnects > max discards a server; 1 means two attempts each (0 = forever).
         "max_reconnect_attempts": INITIAL_ATTEMPTS - 1,
         "reconnect_time_wait": INITIAL_WAIT_S,
+        # where replies arrive: a tenant's agent may subscribe only to _INBOX_<namespace>.>
+        "inbox_prefix": settings.inbox_prefix,
     }
     if persistent:
         kwargs["reconnect_to_server_handler"] = _BackoffHandler()
@@ -232,6 +238,14 @@ async def connect(
         if connecting and is_authorization_error(exc):
             refused.append(exc)
             raise _RefusedError from None
+        violation = parse_violation(exc)
+        if violation is not None:  # the publish or request it refused raises, see permissions
+            permissions.record(violation)
+            (log.warning if persistent else log.debug)(
+                "NATS refused a permission",
+                operation=violation.operation,
+                subject=violation.subject,
+            )
 
     async def _disconnected() -> None:
         if not connecting and on_disconnect is not None:
@@ -244,6 +258,7 @@ async def connect(
             await on_reconnect()
 
     nc = NatsClient()
+    permissions = watch(nc)
     try:
         await nc.connect(
             **kwargs,

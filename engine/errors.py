@@ -21,6 +21,7 @@ __all__ = [
     "InvalidEventError",
     "NamespaceMismatchError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "ProjectionError",
     "PublishFailedError",
     "QueryError",
@@ -79,6 +80,20 @@ class ConnectionFailedError(EngramError):
 
 class AuthorizationError(ConnectionFailedError):
     """The NATS server refused the credentials (wrong, missing or expired)."""
+
+
+class PermissionDeniedError(EngramError):
+    """The NATS server refused this connection's user a publish or a subscription (a
+    ``Permissions Violation``): a subject outside the user's permissions, e.g. another tenant's
+    subjects, a derived event type or an operator verb for a tenant's agent (see engram auth).
+    Raised instead of the timeout the refused request would otherwise end in."""
+
+    def __init__(self, message: str, *, operation: str = "", subject: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation
+        """``publish`` or ``subscription``."""
+        self.subject = subject
+        """The refused subject, as the server named it (nats-py lowercases it)."""
 
 
 class StreamNotFoundError(ConfigurationError):

@@ -105,6 +105,11 @@ class NatsSettings(BaseModel):
     tls_key: Path | None = None
     connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
     request_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    inbox_prefix: Annotated[str, Field(pattern=PREFIX_PATTERN, max_length=100)] = "_INBOX"
+    """Where replies to this connection's requests arrive (``<prefix>.<unique>...``;
+    ``ENGRAM_NATS__INBOX_PREFIX``). nats-py's ``_INBOX`` by default; a tenant's agent on a
+    broker configured by ``engram auth`` uses ``_INBOX_<namespace>``, the only inboxes it may
+    subscribe to."""
 
 
 class Settings(BaseModel):

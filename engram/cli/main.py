@@ -41,6 +41,7 @@ def _verb(
 
 def build_parser() -> argparse.ArgumentParser:
     from engram.cli import (
+        auth_verbs,
         catalogue_verbs,
         deadletter_verbs,
         demo,
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=serve.cmd_serve)
 
     stream_verbs.add_stream_verbs(sub, _verb)
+    auth_verbs.add_auth_verb(sub, _verb)
 
     p = _verb(sub, "publish", "validate and append one event")
     p.add_argument("type", choices=sorted(EVENT_TYPES), metavar="TYPE", help="event type")

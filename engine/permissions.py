@@ -1,0 +1,220 @@
+"""Noticing the broker's permission violations, so that a refused publish or request raises
+PermissionDeniedError at once instead of ending in a timeout.
+
+A nats-server refusing a publish (or a subscription) does not answer the message: it sends the
+connection ``-ERR 'Permissions Violation for Publish to "<subject>"'`` and drops it, so a
+JetStream publish waits for an ack and a request for a reply that never come. nats-py hands that
+line to the connection's error callback, lowercased, and carries on. ``engine.connection``
+records each one in the connection's ``PermissionWatch``; ``refused_or`` races an operation
+against a violation of the subject it publishes (or of the inbox its replies come on) and raises
+PermissionDeniedError naming it; ``denied_publishes`` tells a batch which of its subjects were
+refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from nats.aio.client import Client as NatsClient
+
+from engine.errors import PermissionDeniedError
+
+__all__ = [
+    "PermissionWatch",
+    "Violation",
+    "denied_error",
+    "denied_publishes",
+    "inbox_prefix_of",
+    "parse_violation",
+    "refused_or",
+    "watch",
+    "watch_of",
+]
+
+T = TypeVar("T")
+
+_VIOLATION = re.compile(
+    r"permissions violation for (?P<operation>publish|subscription)[^\"]*\"(?P<subject>[^\"]*)\"",
+    re.IGNORECASE,
+)
+_RECENT = 1_000
+"""Violations a watch remembers for batches (``denied_publishes``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One refusal the server reported: ``publish`` or ``subscription``, and the subject as
+    nats-py passed it on (lowercased: compare with ``same_subject``)."""
+
+    operation: str
+    subject: str
+
+    def same_subject(self, subject: str) -> bool:
+        return self.subject == subject.lower()
+
+    def under(self, prefix: str) -> bool:
+        """True when the refused subject is ``prefix`` or below it (``<prefix>.<...>``)."""
+        head = prefix.lower()
+        return self.subject == head or self.subject.startswith(head + ".")
+
+
+def parse_violation(error: BaseException | str) -> Violation | None:
+    """The violation a nats-py error (or its text) reports, or None for any other error."""
+    found = _VIOLATION.search(str(error))
+    if found is None:
+        return None
+    return Violation(found["operation"].lower(), found["subject"].lower())
+
+
+class PermissionWatch:
+    """The permission violations reported on one connection, and who waits for which."""
+
+    def __init__(self) -> None:
+        self._recent: deque[tuple[int, Violation]] = deque(maxlen=_RECENT)
+        self._count = 0
+        self.subscriptions: list[Violation] = []
+        """Every refused subscription: it stays refused for the life of the connection."""
+        self._waiters: list[tuple[Callable[[Violation], bool], asyncio.Future[Violation]]] = []
+
+    def record(self, violation: Violation) -> None:
+        """Note ``violation`` and wake whoever waits for one like it."""
+        self._count += 1
+        self._recent.append((self._count, violation))
+        if violation.operation == "subscription":
+            self.subscriptions.append(violation)
+        for matches, future in self._waiters:
+            if not future.done() and matches(violation):
+                future.set_result(violation)
+
+    def mark(self) -> int:
+        """A point in the record: ``since(mark)`` gives what came after it."""
+        return self._count
+
+    def since(self, mark: int) -> list[Violation]:
+        return [v for n, v in self._recent if n > mark]
+
+    def expect(self, matches: Callable[[Violation], bool]) -> asyncio.Future[Violation]:
+        """A future set by the next recorded violation that ``matches``."""
+        future: asyncio.Future[Violation] = asyncio.get_running_loop().create_future()
+        self._waiters.append((matches, future))
+        return future
+
+    def forget(self, future: asyncio.Future[Violation]) -> None:
+        self._waiters = [(m, f) for m, f in self._waiters if f is not future]
+        future.cancel()
+
+
+_WATCHES: weakref.WeakKeyDictionary[NatsClient, PermissionWatch] = weakref.WeakKeyDictionary()
+
+
+def watch(nc: NatsClient) -> PermissionWatch:
+    """The watch of ``nc``, created on first use (``engine.connection.connect`` does)."""
+    found = _WATCHES.get(nc)
+    if found is None:
+        found = _WATCHES[nc] = PermissionWatch()
+    return found
+
+
+def watch_of(nc: NatsClient) -> PermissionWatch | None:
+    """The watch of ``nc``, None for a connection not made by ``engine.connection.connect``."""
+    return _WATCHES.get(nc)
+
+
+def inbox_prefix_of(nc: NatsClient) -> str:
+    """The inbox prefix ``nc``'s replies come on (``_INBOX``, or ``inbox_prefix`` of connect)."""
+    return nc.new_inbox().rsplit(".", 1)[0]
+
+
+def _user(nc: NatsClient) -> str:
+    user = nc.options.get("user")
+    return f"user {user}" if user else "these credentials"
+
+
+def denied_error(nc: NatsClient, violation: Violation, *, what: str = "") -> PermissionDeniedError:
+    """PermissionDeniedError for ``violation`` on ``nc``, saying what to do about it."""
+    inbox = inbox_prefix_of(nc)
+    doing = f" ({what})" if what else ""
+    if violation.under(inbox) or violation.subject.startswith("_inbox"):
+        message = (
+            f"the NATS server refused {_user(nc)} the {violation.operation} to "
+            f"{violation.subject!r}{doing}: replies come on the inbox prefix {inbox!r}, which "
+            "these credentials may not subscribe to; set ENGRAM_NATS__INBOX_PREFIX to the one "
+            "they allow (_INBOX_<namespace> for a tenant's agent: see its credentials file "
+            "from engram auth)"
+        )
+    else:
+        message = (
+            f"the NATS server refused {_user(nc)} the {violation.operation} to "
+            f"{violation.subject!r}{doing} (permissions violation): it is outside what these "
+            "credentials may do (a tenant's agent publishes and asks only in its own "
+            "namespace, never derived event types nor operator verbs)"
+        )
+    return PermissionDeniedError(message, operation=violation.operation, subject=violation.subject)
+
+
+async def refused_or(
+    nc: NatsClient,
+    operation: Awaitable[T],
+    *,
+    publishes: str,
+    replies: bool = True,
+    what: str = "",
+) -> T:
+    """Await ``operation`` (which publishes on ``publishes`` and, with ``replies``, waits for an
+    answer on ``nc``'s inbox); raises PermissionDeniedError as soon as the server reports that
+    it refused that publish or that inbox, instead of waiting for the answer that will not come.
+    Without a watch (a connection not made by ``engine.connection.connect``) it only awaits."""
+    found = watch_of(nc)
+    if found is None:
+        return await operation
+    inbox = inbox_prefix_of(nc) if replies else None
+
+    def matches(v: Violation) -> bool:
+        if v.operation == "publish" and v.same_subject(publishes):
+            return True
+        return inbox is not None and v.under(inbox)
+
+    earlier = next((v for v in found.subscriptions if matches(v)), None)
+    if earlier is not None:  # its reply subscription was refused when it was first made
+        if asyncio.iscoroutine(operation):
+            operation.close()
+        raise denied_error(nc, earlier, what=what)
+    refusal = found.expect(matches)
+    task = asyncio.ensure_future(operation)
+    try:
+        waiting: set[asyncio.Future[Any]] = {task, refusal}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        found.forget(refusal)
+        raise
+    try:
+        if refusal.done() and not refusal.cancelled():
+            violation = refusal.result()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                raise denied_error(nc, violation, what=what)
+            if task.exception() is not None:
+                raise denied_error(nc, violation, what=what) from task.exception()
+        return task.result()
+    finally:
+        found.forget(refusal)
+
+
+def denied_publishes(nc: NatsClient, mark: int, subjects: Collection[str]) -> dict[str, Violation]:
+    """Which of ``subjects`` the server refused to publish since ``PermissionWatch.mark``
+    (keyed by the subject as given); empty without a watch."""
+    found = watch_of(nc)
+    if found is None:
+        return {}
+    refused = {v.subject: v for v in found.since(mark) if v.operation == "publish"}
+    return {s: refused[s.lower()] for s in subjects if s.lower() in refused}
