@@ -14,13 +14,12 @@ refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from nats.aio.client import Client as NatsClient
 
@@ -74,24 +73,26 @@ def parse_violation(error: BaseException | str) -> Violation | None:
 
 
 class PermissionWatch:
-    """The permission violations reported on one connection, and who waits for which."""
+    """The permission violations reported on one connection, and who listens for which."""
 
     def __init__(self) -> None:
         self._recent: deque[tuple[int, Violation]] = deque(maxlen=_RECENT)
         self._count = 0
         self.subscriptions: list[Violation] = []
         """Every refused subscription: it stays refused for the life of the connection."""
-        self._waiters: list[tuple[Callable[[Violation], bool], asyncio.Future[Violation]]] = []
+        self._listeners: dict[int, tuple[Callable[[Violation], bool], Callable[[Violation], None]]]
+        self._listeners = {}
+        self._next = 0
 
     def record(self, violation: Violation) -> None:
-        """Note ``violation`` and wake whoever waits for one like it."""
+        """Note ``violation`` and call, at once, whoever listens for one like it."""
         self._count += 1
         self._recent.append((self._count, violation))
         if violation.operation == "subscription":
             self.subscriptions.append(violation)
-        for matches, future in self._waiters:
-            if not future.done() and matches(violation):
-                future.set_result(violation)
+        for matches, call in list(self._listeners.values()):
+            if matches(violation):
+                call(violation)
 
     def mark(self) -> int:
         """A point in the record: ``since(mark)`` gives what came after it."""
@@ -100,15 +101,16 @@ class PermissionWatch:
     def since(self, mark: int) -> list[Violation]:
         return [v for n, v in self._recent if n > mark]
 
-    def expect(self, matches: Callable[[Violation], bool]) -> asyncio.Future[Violation]:
-        """A future set by the next recorded violation that ``matches``."""
-        future: asyncio.Future[Violation] = asyncio.get_running_loop().create_future()
-        self._waiters.append((matches, future))
-        return future
+    def listen(
+        self, matches: Callable[[Violation], bool], call: Callable[[Violation], None]
+    ) -> int:
+        """Call ``call`` with each violation that ``matches`` until ``stop(token)``."""
+        self._next += 1
+        self._listeners[self._next] = (matches, call)
+        return self._next
 
-    def forget(self, future: asyncio.Future[Violation]) -> None:
-        self._waiters = [(m, f) for m, f in self._waiters if f is not future]
-        future.cancel()
+    def stop(self, token: int) -> None:
+        self._listeners.pop(token, None)
 
 
 _WATCHES: weakref.WeakKeyDictionary[NatsClient, PermissionWatch] = weakref.WeakKeyDictionary()
@@ -170,7 +172,10 @@ async def refused_or(
     """Await ``operation`` (which publishes on ``publishes`` and, with ``replies``, waits for an
     answer on ``nc``'s inbox); raises PermissionDeniedError as soon as the server reports that
     it refused that publish or that inbox, instead of waiting for the answer that will not come.
-    Without a watch (a connection not made by ``engine.connection.connect``) it only awaits."""
+    Without a watch (a connection not made by ``engine.connection.connect``) it only awaits.
+
+    The refusal interrupts the waiting task (as ``asyncio.timeout`` does): no extra task per
+    call, which a publish waiting for its ack would otherwise pay for."""
     found = watch_of(nc)
     if found is None:
         return await operation
@@ -186,28 +191,30 @@ async def refused_or(
         if asyncio.iscoroutine(operation):
             operation.close()
         raise denied_error(nc, earlier, what=what)
-    refusal = found.expect(matches)
-    task = asyncio.ensure_future(operation)
+    current = asyncio.current_task()
+    if current is None:  # not in a task: nothing to interrupt
+        return await operation
+    refused: list[Violation] = []
+
+    def interrupt(violation: Violation) -> None:
+        if not refused:
+            refused.append(violation)
+            current.cancel()
+
+    token = found.listen(matches, interrupt)
     try:
-        waiting: set[asyncio.Future[Any]] = {task, refusal}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        return await operation
     except asyncio.CancelledError:
-        task.cancel()
-        found.forget(refusal)
+        if refused and current.uncancel() == 0:  # our interruption, and nobody else's
+            raise denied_error(nc, refused[0], what=what) from None
         raise
-    try:
-        if refusal.done() and not refusal.cancelled():
-            violation = refusal.result()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                raise denied_error(nc, violation, what=what)
-            if task.exception() is not None:
-                raise denied_error(nc, violation, what=what) from task.exception()
-        return task.result()
+    except Exception as exc:  # failed meanwhile (a timeout) while the refusal came in
+        if refused:
+            current.uncancel()
+            raise denied_error(nc, refused[0], what=what) from exc
+        raise
     finally:
-        found.forget(refusal)
+        found.stop(token)
 
 
 def denied_publishes(nc: NatsClient, mark: int, subjects: Collection[str]) -> dict[str, Violation]:

@@ -12,6 +12,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from engine.errors import EngineUnavailableError, QueryError, UsageError
+from engine.permissions import refused_or
 from engine.verbs import QUERY_PREFIX
 
 __all__ = ["QUERY_PREFIX", "query_remote"]
@@ -37,8 +38,16 @@ async def query_remote(
     ``settings.stream.service.query_prefix``); raises EngineUnavailableError if none answers.
     ``payload`` is sent as given: the engine validates it (``MemoryClient`` validates it
     first, with the same models)."""
+    subject = prefix + verb
     try:
-        msg = await nc.request(prefix + verb, json.dumps(dict(payload)).encode(), timeout=timeout_s)
+        # a subject (or an inbox) the broker refuses this user is a PermissionDeniedError at
+        # once, never the timeout the request would otherwise end in
+        msg = await refused_or(
+            nc,
+            nc.request(subject, json.dumps(dict(payload)).encode(), timeout=timeout_s),
+            publishes=subject,
+            what=f"asking {verb}",
+        )
     except NoRespondersError:
         raise EngineUnavailableError(
             "no engine is serving queries on this NATS server (start engram serve)"

@@ -12,20 +12,30 @@ operator asks status and sql.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
 import stat
 import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 
-from engine.connection import connect_kwargs
-from engine.errors import ConfigurationError, UsageError
+from engine import MemoryClient
+from engine.connection import connect, connect_kwargs
+from engine.errors import ConfigurationError, PermissionDeniedError, UsageError
+from engine.events import WorkflowExecuted, make_event
 from engine.events.derived import PatternLearned
 from engine.events.envelope import NAMESPACE_PATTERN
 from engine.events.registry import AGENT_TYPES, DERIVED_TYPES, EVENT_TYPES, EventSpec
 from engine.server import find_nats_server
-from engine.settings import NatsSettings, Settings
+from engine.settings import NatsSettings, Settings, StreamSettings
+from engine.stream import AppendResult, EventLog
 from engine.subjects import EventSubjects, ServiceSubjects
 from engine.verbs import CATALOGUE
 from engram.auth import (
@@ -39,7 +49,9 @@ from engram.auth import (
     plan_users,
     render_authorization,
 )
+from engram.cli.auth_verbs import write_authorization
 from engram.cli.main import main
+from tests.servers import configured_server
 
 OPERATOR_VERBS = sorted(name for name, spec in CATALOGUE.items() if spec.operator)
 TENANT_VERBS = sorted(name for name, spec in CATALOGUE.items() if not spec.operator)
@@ -270,3 +282,200 @@ def test_the_inbox_prefix_is_a_setting_passed_to_nats() -> None:
     for bad in ("_INBOX.*", "_INBOX.>", "a..b", "", "in box"):
         with pytest.raises(ConfigurationError, match="inbox_prefix"):
             Settings.load({"ENGRAM_NATS__INBOX_PREFIX": bad})
+
+
+# -- on a real nats-server running the generated configuration ---------------------------------
+
+ENGINE_KEY = "an engine key of at least thirty-two characters"
+QUICK = 0.5
+"""Seconds within which a refusal is reported (the request timeout is ten times that)."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    url: str
+    out: Path
+
+    def environ(self, user: str) -> dict[str, str]:
+        """The user's credentials file as an environment, pointed at this server."""
+        text = (self.out / "credentials" / f"{user}.env").read_text()
+        environ = dict(
+            line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
+        return {**environ, "ENGRAM_NATS__URL": self.url, "ENGRAM_NATS__REQUEST_TIMEOUT_S": "5"}
+
+    def settings(self, user: str, data_dir: Path, **environ: str) -> Settings:
+        extra = {"ENGRAM_ENGINE_KEY": ENGINE_KEY} if user in ("engine", "operator") else {}
+        return Settings.load(
+            {**self.environ(user), **extra, **environ, "ENGRAM_DATA_DIR": str(data_dir)}
+        )
+
+    async def raw(self, user: str) -> tuple[NatsClient, list[str]]:
+        """A plain nats-py client logged in as ``user`` (its inbox prefix), and the errors the
+        server sent it."""
+        environ = self.environ(user)
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        client = await nats.connect(
+            self.url,
+            user=user,
+            password=environ["ENGRAM_NATS__PASSWORD"],
+            inbox_prefix=environ["ENGRAM_NATS__INBOX_PREFIX"],
+            error_cb=on_error,
+        )
+        return client, errors
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """engram auth's files for tenants alpha and beta (bcrypt hashes at the default cost)."""
+    out = tmp_path_factory.mktemp("tenants")
+    write_authorization(out, plan_users(["alpha", "beta"]))
+    return out
+
+
+@pytest.fixture
+def broker(generated: Path, tmp_path: Path) -> Iterator[Broker]:
+    """A nats-server whose config includes the generated authorization.conf as it is."""
+    directory = tmp_path / "server"
+    directory.mkdir()
+    shutil.copy(generated / "authorization.conf", directory / "authorization.conf")
+    with configured_server(directory, 'include "authorization.conf"\n') as url:
+        yield Broker(url, generated)
+
+
+@pytest.fixture
+async def engine_nc(broker: Broker) -> AsyncIterator[NatsClient]:
+    """The engine user's connection, with the stream created."""
+    client = await connect(broker.settings("engine", Path("unused")).nats, broker.url)
+    await EventLog(client, StreamSettings()).ensure()
+    yield client
+    await client.close()
+
+
+def _refused(errors: list[str], operation: str, subject: str) -> bool:
+    return f'permissions violation for {operation} to "{subject.lower()}"' in [
+        e.lower().removeprefix("nats: ") for e in errors
+    ]
+
+
+async def test_a_plain_client_of_alpha_gets_the_servers_refusals(
+    broker: Broker, engine_nc: NatsClient
+) -> None:
+    """As agent-alpha with a plain nats-py client: publishing on beta's subjects or a derived
+    type, listening to beta's (or every tenant's) announcements or beta's inbox, asking beta or
+    an operator verb, and reading the stream are each answered by the server's -ERR
+    'Permissions Violation'; alpha's own announcement subject and inbox are not."""
+    client, errors = await broker.raw("agent-alpha")
+    try:
+        await client.subscribe("memory.pattern.learned.alpha")
+        await client.subscribe("memory.session.compacted.alpha")
+        await client.subscribe("_INBOX_alpha.mine")
+        await client.flush()
+        assert errors == []
+        published = [
+            "memory.workflow.executed.beta",
+            "memory.workflow.executed",
+            "memory.pattern.learned.alpha",
+            "memory.memory.recalled.alpha",
+            "engram.query.beta.search",
+            "engram.query.alpha.sql",
+            "engram.query.alpha.status",
+            "engram.query.alpha.export",
+            "engram.query.alpha.checkpoints",
+            "engram.query.status",
+            "$JS.API.CONSUMER.CREATE.ENGRAM",
+            "$JS.API.STREAM.MSG.GET.ENGRAM",
+            "$JS.API.STREAM.PURGE.ENGRAM",
+        ]
+        for subject in published:
+            await client.publish(subject, b"{}")
+        subscribed = [
+            "memory.pattern.learned.beta",
+            "memory.pattern.learned.*",
+            "memory.snapshot.created.alpha",
+            "_INBOX_beta.>",
+            "_INBOX.>",
+        ]
+        for subject in subscribed:
+            await client.subscribe(subject)
+        await client.flush()
+        async with asyncio.timeout(5):
+            while len(errors) < len(published) + len(subscribed):
+                await asyncio.sleep(0.02)
+        assert [s for s in published if not _refused(errors, "publish", s)] == []
+        assert [s for s in subscribed if not _refused(errors, "subscription", s)] == []
+    finally:
+        await client.close()
+    stream = await engine_nc.jetstream().stream_info("ENGRAM")
+    assert stream.state.messages == 0
+
+
+async def test_the_sdk_reports_a_refusal_at_once(
+    broker: Broker, engine_nc: NatsClient, tmp_path: Path
+) -> None:
+    """MemoryClient as agent-alpha stores alpha's events; an event in beta's namespace, a
+    derived type sent past the SDK's own check, a query of beta and an operator verb each
+    raise PermissionDeniedError naming the subject, within QUICK seconds (not the 5 s
+    timeout); in a batch, beta's event is a PermissionDeniedError (after the ack timeout) and
+    alpha's is stored.
+    With the default inbox prefix its replies cannot reach it: PermissionDeniedError naming
+    ENGRAM_NATS__INBOX_PREFIX, not a timeout."""
+    settings = broker.settings("agent-alpha", tmp_path)
+    async with MemoryClient(settings=settings, namespace="alpha") as memory:
+        assert await memory.store_workflow(workflow_steps=["a"], success=True, duration=1) == 1
+
+        async def refused(attempt: Awaitable[object], subject: str) -> PermissionDeniedError:
+            started = time.monotonic()
+            with pytest.raises(PermissionDeniedError) as caught:
+                await attempt
+            assert time.monotonic() - started < QUICK
+            assert (caught.value.operation, caught.value.subject) == ("publish", subject)
+            assert subject in str(caught.value) and "agent-alpha" in str(caught.value)
+            return caught.value
+
+        await refused(
+            memory.store_workflow(workflow_steps=["a"], success=True, duration=1, namespace="beta"),
+            "memory.workflow.executed.beta",
+        )
+        learned = make_event(
+            PatternLearned(
+                pattern_id="p",
+                version=1,
+                pattern_type="workflow",
+                task_type="t",
+                caused_by_sequence=1,
+                success_rate=1.0,
+                confidence=1.0,
+                sample_size=1,
+                pattern={"steps": ["a"]},
+            ),
+            namespace="alpha",
+        )
+        await refused(memory.log.append(learned), "memory.pattern.learned.alpha")
+        await refused(memory.status(), "engram.query.alpha.status")
+        async with MemoryClient(settings=settings, namespace="beta") as posing:
+            await refused(posing.get_best_workflow_for_task("t"), "engram.query.beta.best_workflow")
+    # a batch does not stop for one refusal: it is known once the ack timeout has passed
+    batching = broker.settings("agent-alpha", tmp_path, ENGRAM_NATS__REQUEST_TIMEOUT_S="0.5")
+    async with MemoryClient(settings=batching, namespace="alpha") as memory:
+        steps = WorkflowExecuted(workflow_steps=["b"], success=True, duration=1)
+        report = await memory.publish_many(
+            [memory.event(steps), memory.event(steps, namespace="beta")]
+        )
+        assert isinstance(report.results[0], AppendResult)
+        assert isinstance(report.results[1], PermissionDeniedError)
+        assert report.results[1].subject == "memory.workflow.executed.beta"
+    stream = await engine_nc.jetstream().stream_info("ENGRAM")
+    assert stream.state.messages == 2
+
+    lost = broker.settings("agent-alpha", tmp_path, ENGRAM_NATS__INBOX_PREFIX="_INBOX")
+    started = time.monotonic()
+    with pytest.raises(PermissionDeniedError, match="ENGRAM_NATS__INBOX_PREFIX") as caught:
+        async with MemoryClient(settings=lost, namespace="alpha"):
+            pass
+    assert time.monotonic() - started < QUICK
+    assert caught.value.operation == "subscription"

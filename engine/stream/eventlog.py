@@ -9,8 +9,9 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 
 from engine.connection import server_address
-from engine.errors import EngramError
+from engine.errors import EngramError, PublishFailedError
 from engine.events import Event
+from engine.permissions import denied_error, denied_publishes, refused_or, watch_of
 from engine.settings import StreamSettings
 from engine.stream.append import Appender
 from engine.stream.read import ReadRange, read_stream
@@ -51,8 +52,14 @@ class EventLog:
     async def lookup(self) -> StreamInfo:
         """The stream's info; raises StreamNotFoundError (naming the server and how to create
         the stream) when it does not exist. Never creates or changes the stream: what every
-        client (CLI verb, SDK) does."""
-        return await lookup_stream(self.js, self.settings, where=server_address(self.nc))
+        client (CLI verb, SDK) does. Raises PermissionDeniedError when the broker refuses this
+        user the stream's info or its replies' inbox (ENGRAM_NATS__INBOX_PREFIX)."""
+        return await refused_or(
+            self.nc,
+            lookup_stream(self.js, self.settings, where=server_address(self.nc)),
+            publishes=f"$JS.API.STREAM.INFO.{self.settings.name}",
+            what=f"looking stream {self.settings.name} up",
+        )
 
     async def apply(
         self, *, allow_downgrade: bool | None = None, warn_kept: bool = True
@@ -78,20 +85,39 @@ class EventLog:
 
         ``expected_last_subject_seq`` makes the append conditional on the last sequence stored
         on this event's subject (0: none yet); raises ConcurrencyConflictError when it moved.
+        Raises PermissionDeniedError, without waiting for the ack, when the broker refuses
+        this user the event's subject (another tenant's, a derived type).
         """
-        return await self._appender.append(
-            self._appender.encode(event), expected_last_subject_seq=expected_last_subject_seq
+        encoded = self._appender.encode(event)
+        return await refused_or(
+            self.nc,
+            self._appender.append(encoded, expected_last_subject_seq=expected_last_subject_seq),
+            publishes=encoded[1],
+            what=f"appending {event.type} event {event.id}",
         )
 
     async def append_many(self, events: Iterable[Event]) -> list[AppendResult | EngramError]:
         """Append many events with bounded acks in flight; one result or error per event."""
-        return await self._appender.append_many([self._appender.encode(e) for e in events])
+        return await self.append_encoded([self._appender.encode(e) for e in events])
 
     async def append_encoded(
         self, batch: list[tuple[str, str, bytes]]
     ) -> list[AppendResult | EngramError]:
-        """Append already-encoded ``(id, subject, body)`` triples (the bulk fast path)."""
-        return await self._appender.append_many(batch)
+        """Append already-encoded ``(id, subject, body)`` triples (the bulk fast path). An event
+        whose subject the broker refused this user is a PermissionDeniedError (after the ack
+        timeout: a batch does not stop for one refusal)."""
+        found = watch_of(self.nc)
+        mark = found.mark() if found is not None else 0
+        results = await self._appender.append_many(batch)
+        if found is None or all(not isinstance(r, PublishFailedError) for r in results):
+            return results
+        refused = denied_publishes(self.nc, mark, {subject for _, subject, _ in batch})
+        return [
+            denied_error(self.nc, refused[subject], what=f"appending event {event_id}")
+            if isinstance(result, PublishFailedError) and subject in refused
+            else result
+            for (event_id, subject, _), result in zip(batch, results, strict=True)
+        ]
 
     def read(
         self, window: ReadRange | None = None, *, batch: int = 1_000
