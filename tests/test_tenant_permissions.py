@@ -53,6 +53,7 @@ from engram.cli.auth_verbs import write_authorization
 from engram.cli.main import main
 from tests.servers import configured_server
 
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "tenants"
 OPERATOR_VERBS = sorted(name for name, spec in CATALOGUE.items() if spec.operator)
 TENANT_VERBS = sorted(name for name, spec in CATALOGUE.items() if not spec.operator)
 
@@ -479,3 +480,23 @@ async def test_the_sdk_reports_a_refusal_at_once(
             pass
     assert time.monotonic() - started < QUICK
     assert caught.value.operation == "subscription"
+
+
+def test_the_deploy_example_is_what_engram_auth_writes() -> None:
+    """deploy/tenants/authorization.conf is the generator's output for alpha and beta today
+    (only the password hashes differ from one run to the next: rendered again with the file's
+    own hashes it is byte for byte the same), and deploy/tenants/nats-server.conf parses."""
+    example = DEPLOY / "authorization.conf"
+    text = example.read_text()
+    users = plan_users(["alpha", "beta"])
+    stored = dict(re.findall(r'user: "([^"]+)"\n\s+password: "([^"]+)"', text))
+    assert sorted(stored) == sorted(u.name for u in users)
+    assert all(h.startswith("$2b$11$") for h in stored.values())
+    assert render_authorization(users, stored) == text
+    checked = subprocess.run(
+        [str(find_nats_server()), "-c", str(DEPLOY / "nats-server.conf"), "-t"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
