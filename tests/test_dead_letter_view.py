@@ -86,7 +86,7 @@ async def test_every_projections_dead_letters_are_listed_once_with_their_refuser
     assert first["total"] == len(expected) and first["collapsed"] == 0
     vectors_letter = next(d for d in first["dead_letters"] if d["sequence"] == wrong)
     assert "3-d embedding" in vectors_letter["reason"]
-    assert vectors_letter["subject"] == "memory.task.executed"
+    assert vectors_letter["subject"] == "memory.task.executed.default"  # v2: its namespace
 
     # A restart re-reads the recent tier's window and republishes its dead letters.
     async with running(settings, nc, data_dir) as engine:
