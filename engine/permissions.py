@@ -165,13 +165,14 @@ async def refused_or(
     nc: NatsClient,
     operation: Awaitable[T],
     *,
-    publishes: str,
+    publishes: str | Collection[str],
     replies: bool = True,
     what: str = "",
 ) -> T:
-    """Await ``operation`` (which publishes on ``publishes`` and, with ``replies``, waits for an
-    answer on ``nc``'s inbox); raises PermissionDeniedError as soon as the server reports that
-    it refused that publish or that inbox, instead of waiting for the answer that will not come.
+    """Await ``operation`` (which publishes on ``publishes``, one subject or several, and, with
+    ``replies``, waits for an answer on ``nc``'s inbox); raises PermissionDeniedError as soon
+    as the server reports that it refused that publish or that inbox, instead of waiting for
+    the answer that will not come.
     Without a watch (a connection not made by ``engine.connection.connect``) it only awaits.
 
     The refusal interrupts the waiting task (as ``asyncio.timeout`` does): no extra task per
@@ -180,9 +181,10 @@ async def refused_or(
     if found is None:
         return await operation
     inbox = inbox_prefix_of(nc) if replies else None
+    subjects = {publishes.lower()} if isinstance(publishes, str) else {s.lower() for s in publishes}
 
     def matches(v: Violation) -> bool:
-        if v.operation == "publish" and v.same_subject(publishes):
+        if v.operation == "publish" and v.subject in subjects:
             return True
         return inbox is not None and v.under(inbox)
 

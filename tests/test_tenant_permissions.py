@@ -51,11 +51,19 @@ from engram.auth import (
 )
 from engram.cli.auth_verbs import write_authorization
 from engram.cli.main import main
+from tests.engines import running, settle
 from tests.servers import configured_server
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "tenants"
 OPERATOR_VERBS = sorted(name for name, spec in CATALOGUE.items() if spec.operator)
 TENANT_VERBS = sorted(name for name, spec in CATALOGUE.items() if not spec.operator)
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() configures structlog onto the stderr of its moment, pytest's capture here, which
+    is closed after the test while engines of later tests still log: not in this module."""
+    monkeypatch.setattr("engram.cli.main.configure_logging", lambda **_: None)
 
 
 def _users(
@@ -500,3 +508,74 @@ def test_the_deploy_example_is_what_engram_auth_writes() -> None:
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+async def _cli(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], *argv: str) -> int:
+    """``engram ARGV`` in a thread (its own event loop) with ``environ`` as ENGRAM_*."""
+    with monkeypatch.context() as patched:
+        for key, value in environ.items():
+            patched.setenv(key, value)
+        return await asyncio.to_thread(main, list(argv))
+
+
+async def test_the_operator_runs_its_commands_and_nothing_else(
+    broker: Broker,
+    engine_nc: NatsClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As ``operator`` (with ENGRAM_ENGINE_KEY), once an engine ran as ``engine``: stream info,
+    tail, dead-letters, snapshot, replay (whole and from the snapshot) and compact all work
+    within the operator's permissions; publishing an agent event is a PermissionDeniedError
+    (exit 1) and `engram stream apply` cannot change the stream."""
+    engine_settings = broker.settings("engine", tmp_path / "engine")
+    alpha = broker.settings("agent-alpha", tmp_path / "alpha")
+    async with running(engine_settings, engine_nc, engine_settings.data_dir) as engine:
+        async with MemoryClient(settings=alpha, namespace="alpha") as memory:
+            for _ in range(3):
+                await memory.store_workflow(workflow_steps=["a"], success=True, duration=1)
+        client, _ = await broker.raw("agent-alpha")
+        await client.publish("memory.workflow.executed.alpha", b"not json")  # a dead letter
+        await client.flush()
+        await client.close()
+        await settle(engine)
+    operator = {**broker.environ("operator"), "ENGRAM_ENGINE_KEY": ENGINE_KEY}
+    data = str(tmp_path / "operator")
+    capsys.readouterr()
+    for argv in (
+        ["stream", "info"],
+        ["tail"],
+        ["dead-letters"],
+        ["snapshot", "--data-dir", data],
+        ["replay", "--data-dir", str(tmp_path / "replayed")],
+        ["replay", "--data-dir", str(tmp_path / "restored"), "--from-snapshot"],
+        ["compact", "--older-than", "0"],
+    ):
+        assert await _cli(monkeypatch, operator, *argv) == 0, (argv, capsys.readouterr().err)
+    printed = capsys.readouterr().out
+    assert "invalid_json" in printed  # dead-letters read the DLQ stream
+    assert "snapshot 000000000005 covers" in printed  # and published snapshot.created (#6)
+    assert "replayed 6 events" in printed and "replayed 1 events (sequences 6..6)" in printed
+    assert "purged 5 events" in printed
+    assert (
+        await _cli(
+            monkeypatch,
+            operator,
+            "publish",
+            "workflow.executed",
+            "--namespace",
+            "alpha",
+            "--data",
+            '{"workflow_steps": ["a"], "success": true, "duration": 1}',
+        )
+        == 1
+    )
+    assert "refused user operator the publish" in capsys.readouterr().err
+    raised = ["stream", "apply", "--duplicate-window", "600"]  # a stream update
+    assert await _cli(monkeypatch, operator, *raised) == 1
+    assert "refused user operator the publish to '$js.api.stream.update.engram'" in (
+        capsys.readouterr().err
+    )
+    info = await engine_nc.jetstream().stream_info("ENGRAM")
+    assert (info.config.duplicate_window, info.state.messages, info.state.last_seq) == (120, 1, 6)

@@ -70,8 +70,14 @@ class EventLog:
         Only ``engram serve``, ``engram stream apply`` and tests call this."""
         if allow_downgrade is None:
             allow_downgrade = self.settings.allow_downgrade
-        return await apply_stream(
-            self.js, self.settings, allow_downgrade=allow_downgrade, warn_kept=warn_kept
+        name = self.settings.name
+        return await refused_or(  # a user who may not: PermissionDeniedError, not a timeout
+            self.nc,
+            apply_stream(
+                self.js, self.settings, allow_downgrade=allow_downgrade, warn_kept=warn_kept
+            ),
+            publishes=[f"$JS.API.STREAM.{call}.{name}" for call in ("INFO", "CREATE", "UPDATE")],
+            what=f"applying stream {name}",
         )
 
     async def ensure(self, *, allow_downgrade: bool | None = None) -> StreamInfo:
