@@ -125,7 +125,7 @@ class MemoryClient(RecallVerbs):
         self._stack: AsyncExitStack | None = None
         self._log: EventLog | None = None
         self._query_timeout_s = base.nats.request_timeout_s
-        self._query_prefix = base.stream.service.query_prefix
+        self._service = base.stream.service
         self.url: str | None = None
 
     async def __aenter__(self) -> MemoryClient:

@@ -3,7 +3,10 @@
 One method per catalogued verb (``engine.verbs.CATALOGUE``; the method is the verb's ``sdk``),
 each marked with ``@asks(verb)`` and each a thin wrapper: it builds the verb's request model (a
 bad argument raises the UsageError the engine would answer, before anything is sent), sends it on
-``engram.query.<verb>``, and reads the answer with the verb's reply model.
+the namespace's subject ``engram.query.<namespace>.<verb>`` (the namespace asked about, else the
+client's: an operator verb such as ``status`` is answered by the engine owning the client's
+namespace), or on the operator's ``engram.query.<verb>`` for ``metrics`` and ``workflows`` over
+every namespace, and reads the answer with the verb's reply model.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from nats.aio.client import Client as NatsClient
 from pydantic import BaseModel
 
 from engine.errors import QueryError, UsageError
+from engine.events.envelope import check_namespace
 from engine.query_client import query_remote
 from engine.results import (
     AssembledContext,
@@ -25,8 +29,9 @@ from engine.results import (
     TaskMetrics,
     WorkflowPattern,
 )
-from engine.verbs import QUERY_PREFIX, validate_request, verb
+from engine.subjects import ServiceSubjects
 from engine.verbs import replies as r
+from engine.verbs import validate_request, verb
 from engine.verbs.requests import SQL_MAX_ROWS, SearchMode, Target
 
 __all__ = ["RecallVerbs", "SearchMode", "asked_verb", "asks"]
@@ -61,26 +66,34 @@ class RecallVerbs:
 
     namespace: str
     _query_timeout_s: float
-    _query_prefix: str = QUERY_PREFIX
-    """Where the engine answers: ``<service prefix>.query.`` of the client's stream settings."""
+    _service: ServiceSubjects = ServiceSubjects()
+    """Where the engine answers: the service subjects of the client's stream settings."""
 
     def _connection(self) -> NatsClient:
         raise NotImplementedError
 
     async def _ask(self, name: str, reply: type[R], *, scoped: bool = True, **arguments: Any) -> R:
-        """Ask verb ``name`` with ``arguments`` (None: not given, the verb's default applies);
-        the client's namespace fills ``namespace`` unless ``scoped`` is false."""
+        """Ask verb ``name`` with ``arguments`` (None: not given, the verb's default applies).
+
+        ``scoped`` (the default): asked on the subject of the namespace given, else of the
+        client's (which also fills the request's ``namespace``); a namespace that is not one
+        subject token raises UsageError naming the pattern. Not ``scoped``: on the operator's
+        subject (every namespace)."""
         spec = verb(name)
         payload = {key: value for key, value in arguments.items() if value is not None}
         if scoped and "namespace" in spec.request.model_fields:
             payload.setdefault("namespace", self.namespace)
         request = validate_request(spec.request, payload)
+        namespace = (getattr(request, "namespace", None) or self.namespace) if scoped else None
+        subject = spec.subject(
+            None if namespace is None else check_namespace(namespace), self._service
+        )
         answer = await query_remote(
             self._connection(),
             spec.name,
             request.model_dump(exclude_none=True, mode="json"),
             self._query_timeout_s,
-            prefix=self._query_prefix,
+            prefix=subject.removesuffix(spec.name),  # query_remote asks on prefix + verb
         )
         parsed = spec.reply.model_validate(answer)
         if not isinstance(parsed, reply):  # the catalogue and this method disagree: a bug

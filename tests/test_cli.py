@@ -114,14 +114,28 @@ async def test_publish_prints_the_sequence_and_stores_a_retry_once(
             ["workflow.executed", "--data", json.dumps({**WORKFLOW, "duration": -1})],
             "data.duration",
         ),
+        *(
+            (
+                ["workflow.executed", "--data", json.dumps(WORKFLOW), "--namespace", namespace],
+                "namespace: String should match pattern '^[A-Za-z0-9_\\-]{1,64}$'",
+            )
+            for namespace in ("a.b", "a*", "a>", "a b")
+        ),
     ],
-    ids=["bad-json", "missing-field", "wrong-type", "out-of-range"],
+    ids=[
+        "bad-json",
+        "missing-field",
+        "wrong-type",
+        "out-of-range",
+        *("ns-dot", "ns-star", "ns-gt", "ns-space"),
+    ],
 )
 async def test_publish_bad_input_exits_2_naming_the_field(
     args: list[str], needle: str, conn: list[str], stream: str, nc: NatsClient, tmp_path: Path
 ) -> None:
     """Bad JSON or an invalid field exits 2 with one stderr line naming it, before anything
-    is sent (the stream stays empty)."""
+    is sent (the stream stays empty); a namespace that is not one subject token (a dot, a
+    wildcard, a space) is refused naming the allowed pattern."""
     result = await engram("publish", *args, *conn, cwd=tmp_path)
     assert (await nc.jetstream().stream_info(stream)).state.messages == 0
     assert result.code == 2

@@ -155,6 +155,10 @@ ADDED: dict[str, set[str]] = {
     # request fields the hand-written sub-commands did not offer
     "search": {"--duplicate-similarity"},
     "task-context": {"--task-type", "--mode"},
+    # an operator verb asked of the engine owning one namespace (wire contract v2)
+    "status": {"--namespace"},
+    "sql": {"--namespace"},
+    "export": {"--namespace"},
 }
 """Options a sub-command gained from its request model (nothing else may change)."""
 
@@ -695,6 +699,8 @@ async def run(
         verb: str,
         payload: dict[str, Any],
         remote_payload: dict[str, Any] | None = None,
+        *,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         asked.append(Asked(verb, payload, remote_payload))
         return replies[verb]

@@ -17,6 +17,7 @@ from engine.errors import EngramError
 from engine.settings import Settings
 from engine.stream import EventLog, ReadRange
 from tests.engines import running, settle
+from tests.query_subjects import raw_subject
 
 BEST = ["read_spec", "write_code", "run_tests"]
 WORSE = ["write_code"]
@@ -62,7 +63,7 @@ async def _store_beta(memory: MemoryClient) -> None:
 
 
 async def _ask_raw(nc: NatsClient, verb: str, body: dict[str, Any]) -> dict[str, Any]:
-    reply = await nc.request(f"engram.query.{verb}", json.dumps(body).encode(), timeout=10)
+    reply = await nc.request(raw_subject(verb, body), json.dumps(body).encode(), timeout=10)
     answer: dict[str, Any] = json.loads(reply.data)
     return answer
 

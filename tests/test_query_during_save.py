@@ -26,6 +26,7 @@ from projections.sessions import persistence as sessions_persistence
 from projections.sessions import projection as sessions_projection
 from projections.vectors.index_set import IndexSet
 from tests.engines import running, settle
+from tests.query_subjects import raw_subject
 
 SAVE_S = 3.0
 STEPS = ["plan", "write_code", "run_tests"]
@@ -57,7 +58,7 @@ def _slow_index_save(slow: SlowSave) -> Callable[..., Any]:
 
 async def _timed(nc: NatsClient, verb: str, body: dict[str, Any]) -> float:
     began = time.perf_counter()
-    reply = await nc.request(f"engram.query.{verb}", json.dumps(body).encode(), timeout=10)
+    reply = await nc.request(raw_subject(verb, body), json.dumps(body).encode(), timeout=10)
     elapsed = time.perf_counter() - began
     answer = json.loads(reply.data)
     assert "error" not in answer, answer

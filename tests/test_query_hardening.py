@@ -30,6 +30,7 @@ from engine.stream import EventLog
 from engram.app import Engine
 from engram.cli.main import build_parser
 from tests.engines import running, settle
+from tests.query_subjects import raw_subject
 
 TASK_TYPES = ["deployment_of_services", "incident_followup_work", "code_generation_review"]
 BIG_TEXT = 150_000
@@ -100,7 +101,7 @@ async def ask(
     """The engine's raw reply, the seconds it took and its size in bytes."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     started = time.perf_counter()
-    msg = await nc.request(f"engram.query.{verb}", body, timeout=wait_s)
+    msg = await nc.request(raw_subject(verb, body), body, timeout=wait_s)
     reply: dict[str, Any] = json.loads(msg.data)
     return reply, time.perf_counter() - started, len(msg.data)
 

@@ -44,6 +44,7 @@ from projections.tables.digest import table_digests
 from projections.tables.store import TableStore
 from tests.cli_runs import engram
 from tests.engines import running, settle
+from tests.query_subjects import raw_subject
 
 # Each statement tries to change the engine's state or to write outside; {outside} is a
 # directory of the test's own (absolute, so nothing can land in the working directory).
@@ -207,7 +208,9 @@ async def _served_engine(
 
 async def _ask(served: Served, verb: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The engine's raw reply (an error reply included) over NATS request-reply."""
-    msg = await served.nc.request(f"engram.query.{verb}", json.dumps(payload).encode(), timeout=20)
+    msg = await served.nc.request(
+        raw_subject(verb, payload), json.dumps(payload).encode(), timeout=20
+    )
     reply: dict[str, Any] = json.loads(msg.data)
     return reply
 

@@ -109,14 +109,20 @@ def test_every_verb_has_a_sample_request_that_its_model_accepts() -> None:
 async def test_a_running_engine_answers_every_catalogued_verb_with_its_reply_model(
     engine_nc: tuple[Engine, NatsClient],
 ) -> None:
-    """Over NATS, each verb on its catalogued subject answers (no error) with a reply its
-    reply model accepts; the engine subscribes to no query verb the catalogue lacks."""
+    """Over NATS, each verb on its catalogued subjects (the default namespace's, and the
+    operator's for a verb that may be asked without a namespace) answers (no error) with a
+    reply its reply model accepts; the engine subscribes to no query verb the catalogue lacks."""
     engine, nc = engine_nc
     for name, spec in CATALOGUE.items():
-        msg = await nc.request(spec.subject, json.dumps(MINIMAL[name]).encode(), timeout=10)
-        reply = json.loads(msg.data)
-        assert "error" not in reply, (name, reply)
-        spec.reply.model_validate(reply)
+        asked = [spec.subject("default")] + ([spec.subject(None)] if spec.scope != "tenant" else [])
+        for n, subject in enumerate(asked):
+            body = dict(MINIMAL[name])
+            if "to" in body:  # an export goes into a new directory each time
+                body["to"] = f"{body['to']}-{n}"
+            msg = await nc.request(subject, json.dumps(body).encode(), timeout=10)
+            reply = json.loads(msg.data)
+            assert "error" not in reply, (name, subject, reply)
+            spec.reply.model_validate(reply)
     assert engine.dispatcher is not None
     assert engine.dispatcher.verbs == sorted(CATALOGUE)
     assert engine.dispatcher.unserved() == []
@@ -128,7 +134,7 @@ async def test_the_sample_history_reaches_the_replies(engine_nc: tuple[Engine, N
 
     async def ask(name: str) -> dict[str, Any]:
         msg = await nc.request(
-            CATALOGUE[name].subject, json.dumps(MINIMAL[name]).encode(), timeout=10
+            CATALOGUE[name].subject("default"), json.dumps(MINIMAL[name]).encode(), timeout=10
         )
         reply: dict[str, Any] = json.loads(msg.data)
         return reply
@@ -203,10 +209,23 @@ def test_defaults_are_the_ones_clients_have_always_had() -> None:
 
 
 def test_the_catalogue_is_consistent() -> None:
-    """Every verb's subject is under engram.query., its SDK and CLI names are unique, and a
-    verb without its own sub-command says which one asks it."""
-    subjects = [spec.subject for spec in CATALOGUE.values()]
-    assert all(s.startswith("engram.query.") for s in subjects)
+    """Every verb's subject is engram.query.<namespace>.<verb> (and engram.query.<verb> for the
+    operator's and those asked without a namespace, only those), its SDK and CLI names are
+    unique, and a verb without its own sub-command says which one asks it."""
+    for spec in CATALOGUE.values():
+        assert spec.subject("alpha") == f"engram.query.alpha.{spec.name}"
+        if spec.scope == "tenant":
+            with pytest.raises(UsageError, match="about one namespace"):
+                spec.subject(None)
+        else:
+            assert spec.subject(None) == f"engram.query.{spec.name}"
+    assert {s.name for s in CATALOGUE.values() if s.scope == "operator"} == {
+        "status",
+        "checkpoints",
+        "sql",
+        "export",
+    }
+    assert {s.name for s in CATALOGUE.values() if s.scope == "either"} == {"metrics", "workflows"}
     assert len({spec.sdk for spec in CATALOGUE.values()}) == len(CATALOGUE)
     commands = [spec.cli for spec in CATALOGUE.values() if spec.cli is not None]
     assert len(set(commands)) == len(commands)

@@ -74,12 +74,20 @@ def _payload(document: dict[str, Any], message_ref: dict[str, Any]) -> dict[str,
 def test_every_verb_is_a_request_reply_operation_in_the_asyncapi_document(
     document: dict[str, Any], spec: VerbSpec
 ) -> None:
-    """The verb's channel is on engram.query.<verb>; its message is the request model (every
-    field, as pydantic writes its JSON Schema); its operation replies with the reply model or
-    the error reply; its description is the summary, saying so when it is an operator verb."""
+    """The verb's channel is on engram.query.{namespace}.<verb> (an operator verb's on
+    engram.query.<verb>), with the namespace parameter where the address has it, and the
+    operation lists every subject the verb is answered on; its message is the request model
+    (every field, as pydantic writes its JSON Schema); its operation replies with the reply
+    model or the error reply; its description is the summary, saying so when it is an operator
+    verb."""
     key = query_channel(spec.name)
     channel = document["channels"][key]
-    assert channel["address"] == spec.subject == QUERY_PREFIX + spec.name
+    tenant, operator = f"{QUERY_PREFIX}{{namespace}}.{spec.name}", QUERY_PREFIX + spec.name
+    assert channel["address"] == (operator if spec.operator else tenant)
+    assert ("parameters" in channel) is (not spec.operator)
+    assert document["operations"][key]["x-engram-subjects"] == (
+        [tenant] if spec.scope == "tenant" else [tenant, operator]
+    )
     assert channel["bindings"]["nats"]["queue"] == "engram-query"
 
     [request_ref] = channel["messages"].values()
@@ -386,7 +394,9 @@ async def test_the_new_sdk_methods_read_validated_replies_from_an_engine(
         ]
         for verb, body, refuse in refusals:
             raw = await nc.request(
-                settings.stream.service.query_prefix + verb, json.dumps(body).encode(), timeout=5
+                settings.stream.service.tenant_query(alpha.namespace, verb),
+                json.dumps(body).encode(),
+                timeout=5,
             )
             with pytest.raises(UsageError) as local:
                 await refuse()

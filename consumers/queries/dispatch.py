@@ -2,7 +2,9 @@
 direct reads.
 
 A dispatcher answers only verbs of the catalogue (``engine.verbs``), each validated by its
-request model before its handler sees it; handlers take the validated request. The verbs over
+request model before its handler sees it; handlers take the validated request. A verb asked on a
+tenant's subject (``engram.query.<namespace>.<verb>``) is about that namespace: it fills the
+request's ``namespace``, and a body naming another one is refused. The verbs over
 the tables (metrics, workflows, sql, export, checkpoints) are served here; the others are
 registered by whoever owns their projections (``register``).
 """
@@ -20,6 +22,7 @@ import structlog
 
 from consumers.queries import readers
 from engine.errors import EngramError, ForbiddenError, QueryError, UsageError
+from engine.events.envelope import check_namespace
 from engine.verbs import CATALOGUE, QUERY_PREFIX, validate_request, verb
 from engine.verbs.requests import CheckpointsRequest, ExportRequest, SqlRequest, TableMetricsRequest
 from projections.tables.export import export_parquet
@@ -211,16 +214,41 @@ class QueryDispatcher:
             raise QueryError(f"export to {target} failed: {exc.strerror or exc}") from None
         return {**manifest, "location": str(target)}
 
-    async def handle(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    async def handle(
+        self, name: str, payload: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
         """The reply to the verb ``name``; raises UsageError for an unknown verb or a bad
-        request, ForbiddenError for an operator verb that is off, EngramError otherwise."""
+        request, ForbiddenError for an operator verb that is off, EngramError otherwise.
+
+        ``namespace``: the one the request's subject names (``engram.query.<namespace>.<verb>``),
+        which the request is about: it fills ``namespace`` when the verb has one, and a body
+        ``namespace`` that differs is a UsageError naming both. None (the operator's subject,
+        or a local read): the body's ``namespace`` as given."""
         spec = verb(name)
         handler = self._handlers.get(name)
         if handler is None:
             raise UsageError(f"{name} is not answered here; answered: {', '.join(self.verbs)}")
         self._refuse_if_off(name)
-        request = validate_request(spec.request, payload)
+        if namespace is not None:
+            check_namespace(namespace)
+            if "namespace" in spec.request.model_fields and payload.get("namespace") is None:
+                payload = {**payload, "namespace": namespace}
+        request = validate_request(spec.request, payload)  # the body's own errors first
+        if namespace is not None:
+            _check_same(name, getattr(request, "namespace", namespace), namespace)
         try:
             return dict(await handler(request))
         except duckdb.Error as exc:
             raise EngramError(f"query {name} failed: {exc}") from None
+
+
+def _check_same(name: str, asked: str, namespace: str) -> None:
+    """Raise UsageError, naming both, when the request's namespace (its body's) is not the one
+    its subject names. An operator verb's request has none: it is asked of the engine owning
+    ``namespace``, about that engine."""
+    if asked != namespace:
+        raise UsageError(
+            f"{name} was asked on namespace {namespace!r}'s subject with namespace {asked!r} in "
+            f"its body: the subject's namespace is the one asked about (leave namespace out, or "
+            f"ask {name} on {asked!r}'s subject)"
+        )

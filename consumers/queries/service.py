@@ -1,4 +1,11 @@
-"""The engine's query service: NATS request-reply on ``engram.query.<verb>`` via faststream.
+"""The engine's query service: NATS request-reply on ``engram.query.<namespace>.<verb>`` (a
+tenant's verbs) and ``engram.query.<verb>`` (the operator's, about no one tenant) via faststream.
+
+Which subjects it subscribes to (``query_subscriptions``): owning every namespace,
+``engram.query.*.*`` (every tenant's verbs, the verb and the namespace read from the subject) and
+one ``engram.query.<verb>`` per verb an operator may ask without a namespace; owning some,
+``engram.query.<namespace>.*`` per namespace (operator verbs on a tenant's subject are answered
+by the engine owning that tenant).
 
 Outside ``memory.>`` on purpose: a request on a subject the stream captures would be stored as an
 event and answered by JetStream's ack instead of by this service. Replicas share a queue group,
@@ -7,12 +14,14 @@ so each request is answered once. faststream also documents these subjects as As
 Every request gets exactly one reply: the body is parsed and bounded here (wire.parse_request),
 a handler's failure of any kind becomes an error reply (logged once with the verb, never with
 the request's content), and the reply is encoded to fit one NATS message (wire.encode_reply).
-Each verb answers up to QUERY_WORKERS requests at once (the handlers run in threads), so one
-slow request does not hold up the next of the same verb.
+Each subscription answers up to QUERY_WORKERS requests at once per verb it carries (the
+handlers run in threads), so one slow request does not hold up the next.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -25,8 +34,16 @@ from consumers.queries.wire import HEADROOM, encode_reply, parse_request
 from engine.connection import connect_kwargs, split_urls
 from engine.errors import EngramError, ForbiddenError, UsageError
 from engine.settings import NatsSettings
+from engine.subjects import ServiceSubjects
+from engine.verbs import CATALOGUE
 
-__all__ = ["QUERY_WORKERS", "QUEUE_GROUP", "broker_options", "build_query_broker"]
+__all__ = [
+    "QUERY_WORKERS",
+    "QUEUE_GROUP",
+    "broker_options",
+    "build_query_broker",
+    "query_subscriptions",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -55,36 +72,83 @@ def broker_options(settings: NatsSettings, url: str) -> dict[str, Any]:
     return options
 
 
+def _services(prefix: str | ServiceSubjects) -> ServiceSubjects:
+    """The service subjects of ``prefix``: given as such, or as their query prefix
+    (``engram.query.``, ``settings.stream.service.query_prefix``)."""
+    if isinstance(prefix, ServiceSubjects):
+        return prefix
+    return ServiceSubjects(prefix.removesuffix(".query."))
+
+
+def query_subscriptions(
+    verbs: Sequence[str],
+    prefix: str | ServiceSubjects = QUERY_PREFIX,
+    namespaces: Sequence[str] | None = None,
+) -> list[str]:
+    """The subjects an engine answering ``verbs`` subscribes to: owning every namespace
+    (``namespaces`` None), ``engram.query.*.*`` and ``engram.query.<verb>`` for each of
+    ``verbs`` that may be asked without a namespace (scope ``operator`` or ``either``); owning
+    some, ``engram.query.<namespace>.*`` for each of them."""
+    services = _services(prefix)
+    if namespaces is None:
+        operator = [v for v in verbs if v in CATALOGUE and CATALOGUE[v].scope != "tenant"]
+        return [services.tenant_queries(None), *map(services.operator_query, sorted(operator))]
+    return [services.tenant_query(ns, "*") for ns in sorted(set(namespaces))]
+
+
 def build_query_broker(
-    dispatcher: QueryDispatcher, url: str, settings: NatsSettings, prefix: str = QUERY_PREFIX
+    dispatcher: QueryDispatcher,
+    url: str,
+    settings: NatsSettings,
+    prefix: str | ServiceSubjects = QUERY_PREFIX,
+    namespaces: Sequence[str] | None = None,
 ) -> NatsBroker:
-    """A faststream broker with one request-reply subscriber per verb, on ``prefix`` + verb
-    (``settings.stream.service.query_prefix``)."""
+    """A faststream broker with one request-reply subscriber per subject of
+    ``query_subscriptions`` (``prefix``: the stream settings' ``service``, or its
+    ``query_prefix``); each request's verb, and its namespace if any, come from its subject."""
+    services = _services(prefix)
     broker = NatsBroker(split_urls(url), logger=None, **broker_options(settings, url))
-    for verb in dispatcher.verbs:
-        _register(broker, dispatcher, verb, prefix)
+    for subject in query_subscriptions(dispatcher.verbs, services, namespaces):
+        asked = services.parse_query(subject)
+        one_verb = asked is not None and "*" not in asked[1]
+        workers = QUERY_WORKERS if one_verb else QUERY_WORKERS * len(dispatcher.verbs)
+        _register(broker, dispatcher, subject, services, workers)
     return broker
 
 
-async def _raw(message: StreamMessage[Any]) -> bytes:
-    """The request body untouched: parsing (and refusing) it is the service's, not faststream's,
-    whose errors would leave the asker without a reply."""
-    return message.body
+@dataclass(frozen=True, slots=True)
+class _Request:
+    subject: str
+    body: bytes
 
 
-def _register(broker: NatsBroker, dispatcher: QueryDispatcher, verb: str, prefix: str) -> None:
+async def _raw(message: StreamMessage[Any]) -> _Request:
+    """The request's subject and its body untouched: parsing (and refusing) it is the service's,
+    not faststream's, whose errors would leave the asker without a reply."""
+    return _Request(str(getattr(message.raw_message, "subject", "")), message.body)
+
+
+def _register(
+    broker: NatsBroker,
+    dispatcher: QueryDispatcher,
+    subject: str,
+    services: ServiceSubjects,
+    workers: int,
+) -> None:
     @broker.subscriber(
-        prefix + verb,
+        subject,
         queue=QUEUE_GROUP,
-        title=f"query.{verb}",
+        title=f"query {subject}",
         decoder=_raw,
-        max_workers=QUERY_WORKERS,
+        max_workers=workers,
     )
-    async def answer(body: Any) -> bytes:
+    async def answer(asked: Any) -> bytes:
         max_bytes = broker.connection.max_payload - HEADROOM
+        verb = subject
         try:
-            request = parse_request(body if isinstance(body, bytes) else b"")
-            return encode_reply(verb, await dispatcher.handle(verb, request), max_bytes)
+            namespace, verb = _asked_of(asked, services)
+            request = parse_request(asked.body)
+            return encode_reply(verb, await dispatcher.handle(verb, request, namespace), max_bytes)
         except EngramError as exc:
             reply = error_reply(exc)
             if isinstance(exc, UsageError | ForbiddenError):  # the asker's doing, not ours
@@ -97,6 +161,15 @@ def _register(broker: NatsBroker, dispatcher: QueryDispatcher, verb: str, prefix
             reply = {"error": f"{verb} failed on the engine: {_describe(exc)}", "kind": "failure"}
             log.error("query failed unexpectedly", verb=verb, error=_describe(exc))
         return encode_reply(verb, reply, max_bytes)
+
+
+def _asked_of(asked: Any, services: ServiceSubjects) -> tuple[str | None, str]:
+    """``(namespace, verb)`` of a request, read from its subject; raises UsageError for one
+    that is not a query subject (a subscription's always is: a bug if not)."""
+    where = services.parse_query(asked.subject) if isinstance(asked, _Request) else None
+    if where is None:
+        raise UsageError(f"{getattr(asked, 'subject', '?')} is not a query subject")
+    return where
 
 
 def _describe(exc: Exception) -> str:

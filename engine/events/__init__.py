@@ -22,7 +22,7 @@ from engine.events.derived import (
     SessionCompacted,
     SnapshotCreated,
 )
-from engine.events.envelope import NAMESPACE_PATTERN, Event, typed_event_model
+from engine.events.envelope import NAMESPACE_PATTERN, Event, check_namespace, typed_event_model
 from engine.events.factory import make_event
 from engine.events.registry import EVENT_TYPES, SUBJECT_PREFIX, EventSpec, spec_for, subject_for
 from engine.events.upcasting import DEFAULT_UPCASTERS, Upcaster, UpcasterRegistry
@@ -53,6 +53,7 @@ __all__ = [
     "Upcaster",
     "UpcasterRegistry",
     "WorkflowExecuted",
+    "check_namespace",
     "decode_event",
     "encode_event",
     "make_event",

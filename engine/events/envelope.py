@@ -3,6 +3,7 @@ v1 ``memory.<type>``) carries."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -16,12 +17,29 @@ from pydantic import (
     model_validator,
 )
 
+from engine.errors import UsageError
 from engine.events._base import EventData
 from engine.events.registry import EVENT_TYPES, spec_for, subject_for
 
-__all__ = ["NAMESPACE_PATTERN", "Event", "typed_event_model"]
+__all__ = ["NAMESPACE_PATTERN", "Event", "check_namespace", "typed_event_model"]
 
 NAMESPACE_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
+"""A namespace is one NATS subject token (``memory.<type>.<namespace>``,
+``engram.query.<namespace>.<verb>``): no ``.``, ``*``, ``>`` or whitespace."""
+_NAMESPACE = re.compile(NAMESPACE_PATTERN)
+
+
+def check_namespace(namespace: str) -> str:
+    """``namespace`` when it is a valid namespace (one subject token); raises UsageError
+    naming the allowed pattern otherwise."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise UsageError(
+            f"namespace {namespace!r} is not valid: it must match {NAMESPACE_PATTERN} (1 to 64 "
+            "letters, digits, '_' or '-'; it is one NATS subject token, so no '.', '*', '>' "
+            "or spaces)"
+        )
+    return namespace
+
 
 OptionalLabel = Annotated[str, Field(min_length=1, max_length=256, strict=True)] | None
 

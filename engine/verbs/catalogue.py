@@ -16,15 +16,21 @@ from typing import Literal
 from pydantic import BaseModel
 
 from engine.errors import UsageError
+from engine.subjects import ServiceSubjects
 from engine.verbs import replies as r
 from engine.verbs import requests as q
 
-__all__ = ["CATALOGUE", "QUERY_PREFIX", "VerbSpec", "verb"]
+__all__ = ["CATALOGUE", "QUERY_PREFIX", "Scope", "VerbSpec", "verb"]
 
 QUERY_PREFIX = "engram.query."
-"""Queries are NATS requests on ``engram.query.<verb>``."""
+"""Queries are NATS requests on ``engram.query.<namespace>.<verb>`` (a tenant's) or
+``engram.query.<verb>`` (the operator's, about no one tenant)."""
 
 Reads = Literal["tables", "patterns", "vectors", "sessions", "recent", "stream", "runners"]
+Scope = Literal["tenant", "operator", "either"]
+"""Whom a verb is about, hence the subject it is asked on (``VerbSpec.subject``)."""
+
+_SERVICE = ServiceSubjects()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +47,13 @@ class VerbSpec:
     """The ``MemoryClient`` method that asks it."""
     cli: str | None
     """The ``engram`` sub-command that asks it (None: part of another's, see ``cli_via``)."""
-    operator: bool = False
-    """For operators, not agents (``sql`` and ``export`` are also off unless enabled)."""
+    scope: Scope = "tenant"
+    """``tenant``: about one namespace, asked on ``engram.query.<namespace>.<verb>`` (the
+    subject's namespace is the one asked about). ``operator``: about the engine or every tenant
+    (status, checkpoints, sql, export), asked on ``engram.query.<verb>`` of an engine owning
+    every namespace, or on ``engram.query.<namespace>.<verb>`` of the engine owning that
+    namespace. ``either``: a tenant's subject when a namespace is named, else the operator's
+    (every namespace)."""
     cli_via: str | None = None
     """The sub-command (and its switch) that asks it when ``cli`` is None."""
     trim: str | None = None
@@ -51,8 +62,19 @@ class VerbSpec:
     """What to lower when its reply does not fit in one NATS message."""
 
     @property
-    def subject(self) -> str:
-        return QUERY_PREFIX + self.name
+    def operator(self) -> bool:
+        """For operators, not agents (``sql`` and ``export`` are also off unless enabled)."""
+        return self.scope == "operator"
+
+    def subject(self, namespace: str | None, service: ServiceSubjects = _SERVICE) -> str:
+        """The subject it is asked on: ``engram.query.<namespace>.<verb>``, or the operator's
+        ``engram.query.<verb>`` when ``namespace`` is None (raises UsageError for a tenant
+        verb, which is always about one namespace)."""
+        if namespace is not None:
+            return service.tenant_query(namespace, self.name)
+        if self.scope == "tenant":
+            raise UsageError(f"{self.name} is about one namespace: name it")
+        return service.operator_query(self.name)
 
 
 def _catalogue(*specs: VerbSpec) -> dict[str, VerbSpec]:
@@ -68,7 +90,7 @@ CATALOGUE: dict[str, VerbSpec] = _catalogue(
         ("stream", "runners"),
         sdk="status",
         cli="status",
-        operator=True,
+        scope="operator",
     ),
     VerbSpec(
         "checkpoints",
@@ -78,7 +100,7 @@ CATALOGUE: dict[str, VerbSpec] = _catalogue(
         ("tables",),
         sdk="checkpoints",
         cli="checkpoints",
-        operator=True,
+        scope="operator",
     ),
     VerbSpec(
         "metrics",
@@ -88,6 +110,7 @@ CATALOGUE: dict[str, VerbSpec] = _catalogue(
         ("tables",),
         sdk="table_metrics",
         cli="metrics",
+        scope="either",
         lower="name a namespace or task_type",
     ),
     VerbSpec(
@@ -99,6 +122,7 @@ CATALOGUE: dict[str, VerbSpec] = _catalogue(
         sdk="workflow_metrics",
         cli=None,
         cli_via="metrics --workflows",
+        scope="either",
         lower="name a namespace or task_type",
     ),
     VerbSpec(
@@ -110,7 +134,7 @@ CATALOGUE: dict[str, VerbSpec] = _catalogue(
         ("tables",),
         sdk="sql",
         cli="sql",
-        operator=True,
+        scope="operator",
         trim="rows",
     ),
     VerbSpec(
@@ -122,7 +146,7 @@ CATALOGUE: dict[str, VerbSpec] = _catalogue(
         ("tables",),
         sdk="export",
         cli="export",
-        operator=True,
+        scope="operator",
     ),
     VerbSpec(
         "patterns",

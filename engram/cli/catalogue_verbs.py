@@ -14,10 +14,14 @@ arguments the fields of its request model:
   namespace): ``None`` means "not given", and what is not given is not sent.
 
 A verb with ``cli_via`` (``"metrics --workflows"``) adds its switch to that sub-command, which
-then asks it instead. The arguments given, with the parser's defaults, are the request, validated
-here by the verb's model before anything is asked (a bad value exits 2 naming the parameter),
-then asked of the data directory or the engine (``query_verbs.ask``) and printed by the verb's
-renderer (``RENDERERS``), or as JSON with ``--json``.
+then asks it instead. An operator verb's sub-command (status, checkpoints, sql, export) has
+``--namespace`` too, which is not part of its request: it asks the engine owning that namespace
+(on ``engram.query.<namespace>.<verb>``) instead of the one owning every namespace.
+
+The arguments given, with the parser's defaults, are the request, validated here by the verb's
+model before anything is asked (a bad value exits 2 naming the parameter), then asked of the
+data directory or the engine (``query_verbs.ask``) and printed by the verb's renderer
+(``RENDERERS``), or as JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -261,6 +265,12 @@ def add_query_verbs(sub: Any, make_parser: MakeParser) -> None:
             parser.add_argument(switch, action="store_true", dest=dest, help=other.summary)
             arguments += request_arguments(parser, other.request, arguments)
             switches.append((dest, other))
+        if spec.scope == "operator":
+            parser.add_argument(
+                "--namespace",
+                help="ask the engine owning this namespace (default: the one owning every "
+                "namespace)",
+            )
         command = QueryCommand(spec, arguments, tuple(switches))
         parser.set_defaults(handler=HANDLERS.get(spec.name, cmd_query), query_command=command)
     if via:
@@ -273,11 +283,14 @@ async def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     spec, payload = command.request(args)
     payload.update(HIDDEN.get(spec.name, _nothing)(args))
     request = validate_request(spec.request, payload)  # UsageError (exit 2) before any network
+    namespace = getattr(args, "namespace", None) if spec.scope == "operator" else None
     local = LOCAL.get(spec.name)
     if local is None:
-        reply = await query_verbs.ask(settings, spec.name, payload)
+        reply = await query_verbs.ask(settings, spec.name, payload, namespace=namespace)
     else:
-        reply = await query_verbs.ask(settings, spec.name, local(payload), remote_payload=payload)
+        reply = await query_verbs.ask(
+            settings, spec.name, local(payload), remote_payload=payload, namespace=namespace
+        )
     if args.json:
         emit_json(reply)
     else:

@@ -1,6 +1,11 @@
 """Asking a query verb, and how the table verbs' replies print: metrics, sql, export, status.
 Asked of the running engine over NATS, or read straight from ``--data-dir`` when no engine holds
-it (e.g. a replayed directory). The sub-commands come from the catalogue (catalogue_verbs)."""
+it (e.g. a replayed directory). The sub-commands come from the catalogue (catalogue_verbs).
+
+Over NATS a verb is asked on a tenant's subject, ``engram.query.<namespace>.<verb>``, when a
+namespace is named (``--namespace``) or the verb is about one (``default`` unless named), else on
+the operator's ``engram.query.<verb>``, answered by an engine owning every namespace
+(``query_subject``)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from typing import Any
 from engine.connection import redact_url
 from engine.endpoint import open_nats
 from engine.errors import EngramError, StoreLockedError
+from engine.events.envelope import check_namespace
 from engine.settings import Settings
+from engine.verbs import verb as catalogued
 from engram.cli._common import EXIT_OK, emit_json
 from engram.cli.log_verbs import stream_status
 
@@ -22,7 +29,23 @@ __all__ = [
     "print_sql",
     "print_table",
     "print_workflows",
+    "query_subject",
 ]
+
+
+def query_subject(
+    settings: Settings, verb: str, payload: dict[str, Any], namespace: str | None = None
+) -> str:
+    """The subject ``verb`` is asked on: the tenant's of ``namespace`` (else of the request's
+    ``namespace``; else ``default`` for a verb about one tenant), or the operator's. Raises
+    UsageError for a namespace that is not one subject token, naming the pattern."""
+    spec = catalogued(verb)
+    asked = namespace if namespace is not None else payload.get("namespace")
+    if asked is None and spec.scope == "tenant":
+        asked = "default"
+    return spec.subject(
+        None if asked is None else check_namespace(str(asked)), settings.stream.service
+    )
 
 
 async def ask(
@@ -30,8 +53,12 @@ async def ask(
     verb: str,
     payload: dict[str, Any],
     remote_payload: dict[str, Any] | None = None,
+    *,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
-    """The data directory's database when it exists and is free, else the engine over NATS.
+    """The data directory's database when it exists and is free, else the engine over NATS
+    (on ``query_subject``: ``namespace`` names the tenant whose engine answers an operator
+    verb).
 
     A NATS URL alone does not mean "ask the engine": ``--data-dir`` of a replayed or
     point-in-time directory must answer from that directory, not from whichever engine serves
@@ -42,6 +69,8 @@ async def ask(
     from engram.local_queries import query_local
     from projections.tables import DATABASE_FILE
 
+    remote = payload if remote_payload is None else remote_payload
+    subject = query_subject(settings, verb, remote, namespace)  # a bad namespace: before all
     if not settings.nats.url or (settings.data_dir / DATABASE_FILE).exists():
         try:
             return await query_local(settings.data_dir, verb, payload)
@@ -51,9 +80,9 @@ async def ask(
         return await query_remote(
             endpoint.nc,
             verb,
-            payload if remote_payload is None else remote_payload,
+            remote,
             settings.nats.request_timeout_s,
-            prefix=settings.stream.service.query_prefix,
+            prefix=subject.removesuffix(verb),  # query_remote asks on prefix + verb
         )
 
 
@@ -130,10 +159,13 @@ def print_export(manifest: dict[str, Any], _request: Any) -> None:
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    """engram status: the stream, and per projection its checkpoint and lag."""
+    """engram status: the stream, and per projection its checkpoint and lag (of the engine
+    owning every namespace, or with ``--namespace`` of the one owning that namespace)."""
     from engine.errors import EngineUnavailableError
     from engine.query_client import query_remote
 
+    namespace: str | None = getattr(args, "namespace", None)
+    subject = query_subject(settings, "status", {}, namespace)
     async with open_nats(settings) as endpoint:
         status: dict[str, Any] = {"nats_url": redact_url(endpoint.url), "server": endpoint.source}
         stream = await stream_status(settings, endpoint.nc)
@@ -144,14 +176,16 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 "status",
                 {},
                 timeout_s=2.0,
-                prefix=settings.stream.service.query_prefix,
+                prefix=subject.removesuffix("status"),  # query_remote asks on prefix + verb
             )
             status["engine"] = "running"
             status["projections"] = engine["projections"]
         except EngineUnavailableError:
             status["engine"] = "stopped"
             try:
-                checkpoints = (await ask(settings, "checkpoints", {}))["checkpoints"]
+                checkpoints = (await ask(settings, "checkpoints", {}, namespace=namespace))[
+                    "checkpoints"
+                ]
             except EngramError:  # no database yet: nothing projected
                 checkpoints = {}
             status["projections"] = {
