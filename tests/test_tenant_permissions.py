@@ -33,6 +33,7 @@ from engine.events import WorkflowExecuted, make_event
 from engine.events.derived import PatternLearned
 from engine.events.envelope import NAMESPACE_PATTERN
 from engine.events.registry import AGENT_TYPES, DERIVED_TYPES, EVENT_TYPES, EventSpec
+from engine.permissions import Violation, inbox_prefix_of, parse_violation, refused_or, watch
 from engine.server import find_nats_server
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import AppendResult, EventLog
@@ -579,3 +580,67 @@ async def test_the_operator_runs_its_commands_and_nothing_else(
     )
     info = await engine_nc.jetstream().stream_info("ENGRAM")
     assert (info.config.duplicate_window, info.state.messages, info.state.last_seq) == (120, 1, 6)
+
+
+def test_a_violation_is_read_from_what_nats_py_reports() -> None:
+    """nats-py's error text for a refused publish or subscription (lowercased by it) gives the
+    operation and the subject; any other error gives None."""
+    assert parse_violation(
+        nats.errors.Error('nats: permissions violation for publish to "memory.a.b.beta"')
+    ) == Violation("publish", "memory.a.b.beta")
+    assert parse_violation(
+        'nats: Permissions Violation for Subscription to "_INBOX.x.*" using queue "q"'
+    ) == Violation("subscription", "_inbox.x.*")
+    assert parse_violation(nats.errors.Error("nats: stale connection")) is None
+
+
+async def test_a_refusal_interrupts_only_its_own_operation() -> None:
+    """refused_or raises PermissionDeniedError when a violation of its subject (or of its
+    inbox) is recorded while it waits, and also when the operation failed meanwhile; another
+    subject's violation, an operation that ends normally and a cancellation from outside are
+    left as they are."""
+    nc = NatsClient()
+    found = watch(nc)
+    inbox = inbox_prefix_of(nc)
+    assert inbox == "_INBOX"
+
+    async def refuse_soon(violation: Violation) -> None:
+        await asyncio.sleep(0.01)
+        found.record(violation)
+
+    async def answer(after: float, value: str = "answer") -> str:
+        await asyncio.sleep(after)
+        return value
+
+    async def fails(after: float) -> str:
+        await asyncio.sleep(after)
+        raise TimeoutError
+
+    async def attempt(operation: Awaitable[str], violation: Violation) -> object:
+        refusal = asyncio.create_task(refuse_soon(violation))
+        try:
+            return await refused_or(nc, operation, publishes="engram.query.beta.search")
+        except PermissionDeniedError as exc:
+            return exc
+        finally:
+            await refusal
+
+    mine = Violation("publish", "engram.query.beta.search")
+    denied = await attempt(answer(5), mine)
+    assert isinstance(denied, PermissionDeniedError) and denied.subject == mine.subject
+    inbox_refused = await attempt(answer(5), Violation("subscription", "_inbox.abc.*"))
+    assert isinstance(inbox_refused, PermissionDeniedError)
+    assert "ENGRAM_NATS__INBOX_PREFIX" in str(inbox_refused)
+    # a refused reply subscription stays refused: the next request fails before it is sent
+    assert isinstance(await attempt(answer(5), mine), PermissionDeniedError)
+    fresh = NatsClient()
+    found = watch(fresh)
+    nc = fresh
+    assert await attempt(answer(0.05), Violation("publish", "memory.a.b.c")) == "answer"
+    assert await attempt(answer(0), mine) == "answer"
+    assert isinstance(await attempt(fails(0.05), mine), PermissionDeniedError)
+    waiting = asyncio.create_task(refused_or(nc, answer(5), publishes="x.y"))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
