@@ -421,15 +421,24 @@ def render_authorization(
     return "\n".join(lines)
 
 
-def credentials_env(user: NatsUser, credential: Credential, *, url: str | None = None) -> str:
+def credentials_env(
+    user: NatsUser,
+    credential: Credential,
+    *,
+    url: str | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> str:
     """A user's credentials file: ``ENGRAM_NATS__*`` lines the SDK and the CLI read from the
-    environment (``set -a; . agent-alpha.env; set +a``). Holds the clear password: 0600."""
+    environment (``set -a; . agent-alpha.env; set +a``), after ``settings`` (more ``ENGRAM_*``
+    lines: the stream's name and prefixes when they are not the defaults, since the
+    permissions name them). Holds the clear password: 0600."""
     lines = [
         f"# engram credentials of NATS user {user.name}: {user.about}",
         "# Secret: keep it 0600. Load with `set -a; . ./this-file; set +a`.",
     ]
     if url is not None:
         lines.append(f"ENGRAM_NATS__URL={url}")
+    lines += [f"{key}={value}" for key, value in (settings or {}).items()]
     lines += [
         f"ENGRAM_NATS__USER={user.name}",
         f"ENGRAM_NATS__PASSWORD={credential.password}",

@@ -644,3 +644,21 @@ async def test_a_refusal_interrupts_only_its_own_operation() -> None:
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+def test_credentials_name_a_stream_that_is_not_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For another stream or prefixes (--stream, ENGRAM_STREAM__*) the credentials files say
+    so too: the permissions name that stream's subjects, which a client with the defaults would
+    never use. With the defaults they say nothing of the stream."""
+    monkeypatch.setenv("ENGRAM_STREAM__SUBJECT_PREFIX", "team.memory")
+    out = tmp_path / "auth"
+    assert main(["auth", "--tenants", "alpha", "--out", str(out), "--stream", "TEAM"]) == 0
+    text = (out / "credentials" / "agent-alpha.env").read_text()
+    assert "ENGRAM_STREAM__NAME=TEAM\nENGRAM_STREAM__SUBJECT_PREFIX=team.memory\n" in text
+    assert "SERVICE_PREFIX" not in text
+    assert '"team.memory.workflow.executed.alpha"' in (out / "authorization.conf").read_text()
+    monkeypatch.delenv("ENGRAM_STREAM__SUBJECT_PREFIX")
+    assert main(["auth", "--tenants", "alpha", "--out", str(out), "--force"]) == 0
+    assert "ENGRAM_STREAM__" not in (out / "credentials" / "agent-alpha.env").read_text()

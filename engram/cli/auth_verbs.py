@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UsageError
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engram.auth import (
     NatsUser,
     credentials_env,
@@ -66,12 +66,24 @@ def _write_secret(path: Path, text: str) -> None:
         os.close(descriptor)
 
 
+def _stream_lines(stream: StreamSettings) -> dict[str, str]:
+    """The ENGRAM_STREAM__* a client needs for the subjects its permissions name (only those
+    that are not the defaults)."""
+    default = StreamSettings()
+    return {
+        f"ENGRAM_STREAM__{field.upper()}": getattr(stream, field)
+        for field in ("name", "subject_prefix", "service_prefix")
+        if getattr(stream, field) != getattr(default, field)
+    }
+
+
 def write_authorization(
     out: Path,
     users: tuple[NatsUser, ...],
     *,
     force: bool = False,
     url: str | None = None,
+    stream: StreamSettings | None = None,
 ) -> list[Path]:
     """Write ``out/authorization.conf`` and ``out/credentials/<user>.env`` (0600, in a 0700
     directory) for ``users`` with fresh passwords; returns the paths written. Refuses (UsageError,
@@ -90,7 +102,13 @@ def write_authorization(
     secrets_dir.mkdir(parents=True, exist_ok=True)
     secrets_dir.chmod(0o700)
     for user, path in zip(users, files, strict=True):
-        _write_secret(path, credentials_env(user, credentials[user.name], url=url))
+        text = credentials_env(
+            user,
+            credentials[user.name],
+            url=url,
+            settings=_stream_lines(stream or StreamSettings()),
+        )
+        _write_secret(path, text)
     temporary = config.with_name(config.name + ".tmp")
     temporary.write_text(
         render_authorization(users, {name: c.stored for name, c in credentials.items()})
@@ -108,7 +126,7 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
         service_prefix=stream.service_prefix,
     )
     out = Path(args.out)
-    written = write_authorization(out, users, force=args.force, url=args.url)
+    written = write_authorization(out, users, force=args.force, url=args.url, stream=stream)
     if args.json:
         emit_json(
             {
