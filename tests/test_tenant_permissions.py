@@ -25,6 +25,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from engine import MemoryClient
 from engine.connection import connect, connect_kwargs
@@ -580,6 +581,70 @@ async def test_the_operator_runs_its_commands_and_nothing_else(
     )
     info = await engine_nc.jetstream().stream_info("ENGRAM")
     assert (info.config.duplicate_window, info.state.messages, info.state.last_seq) == (120, 1, 6)
+
+
+async def test_tenants_write_ask_and_hear_their_own_with_an_engine(
+    broker: Broker, engine_nc: NatsClient, tmp_path: Path
+) -> None:
+    """With an engine running as ``engine``: agent-alpha stores workflows and an execution,
+    asks its own queries (best workflow, search) on engram.query.alpha.<verb> and hears its
+    signed pattern.learned on memory.pattern.learned.alpha; agent-beta's search of the same
+    text finds nothing of alpha's; the operator asks status and sql (every tenant's rows)."""
+    engine_settings = broker.settings("engine", tmp_path / "engine", ENGRAM_QUERY_SQL="true")
+    alpha = broker.settings("agent-alpha", tmp_path / "alpha")
+    beta = broker.settings("agent-beta", tmp_path / "beta")
+    operator = broker.settings("operator", tmp_path / "operator")
+    listener, errors = await broker.raw("agent-alpha")
+    heard: list[Msg] = []
+
+    async def on_learned(msg: Msg) -> None:
+        heard.append(msg)
+
+    try:
+        await listener.subscribe("memory.pattern.learned.alpha", cb=on_learned)
+        async with running(engine_settings, engine_nc, engine_settings.data_dir) as engine:
+            async with asyncio.timeout(10):
+                while engine.key is None or not engine.runners:
+                    await asyncio.sleep(0.05)
+            async with (
+                MemoryClient(settings=alpha, namespace="alpha") as memory,
+                MemoryClient(settings=beta, namespace="beta") as other,
+                MemoryClient(settings=operator, namespace="alpha") as ops,
+            ):
+                for _ in range(4):
+                    await memory.store_workflow(
+                        task_type="testing",
+                        workflow_steps=["plan", "code"],
+                        success=True,
+                        duration=1,
+                    )
+                await memory.store_execution(
+                    task_id="t-1", execution_summary="deployed the service", success=True
+                )
+                await other.store_execution(
+                    task_id="b-1", execution_summary="painted the fence", success=True
+                )
+                await settle(engine)
+                best = await memory.get_best_workflow_for_task("testing")
+                hits = await memory.search_similar("deployed the service")
+                beta_hits = await other.search_similar("deployed the service")
+                status = await ops.status()
+                rows = await ops.sql(
+                    "SELECT namespace, count(*) AS n FROM workflows GROUP BY namespace"
+                )
+            await settle(engine)
+            key = engine.key
+        assert key is not None
+    finally:
+        await listener.close()
+    assert best is not None and best.workflow_steps == ["plan", "code"]
+    assert [h.task_id for h in hits][:1] == ["t-1"]
+    assert "t-1" not in [h.task_id for h in beta_hits]
+    assert status.messages >= 6 and status.projections
+    assert rows.rows == [{"namespace": "alpha", "n": 4}]
+    assert heard and all(key.genuine(m.data, dict(m.headers or {})) for m in heard)
+    assert {m.subject for m in heard} == {"memory.pattern.learned.alpha"}
+    assert errors == []
 
 
 def test_a_violation_is_read_from_what_nats_py_reports() -> None:
