@@ -337,8 +337,14 @@ class Engine:
         self._set = open_projections(self.settings, info.state.last_seq)
         dispatcher = self.dispatcher = self._dispatcher(self._set)
         self.runners = [self._runner(p, dead_letters) for p in self._set.live]
+        # Owning some namespaces: engram.query.<ns>.* for each (queue group as before: engines
+        # owning the same set share the requests); owning all, every tenant's and operator's.
         broker = build_query_broker(
-            dispatcher, self.url, self.settings.nats, self.settings.stream.service.query_prefix
+            dispatcher,
+            self.url,
+            self.settings.nats,
+            self.settings.stream.service,
+            namespaces=self.settings.namespaces,
         )
         await broker.start()
         tasks = {r.projection.name: asyncio.create_task(r.run(stop)) for r in self.runners}
