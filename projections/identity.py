@@ -11,6 +11,13 @@ An id is kept as its 64-bit key (the first 8 bytes of its blake2b digest), in a 
 peak), against about 127 MB for a Python set of the id strings. Checking an id costs one hash and
 one binary search: about 1.2 us (``bench/bench_identity.py`` measures all three).
 
+Each key can also be attributed to the namespace (its *owner*) whose event first used it, with
+the repeats each namespace's events made: ``forget(owner)`` then takes a tenant's ids and
+repeats out when it is purged (``projections.purging``), so its events published again later
+are first occurrences, as they are to a replay of the purged stream. The attribution costs 8
+more bytes per id; a record saved before it existed loads with its ids unattributed (kept by
+every purge: rebuild by replay to attribute them).
+
 Two different ids with the same key would make the later one look like a repeat: with n distinct
 ids the chance that this happens at all is about n**2 / 2**65 (3e-8 at a million, 3e-6 at ten
 million). Keys are not keyed hashes: whoever can publish can repeat an id outright anyway.
@@ -18,11 +25,12 @@ million). Keys are not keyed hashes: whoever can publish can repeat an id outrig
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 from array import array
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -32,8 +40,11 @@ __all__ = [
     "CountsDuplicates",
     "IdHistory",
     "SeenIds",
+    "dump_owner_duplicates",
+    "dump_owners",
     "duplicates_seen",
     "event_key",
+    "restore_owners",
 ]
 
 KEY_BYTES = 8
@@ -66,7 +77,16 @@ class SeenIds:
     added since ``clear_journal``, in order; kept only when ``journal=True``).
     """
 
-    __slots__ = ("_journal", "_merge_at", "_recent", "_sorted", "_view", "duplicates")
+    __slots__ = (
+        "_journal",
+        "_merge_at",
+        "_owner_duplicates",
+        "_owners",
+        "_recent",
+        "_sorted",
+        "_view",
+        "duplicates",
+    )
 
     def __init__(
         self, keys: Keys | None = None, *, duplicates: int = 0, journal: bool = False
@@ -75,7 +95,12 @@ class SeenIds:
         self._view = self._sorted.data
         self._merge_at = max(_MIN_MERGE, len(self._sorted) >> 6)
         self._recent: set[int] = set()
-        self._journal: array[int] | None = array("Q") if journal else None
+        self._journal: dict[str | None, array[int]] | None = {} if journal else None
+        """Keys added since the journal was cleared, by owner (None: unattributed)."""
+        self._owners: dict[str, array[int]] = {}
+        """owner -> the keys its events used first, in the order they were recorded."""
+        self._owner_duplicates: dict[str, int] = {}
+        """owner -> the repeats its events made (part of ``duplicates``)."""
         self.duplicates = duplicates
         """Later occurrences of a recorded id that were ignored."""
 
@@ -96,38 +121,104 @@ class SeenIds:
         at = _bisect(view, key)
         return at < len(view) and view[at] == key
 
-    def add(self, key: int) -> None:
-        """Record ``key`` (already recorded: nothing changes)."""
+    def add(self, key: int, owner: str | None = None) -> None:
+        """Record ``key``, first used by ``owner``'s events (already recorded: nothing
+        changes)."""
         if key not in self:
-            self._record(key)
+            self._record(key, owner)
 
-    def _record(self, key: int) -> None:
+    def _record(self, key: int, owner: str | None) -> None:
         self._recent.add(key)
+        if owner is not None:
+            owned = self._owners.get(owner)
+            if owned is None:
+                owned = self._owners[owner] = array("Q")
+            owned.append(key)
         if self._journal is not None:
-            self._journal.append(key)
+            journal = self._journal.get(owner)
+            if journal is None:
+                journal = self._journal[owner] = array("Q")
+            journal.append(key)
         if len(self._recent) > self._merge_at:
             self._merge()
 
-    def extend(self, keys: Iterable[int]) -> None:
+    def extend(self, keys: Iterable[int], owner: str | None = None) -> None:
         for key in keys:
-            self.add(key)
+            self.add(key, owner)
 
-    def first(self, event_id: str) -> bool:
-        """True (and the id recorded) for an id not seen before; False (and the repeat
-        counted) for one seen before."""
+    def count_duplicate(self, owner: str | None = None) -> None:
+        """Count one repeat, made by ``owner``'s event."""
+        self.duplicates += 1
+        if owner is not None:
+            self._owner_duplicates[owner] = self._owner_duplicates.get(owner, 0) + 1
+
+    def first(self, event_id: str, owner: str | None = None) -> bool:
+        """True (and the id recorded as ``owner``'s) for an id not seen before; False (and the
+        repeat counted as ``owner``'s) for one seen before."""
         # The hot path of every projection's fold: ``event_key`` and ``in`` written out.
         key = _from_bytes(_blake2b(event_id.encode(), digest_size=KEY_BYTES).digest(), "little")
         view = self._view
         if key in self._recent or ((at := _bisect(view, key)) < len(view) and view[at] == key):
             self.duplicates += 1
+            if owner is not None:
+                self._owner_duplicates[owner] = self._owner_duplicates.get(owner, 0) + 1
             return False
+        if owner is not None or self._journal is not None:
+            self._record(key, owner)
+            return True
         recent = self._recent
         recent.add(key)
-        if self._journal is not None:
-            self._journal.append(key)
         if len(recent) > self._merge_at:
             self._merge()
         return True
+
+    # -- owners (namespaces) --------------------------------------------------------------------
+
+    def owners(self) -> list[str]:
+        """The owners with ids or repeats recorded, sorted."""
+        return sorted(self._owners.keys() | self._owner_duplicates.keys())
+
+    def owned(self, owner: str) -> Keys:
+        """The keys ``owner``'s events used first, sorted."""
+        owned = self._owners.get(owner)
+        return np.unique(_keys(owned)) if owned is not None else _keys(())
+
+    def duplicates_of(self, owner: str) -> int:
+        """The repeats ``owner``'s events made."""
+        return self._owner_duplicates.get(owner, 0)
+
+    def attribute(self, owner: str, keys: Keys, duplicates: int = 0) -> None:
+        """Record ``keys`` (recorded already or not) as first used by ``owner``, with
+        ``duplicates`` repeats of its own (already counted in ``duplicates``): a saved
+        attribution read back. Not journaled."""
+        recorded = self._journal
+        self._journal = None
+        try:
+            for key in keys.tolist():
+                if key not in self:
+                    self._record(key, None)
+        finally:
+            self._journal = recorded
+        owned = self._owners.setdefault(owner, array("Q"))
+        owned.extend(keys.tolist())
+        if duplicates:
+            self._owner_duplicates[owner] = self._owner_duplicates.get(owner, 0) + duplicates
+
+    def forget(self, owner: str) -> int:
+        """Take out every key ``owner``'s events used first, and its repeats from
+        ``duplicates``; returns how many keys went."""
+        self.duplicates -= self._owner_duplicates.pop(owner, 0)
+        owned = self._owners.pop(owner, None)
+        if self._journal is not None:
+            self._journal.pop(owner, None)
+        if owned is None or not len(owned):
+            return 0
+        gone = np.unique(_keys(owned))
+        self._recent.difference_update(gone.tolist())
+        self._sorted = np.setdiff1d(self._sorted, gone, assume_unique=True).astype(_DTYPE)
+        self._view = self._sorted.data
+        self._merge_at = max(_MIN_MERGE, len(self._sorted) >> 6)
+        return len(gone)
 
     def fresh(self, keys: Sequence[int]) -> list[bool]:
         """For each key of a batch, in order: is it a first occurrence (not recorded, and not
@@ -158,14 +249,20 @@ class SeenIds:
         return self.keys().tobytes()
 
     def journal_bytes(self) -> bytes:
-        """The keys added since the journal was last cleared, in order, 8 bytes each."""
+        """The keys added since the journal was last cleared, 8 bytes each (each owner's in
+        the order they were added)."""
+        return b"".join(self.journal_by_owner().values())
+
+    def journal_by_owner(self) -> dict[str | None, bytes]:
+        """The keys added since the journal was last cleared, by owner (None: unattributed),
+        each owner's in order, 8 bytes each."""
         if self._journal is None:
             raise ValueError("this record keeps no journal")
-        return _keys(self._journal).tobytes()
+        return {owner: _keys(keys).tobytes() for owner, keys in self._journal.items() if keys}
 
     def clear_journal(self) -> None:
         if self._journal is not None:
-            del self._journal[:]
+            self._journal.clear()
 
     def _merge(self) -> None:
         recent = np.sort(_keys(self._recent))
@@ -183,6 +280,35 @@ class SeenIds:
 
     def __repr__(self) -> str:
         return f"SeenIds({len(self)} ids, {self.duplicates} duplicates)"
+
+
+def dump_owners(seen: SeenIds) -> dict[str, str]:
+    """Which namespace used each of ``seen``'s keys first, JSON-ready and canonical: owner ->
+    its keys, sorted, base64 of 8 little-endian bytes each (owners with keys only, sorted)."""
+    owned = {owner: seen.owned(owner) for owner in seen.owners()}
+    return {
+        owner: base64.b64encode(keys.tobytes()).decode()
+        for owner, keys in owned.items()
+        if len(keys)
+    }
+
+
+def dump_owner_duplicates(seen: SeenIds) -> dict[str, int]:
+    """The repeats each namespace's events made (owners with some only, sorted)."""
+    counts = {owner: seen.duplicates_of(owner) for owner in seen.owners()}
+    return {owner: n for owner, n in counts.items() if n}
+
+
+def restore_owners(
+    seen: SeenIds, keys: dict[str, Any] | None, duplicates: dict[str, Any] | None = None
+) -> SeenIds:
+    """``seen`` with the attribution ``dump_owners`` and ``dump_owner_duplicates`` wrote (None:
+    none was saved)."""
+    keys, duplicates = keys or {}, duplicates or {}
+    for owner in sorted(keys.keys() | duplicates.keys()):
+        owned = np.frombuffer(base64.b64decode(keys.get(owner, "")), dtype=_DTYPE)
+        seen.attribute(str(owner), owned, int(duplicates.get(owner, 0)))
+    return seen
 
 
 class IdHistory(Protocol):

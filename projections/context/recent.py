@@ -8,6 +8,12 @@ A repeated envelope id is ignored here as everywhere (the first occurrence wins)
 first seen before the tail it starts from, it takes them from ``history`` (the tables
 projection): it then starts at the older of the tail's start and that projection's checkpoint.
 Its count of repeats covers what it applied since it started.
+
+A ``namespace.purged`` event takes the tenant's events out of the buffer, its active sessions and
+its envelope ids. The buffer holds the last ``capacity`` events of every namespace together, so
+right after a purge it holds fewer events than a buffer rebuilt without the tenant would (the
+purged events' places are not refilled with older ones); events arriving after the purge fill
+it again.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from collections import deque
 from collections.abc import Sequence
 
 from engine.events import SessionEnded, SessionStarted
-from projections.identity import IdHistory, SeenIds
+from projections.identity import IdHistory, SeenIds, event_key
+from projections.purging import purged_namespace
 from projections.records import DeadLetter, SequencedEvent
 
 __all__ = ["RecentEvents"]
@@ -63,8 +70,13 @@ class RecentEvents:
     ) -> None:
         with self._lock:
             for item in events:
-                if item.sequence <= self._applied or not self._seen.first(item.event.id):
+                owner = item.event.namespace
+                if item.sequence <= self._applied or not self._seen.first(item.event.id, owner):
                     continue
+                purged = purged_namespace(item.event)
+                if purged is not None:
+                    self._forget(purged)
+                    self._seen.add(event_key(item.event.id), owner)  # as a replay records it
                 self._events.append(item)
                 data = item.event.data
                 if isinstance(data, SessionStarted):
@@ -72,6 +84,14 @@ class RecentEvents:
                 elif isinstance(data, SessionEnded):
                     self._active.pop((item.event.namespace, data.session_id), None)
             self._applied = max(self._applied, last_sequence)
+
+    def _forget(self, namespace: str) -> None:
+        """Take ``namespace``'s events, active sessions and ids out (the caller holds the
+        lock)."""
+        kept = [e for e in self._events if e.event.namespace != namespace]
+        self._events = deque(kept, maxlen=self.capacity)
+        self._active = {k: e for k, e in self._active.items() if k[0] != namespace}
+        self._seen.forget(namespace)
 
     def recent(self, namespace: str, limit: int | None = None) -> list[SequencedEvent]:
         """Newest first, this namespace only."""

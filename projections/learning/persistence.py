@@ -4,6 +4,12 @@ The file holds the envelope ids applied (``seen``: sorted 64-bit keys, base64) a
 ignored, so a restart or a restored snapshot ignores the same repeats. A file of format 1 (written
 before ids were recorded) loads with an empty record and a warning: repeats of the events it
 covers are not recognised until the learner is rebuilt by replay.
+
+Format 3 keys feedback by the namespace of the pattern.feedback events as well as the pattern
+(a pattern counts its own namespace's votes) and records which namespace first used each id
+(``seen_owners``), so a purged tenant's ids can be forgotten. Format 2 loads with each vote
+under the namespace its pattern id names (``default`` when it names none) and its ids
+unattributed (a purge cannot forget them: rebuild by replay).
 """
 
 from __future__ import annotations
@@ -20,17 +26,17 @@ import structlog
 from engine.errors import ProjectionError
 from engine.events import PatternLearned
 from projections.atomic_files import write_atomic
-from projections.identity import SeenIds
+from projections.identity import SeenIds, dump_owner_duplicates, dump_owners, restore_owners
 from projections.learning.scoring import LearnerConfig
-from projections.learning.state import Announcement, LearnerState
+from projections.learning.state import Announcement, LearnerState, namespace_of_pattern
 from projections.learning.stats import FeedbackStats, OutcomeStats, PatternVersion, WorkflowStats
 from projections.task_types import TaskTypeClassifier
 
 __all__ = ["STATE_FILE", "dump_state", "load_state", "restore_state", "save_state"]
 
 STATE_FILE = "learner-state.json.gz"
-FORMAT = 2
-_READABLE = (1, FORMAT)
+FORMAT = 3
+_READABLE = (1, 2, FORMAT)
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +51,7 @@ def dump_state(state: LearnerState) -> dict[str, Any]:
             for (ns, tt), by_key in state.workflows.items()
         ],
         "outcomes": [[ns, tt, asdict(o)] for (ns, tt), o in state.outcomes.items()],
-        "feedback": [[pid, asdict(f)] for pid, f in state.feedback.items()],
+        "feedback": [[ns, pid, asdict(f)] for (ns, pid), f in state.feedback.items()],
         "snapshots": [[pid, asdict(s)] for pid, s in state.versions.items()],  # the file's old key
         "pattern_scope": [[pid, list(scope)] for pid, scope in state.pattern_scope.items()],
         "best": [[ns, tt, key] for (ns, tt), key in state.best.items()],
@@ -55,6 +61,8 @@ def dump_state(state: LearnerState) -> dict[str, Any]:
         ],
         "seen": base64.b64encode(state.seen.to_bytes()).decode(),
         "duplicates": state.seen.duplicates,
+        "seen_owners": dump_owners(state.seen),
+        "duplicates_by_namespace": dump_owner_duplicates(state.seen),
     }
 
 
@@ -68,7 +76,13 @@ def restore_state(
     for ns, tt, items in raw["workflows"]:
         state.workflows[(ns, tt)] = {key: WorkflowStats(**stats) for key, stats in items}
     state.outcomes = {(ns, tt): OutcomeStats(**o) for ns, tt, o in raw["outcomes"]}
-    state.feedback = {pid: FeedbackStats(**f) for pid, f in raw["feedback"]}
+    if raw["format"] >= FORMAT:
+        state.feedback = {(ns, pid): FeedbackStats(**f) for ns, pid, f in raw["feedback"]}
+    else:  # one tally per pattern id, every namespace's votes: its pattern's namespace's now
+        state.feedback = {
+            (namespace_of_pattern(pid) or "default", pid): FeedbackStats(**f)
+            for pid, f in raw["feedback"]
+        }
     state.versions = {pid: PatternVersion(**s) for pid, s in raw["snapshots"]}
     state.pattern_scope = {pid: (s[0], s[1], s[2], s[3]) for pid, s in raw["pattern_scope"]}
     state.best = {(ns, tt): key for ns, tt, key in raw["best"]}
@@ -77,8 +91,12 @@ def restore_state(
         Announcement(ns, when, PatternLearned.model_validate(data))
         for ns, when, data in raw["pending"]
     ]
-    state.seen = SeenIds.from_bytes(
-        base64.b64decode(raw.get("seen", "")), duplicates=int(raw.get("duplicates", 0))
+    state.seen = restore_owners(
+        SeenIds.from_bytes(
+            base64.b64decode(raw.get("seen", "")), duplicates=int(raw.get("duplicates", 0))
+        ),
+        raw.get("seen_owners"),
+        raw.get("duplicates_by_namespace"),
     )
     return state
 

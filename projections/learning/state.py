@@ -22,22 +22,39 @@ from engine.events import (
     TaskExecuted,
     WorkflowExecuted,
 )
-from projections.identity import SeenIds
+from projections.identity import SeenIds, event_key
 from projections.learning.scoring import LearnerConfig, confidence, wilson_lower_bound
 from projections.learning.stats import FeedbackStats, OutcomeStats, PatternVersion, WorkflowStats
 from projections.learning.terms import summary_terms
+from projections.purging import purged_namespace
 from projections.records import SequencedEvent
 from projections.task_types import TaskTypeClassifier
 from projections.workflows import workflow_key
 
-__all__ = ["Announcement", "LearnerState", "announcement_event_id", "workflow_pattern_id"]
+__all__ = [
+    "Announcement",
+    "LearnerState",
+    "announcement_event_id",
+    "namespace_of_pattern",
+    "workflow_pattern_id",
+]
 
 Scope = tuple[str, str]
+FeedbackKey = tuple[str, str]
+"""(namespace of the pattern.feedback event, pattern id)."""
 
 
 def workflow_pattern_id(namespace: str, task_type: str, key: str) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return f"workflow:{namespace}:{task_type}:{digest}"
+
+
+def namespace_of_pattern(pattern_id: str) -> str | None:
+    """The namespace a learned pattern's id names (``workflow:<ns>:...``, ``success:<ns>:...``,
+    ``failure:<ns>:...``); None for an id of another form."""
+    kind, sep, rest = pattern_id.partition(":")
+    namespace, sep2, _ = rest.partition(":")
+    return namespace if sep and sep2 and kind in ("workflow", "success", "failure") else None
 
 
 def announcement_event_id(pattern_id: str, version: int) -> str:
@@ -66,7 +83,9 @@ class LearnerState:
         self.classifier = classifier
         self.workflows: dict[Scope, dict[str, WorkflowStats]] = {}
         self.outcomes: dict[Scope, OutcomeStats] = {}
-        self.feedback: dict[str, FeedbackStats] = {}
+        self.feedback: dict[FeedbackKey, FeedbackStats] = {}
+        """(namespace, pattern id) -> the votes of that namespace's pattern.feedback events. A
+        pattern counts the votes of its own namespace only: a tenant cannot move another's."""
         self.versions: dict[str, PatternVersion] = {}
         """pattern id -> what was last decided about it (its current version)."""
         self.pattern_scope: dict[str, tuple[str, str, str, str]] = {}
@@ -86,7 +105,13 @@ class LearnerState:
         if item.sequence <= self.sequence:
             return
         self.sequence = item.sequence
-        if not self.seen.first(item.event.id):
+        owner = item.event.namespace
+        if not self.seen.first(item.event.id, owner):
+            return
+        purged = purged_namespace(item.event)
+        if purged is not None:
+            self.forget(purged)
+            self.seen.add(event_key(item.event.id), owner)  # as a replay records it
             return
         event, data = item.event, item.event.data
         when = event.occurred_at.isoformat()
@@ -122,13 +147,16 @@ class LearnerState:
                     self.pattern_scope.setdefault(pid, (kind, *scope, ""))
                     self._evaluate(pid, item.sequence, when)
             case PatternFeedback():
-                votes = self.feedback.setdefault(data.pattern_id, FeedbackStats())
+                votes = self.feedback.setdefault(
+                    (event.namespace, data.pattern_id), FeedbackStats()
+                )
                 if data.helpful:
                     votes.helpful += 1
                 else:
                     votes.unhelpful += 1
                 votes.adjustment += data.confidence_adjustment
-                if data.pattern_id in self.pattern_scope:
+                judged = self.pattern_scope.get(data.pattern_id)
+                if judged is not None and judged[1] == event.namespace:
                     self._evaluate(data.pattern_id, item.sequence, when)
             case PatternLearned():
                 seen = self.announced.get(data.pattern_id, 0)
@@ -140,6 +168,29 @@ class LearnerState:
                 ]
             case _:
                 pass
+
+    def forget(self, namespace: str) -> None:
+        """Forget everything ``namespace``'s events decided (a ``namespace.purged``): its
+        workflow and outcome statistics, best workflows, patterns with their versions and
+        announcements (decided, pending or read back), its feedback, and the envelope ids and
+        repeats of its events. What remains is what the other namespaces' events decided."""
+        for scope in [s for s in self.workflows if s[0] == namespace]:
+            del self.workflows[scope]
+        for scope in [s for s in self.outcomes if s[0] == namespace]:
+            del self.outcomes[scope]
+        for scope in [s for s in self.best if s[0] == namespace]:
+            del self.best[scope]
+        for key in [k for k in self.feedback if k[0] == namespace]:
+            del self.feedback[key]
+        for pid in [p for p, scope in self.pattern_scope.items() if scope[1] == namespace]:
+            del self.pattern_scope[pid]
+            self.versions.pop(pid, None)
+        for pid in [p for p in self.versions if self.versions[p].namespace == namespace]:
+            del self.versions[pid]
+        for pid in [p for p in self.announced if namespace_of_pattern(p) == namespace]:
+            del self.announced[pid]
+        self.pending = [a for a in self.pending if a.namespace != namespace]
+        self.seen.forget(namespace)
 
     def _update_best(self, scope: Scope) -> list[str]:
         """Re-rank workflows of ``scope``; returns the pattern ids whose best flag flipped."""
@@ -168,7 +219,9 @@ class LearnerState:
         if current is None:
             return
         rate, samples, is_best = current
-        feedback = self.feedback.get(pattern_id, FeedbackStats())
+        feedback = self.feedback.get(
+            (self.pattern_scope[pattern_id][1], pattern_id), FeedbackStats()
+        )
         conf = confidence(
             samples, feedback.helpful, feedback.unhelpful, feedback.adjustment, self.config
         )

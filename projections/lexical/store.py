@@ -111,6 +111,13 @@ class LexicalSet:
             index = self._indexes[namespace] = LexicalIndex(self.params)
         index.add(label, tokenise(text))
 
+    def drop(self, namespace: str) -> None:
+        """Forget ``namespace``'s index (a purged tenant); its file, which the next save's
+        manifest entry no longer names, is deleted by ``remove_stale`` after that save."""
+        self._indexes.pop(namespace, None)
+        self._saved_at.pop(namespace, None)
+        self._files.pop(namespace, None)
+
     @classmethod
     def rebuild(cls, documents: Iterable[Document], params: BM25Params | None = None) -> LexicalSet:
         """The set that adding ``documents`` (namespace, label, text) in label order builds:

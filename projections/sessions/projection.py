@@ -25,7 +25,7 @@ from engine.events import Event, make_event
 from projections.records import SequencedEvent
 from projections.save_policy import SavePolicy, policy_for
 from projections.sessions.facts import SessionConfig
-from projections.sessions.persistence import load_state, save_state
+from projections.sessions.persistence import RecordLog, load_state, save_state
 from projections.sessions.queries import compacted_sessions
 from projections.sessions.state import SessionState
 from projections.sessions.summary import CompactedSession
@@ -68,9 +68,9 @@ class SessionCompactor(WholeStateBase[SessionState]):
     ) -> None:
         self.config = config or SessionConfig()
         self.classifier = classifier or KeywordTaskTypeClassifier()
-        self._records_bytes = 0
+        self._log = RecordLog()
         if directory is not None:
-            state, self._records_bytes = load_state(directory, self.config, self.classifier)
+            state, self._log = load_state(directory, self.config, self.classifier)
             log.debug(
                 "session state loaded",
                 sequence=state.sequence,
@@ -112,8 +112,9 @@ class SessionCompactor(WholeStateBase[SessionState]):
             if self.directory is None:
                 self.state.journal.clear()  # nothing to save it to
                 self.state.seen.clear_journal()
+                self.state.rewrite = False
 
         return fold
 
     def _write(self, directory: Path) -> None:
-        self._records_bytes = save_state(directory, self.state, self._records_bytes)
+        self._log = save_state(directory, self.state, self._log)

@@ -19,8 +19,7 @@ import duckdb
 
 from engine.errors import ProjectionError
 from projections.learning.persistence import STATE_FILE
-from projections.sessions.persistence import RECORDS_FILE as SESSIONS_RECORDS_FILE
-from projections.sessions.persistence import STATE_FILE as SESSIONS_STATE_FILE
+from projections.sessions.persistence import saved_files as sessions_files
 from projections.tables.schema import TABLES
 from projections.tables.store import DATABASE_FILE, TableStore, connect_database
 
@@ -56,10 +55,8 @@ def pack(data_dir: Path, embedder: str) -> dict[str, bytes]:
     learner = data_dir / "patterns" / STATE_FILE
     if learner.exists():
         files[f"patterns/{STATE_FILE}"] = learner.read_bytes()
-    for name in (SESSIONS_STATE_FILE, SESSIONS_RECORDS_FILE):
-        path = data_dir / "sessions" / name
-        if path.exists():
-            files[f"sessions/{name}"] = path.read_bytes()
+    for name in sessions_files(data_dir / "sessions"):  # the state file and the log it names
+        files[f"sessions/{name}"] = (data_dir / "sessions" / name).read_bytes()
     return files
 
 
@@ -108,8 +105,10 @@ def _materialise(files: dict[str, bytes], data_dir: Path) -> None:
                     continue
                 source = Path(scratch) / f"{table.name}.parquet"
                 source.write_bytes(body)
+                # By name: a snapshot from before a column was added restores it as NULL.
                 cursor.execute(
-                    f"INSERT INTO {table.name} SELECT * FROM read_parquet({_literal(source)})"
+                    f"INSERT INTO {table.name} BY NAME "
+                    f"SELECT * FROM read_parquet({_literal(source)})"
                 )
             cursor.execute("COMMIT")
         except (duckdb.Error, ProjectionError):

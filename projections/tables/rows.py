@@ -196,7 +196,13 @@ def fold_batch(
         key = event_key(item.event.id)
         repeat = key in in_batch or key in known
         changes.insert(
-            "event_ids", {"sequence": item.sequence, "event_key": key, "duplicate": repeat}
+            "event_ids",
+            {
+                "sequence": item.sequence,
+                "event_key": key,
+                "duplicate": repeat,
+                "namespace": item.event.namespace,
+            },
         )
         if repeat:
             changes.duplicates += 1

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-__all__ = ["TABLES", "VIEWS", "Column", "Table", "arrow_schema", "create_statements"]
+__all__ = [
+    "MIGRATIONS",
+    "TABLES",
+    "VIEWS",
+    "Column",
+    "Table",
+    "arrow_schema",
+    "create_statements",
+    "namespaced_tables",
+]
 
 TS = pa.timestamp("us", tz="UTC")
 STRINGS = pa.list_(pa.string())
@@ -160,11 +169,14 @@ TABLES: dict[str, Table] = {
         Table(
             # The envelope ids the tables applied (as 64-bit keys, see projections.identity), one
             # row per event: ``duplicate`` marks a later occurrence of an id, which changed nothing.
+            # ``namespace`` is the event's (so a purged tenant's ids go with its rows); NULL in
+            # rows written before it was recorded.
             "event_ids",
             (
                 _c("sequence", "BIGINT NOT NULL", pa.int64()),
                 _c("event_key", "UBIGINT NOT NULL", pa.uint64()),
                 _c("duplicate", "BOOLEAN NOT NULL", pa.bool_()),
+                _c("namespace", "VARCHAR", pa.string()),
             ),
             key=("sequence",),
             order=("sequence",),
@@ -221,6 +233,12 @@ VIEWS: dict[str, str] = {
 }
 
 
+MIGRATIONS: tuple[str, ...] = (
+    # Databases created before event_ids recorded the namespace (no-op on newer ones).
+    "ALTER TABLE event_ids ADD COLUMN IF NOT EXISTS namespace VARCHAR",
+)
+
+
 def arrow_schema(table: Table) -> pa.Schema:
     return pa.schema([pa.field(c.name, c.arrow) for c in table.columns])
 
@@ -233,6 +251,12 @@ def create_statements() -> list[str]:
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, PRIMARY KEY ({key}))"
         )
+    statements.extend(MIGRATIONS)
     for name, body in VIEWS.items():
         statements.append(f"CREATE OR REPLACE VIEW {name} AS {body}")
     return statements
+
+
+def namespaced_tables() -> list[str]:
+    """The tables with a ``namespace`` column: every row of one belongs to that namespace."""
+    return [t.name for t in TABLES.values() if "namespace" in t.column_names]

@@ -8,6 +8,11 @@ Commit order (the exactly-once effect depends on it):
   5. COMMIT            <- only now may the caller ack the messages
 A crash before 5 leaves nothing of the batch; a redelivery after 5 is skipped by sequence.
 
+A batch holding a ``namespace.purged`` event is committed as steps in stream order, in the same
+transaction: the changes of the events before it, then the purge (every row of the namespace in
+every table with a namespace column, ``event_ids`` included, and its dead letters, see
+``projections.purging.belongs_to``), then the changes of the events after it.
+
 Speed: DuckDB spends milliseconds per statement whatever the row count, and more on
 ``ON CONFLICT`` (it plans a merge against the table). So step 2 first inserts the rows of the
 insert-only tables with a plain INSERT; the primary key refuses an event id stored already (the
@@ -18,8 +23,10 @@ written again with ``ON CONFLICT DO NOTHING``: the same rows either way.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,11 +35,42 @@ import duckdb
 import pyarrow as pa
 
 from engine.errors import EngramError, StoreLockedError
+from engine.events.derived import NamespacePurged
+from projections.purging import body_namespace
 from projections.records import DeadLetter
 from projections.tables.rows import MERGE_RULES, TableChanges
-from projections.tables.schema import TABLES, arrow_schema, create_statements
+from projections.tables.schema import TABLES, arrow_schema, create_statements, namespaced_tables
 
-__all__ = ["DATABASE_FILE", "TableStore", "connect_database"]
+__all__ = ["DATABASE_FILE", "Batch", "Purge", "Step", "TableStore", "connect_database"]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The changes of consecutive events and the dead letters among them."""
+
+    changes: TableChanges
+    dead_letters: Sequence[DeadLetter] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """A tenant forgotten at ``sequence`` (its ``namespace.purged`` event)."""
+
+    purge: NamespacePurged
+    sequence: int
+
+
+Step = Batch | Purge
+
+
+def filter_regex(pattern: str) -> str:
+    """The regular expression of a NATS subject filter (``*`` one token, ``>`` the rest)."""
+    parts = [
+        "[^.]+" if token == "*" else ".+" if token == ">" else re.escape(token)
+        for token in pattern.split(".")
+    ]
+    return "^" + r"\.".join(parts) + "$"
+
 
 DATABASE_FILE = "engram.duckdb"
 
@@ -177,25 +215,27 @@ class TableStore:
 
         Raises what DuckDB raised (never a failed rollback's error instead of it). After a
         fatal error the database is reopened by the next call (see ``_heal``)."""
+        self.commit_steps(projection, [Batch(changes, dead_letters)], last_sequence, last_stored_at)
+
+    def commit_steps(
+        self,
+        projection: str,
+        steps: Sequence[Step],
+        last_sequence: int,
+        last_stored_at: datetime | None,
+    ) -> None:
+        """Apply ``steps`` in order (changes, and purges of a tenant between them) and move the
+        checkpoint, all in one transaction, all or nothing (see ``commit``)."""
         with self._lock:
             self._heal()
             try:
                 try:
-                    self._transaction(
-                        projection, changes, dead_letters, last_sequence, last_stored_at, plain=True
-                    )
+                    self._transaction(projection, steps, last_sequence, last_stored_at, plain=True)
                 except duckdb.ConstraintException:
                     # An inserted key is stored already (or twice in the batch), or a NOT NULL
                     # column is empty: all rolled back. Again, skipping stored keys; a NOT NULL
                     # violation raises again, as it did before the plain INSERT was tried.
-                    self._transaction(
-                        projection,
-                        changes,
-                        dead_letters,
-                        last_sequence,
-                        last_stored_at,
-                        plain=False,
-                    )
+                    self._transaction(projection, steps, last_sequence, last_stored_at, plain=False)
             except BaseException as exc:
                 self._note(exc)
                 raise
@@ -203,40 +243,19 @@ class TableStore:
     def _transaction(
         self,
         projection: str,
-        changes: TableChanges,
-        dead_letters: Sequence[DeadLetter],
+        steps: Sequence[Step],
         last_sequence: int,
         last_stored_at: datetime | None,
         *,
         plain: bool,
     ) -> None:
-        insert = "INSERT INTO {table} BY NAME SELECT * FROM _batch"
-        if not plain:
-            insert += " ON CONFLICT DO NOTHING"
         self._db.execute("BEGIN TRANSACTION")
         try:
-            for table, rows in changes.inserts.items():
-                self._write(insert.format(table=table), table, rows)
-            for table, keyed in changes.upserts.items():
-                self._write(_merge_sql(table, "_batch"), table, list(keyed.values()))
-            if dead_letters:
-                self._write(
-                    "INSERT INTO dead_letters BY NAME SELECT * FROM _batch ON CONFLICT DO NOTHING",
-                    "dead_letters",
-                    [
-                        {
-                            "projection": d.projection,
-                            "sequence": d.sequence,
-                            "subject": d.subject,
-                            "stored_at": d.stored_at,
-                            "kind": d.kind,
-                            "reason": d.reason,
-                            "raw": d.raw,
-                            "raw_size": d.raw_size,
-                        }
-                        for d in dead_letters
-                    ],
-                )
+            for step in steps:
+                if isinstance(step, Purge):
+                    self._purge(step)
+                else:
+                    self._changes(step, plain=plain)
             if projection in self._checkpointed:
                 self._db.execute(
                     "UPDATE checkpoints SET sequence = ?, stored_at = ? WHERE projection = ?",
@@ -259,6 +278,63 @@ class TableStore:
                 failure.add_note(f"(the rollback after it failed too: {rollback_error})")
             raise
         self._checkpointed.add(projection)
+
+    def _changes(self, batch: Batch, *, plain: bool) -> None:
+        insert = "INSERT INTO {table} BY NAME SELECT * FROM _batch"
+        if not plain:
+            insert += " ON CONFLICT DO NOTHING"
+        changes = batch.changes
+        for table, rows in changes.inserts.items():
+            self._write(insert.format(table=table), table, rows)
+        for table, keyed in changes.upserts.items():
+            self._write(_merge_sql(table, "_batch"), table, list(keyed.values()))
+        if batch.dead_letters:
+            self._write(
+                "INSERT INTO dead_letters BY NAME SELECT * FROM _batch ON CONFLICT DO NOTHING",
+                "dead_letters",
+                [
+                    {
+                        "projection": d.projection,
+                        "sequence": d.sequence,
+                        "subject": d.subject,
+                        "stored_at": d.stored_at,
+                        "kind": d.kind,
+                        "reason": d.reason,
+                        "raw": d.raw,
+                        "raw_size": d.raw_size,
+                    }
+                    for d in batch.dead_letters
+                ],
+            )
+
+    def _purge(self, step: Purge) -> None:
+        """Delete every row of the purged tenant and its dead letters stored below the purge
+        (inside the caller's transaction)."""
+        purge = step.purge
+        for table in namespaced_tables():
+            self._db.execute(f"DELETE FROM {table} WHERE namespace = ?", [purge.namespace])
+        self._db.execute(
+            "DELETE FROM dead_letters WHERE sequence < ? AND regexp_full_match(subject, ?)",
+            [step.sequence, filter_regex(purge.subject_filter)],
+        )
+        if purge.legacy_filter is None:
+            return
+        # v1 dead letters: the tenant's when their body names it (read here, not in SQL: a
+        # dead letter's body need not be JSON, nor even text).
+        candidates = self._db.execute(
+            "SELECT projection, sequence, raw FROM dead_letters "
+            "WHERE sequence < ? AND regexp_full_match(subject, ?)",
+            [step.sequence, filter_regex(purge.legacy_filter)],
+        ).fetchall()
+        doomed = [
+            [projection, sequence]
+            for projection, sequence, raw in candidates
+            if body_namespace(bytes(raw)) == purge.namespace
+        ]
+        if doomed:
+            self._db.executemany(
+                "DELETE FROM dead_letters WHERE projection = ? AND sequence = ?", doomed
+            )
 
     def _write(self, sql: str, table: str, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:

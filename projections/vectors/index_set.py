@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,13 @@ class IndexSet:
             index = VectorIndex(self.dimension, self.embedder, self.config)
             self._indexes[key] = index
         return index
+
+    def drop(self, namespace: str) -> None:
+        """Forget every index of ``namespace`` (a purged tenant); their directories, which the
+        next save's manifest no longer lists, are deleted after that save commits."""
+        for key in [k for k in self._indexes if k[0] == namespace]:
+            del self._indexes[key]
+            self._saved_at.pop(key, None)
 
     def add(
         self, namespace: str, collection: str, labels: npt.ArrayLike, vectors: npt.ArrayLike
@@ -160,6 +168,7 @@ class IndexSet:
             "extra": extra,
         }
         persistence.write_json_atomic(base / MANIFEST_NAME, manifest)
+        _remove_unlisted(base, {str(e["directory"]) for e in entries})
 
     @classmethod
     def load(
@@ -197,3 +206,16 @@ class IndexSet:
             index_set._indexes[(namespace, collection)] = loaded.index
             index_set._saved_at[(namespace, collection)] = loaded.index.mutations
         return index_set, watermark
+
+
+def _remove_unlisted(base: Path, listed: set[str]) -> None:
+    """Delete the index directories under ``base`` that the manifest just committed does not
+    list (a dropped namespace's), and namespace directories left empty: run after the commit,
+    so a crash leaves them to the next save."""
+    for namespace_dir in [p for p in base.iterdir() if p.is_dir()]:
+        for index_dir in [p for p in namespace_dir.iterdir() if p.is_dir()]:
+            relative = str(index_dir.relative_to(base))
+            if relative not in listed and (index_dir / persistence.METADATA_NAME).exists():
+                shutil.rmtree(index_dir, ignore_errors=True)
+        if not any(namespace_dir.iterdir()):
+            namespace_dir.rmdir()

@@ -15,12 +15,16 @@ or damaged save and raises IndexCorruptError; the projection then rebuilds by re
 
 The projection's record of the envelope ids it applied (``projections.identity``) is saved the
 same way: ``seen-<watermark>.bin`` (sorted 8-byte keys) is written and renamed before the
-manifest that names it (``extra["seen"]``, with the repeats ignored in ``extra["duplicates"]``).
+manifest that names it (``extra["seen"]``, with the repeats ignored in ``extra["duplicates"]``),
+and beside it ``seen-<watermark>.owners.json.gz``, which namespace's events used each id first
+and the repeats each made (``extra["seen_owners"]``; absent in a save from before it existed:
+the ids are then unattributed, and a purge cannot forget them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -33,7 +37,7 @@ import structlog
 
 from engine.errors import IndexCorruptError, IndexMismatchError
 from projections.atomic_files import write_atomic
-from projections.identity import SeenIds
+from projections.identity import SeenIds, dump_owner_duplicates, dump_owners, restore_owners
 
 __all__ = [
     "FORMAT_VERSION",
@@ -184,11 +188,16 @@ def remove_stale_files(directory: Path, keep: str) -> None:
 
 
 def write_seen(directory: Path, watermark: int, seen: SeenIds) -> dict[str, Any]:
-    """Write ``seen`` as ``seen-<watermark>.bin`` (``write_atomic``: fsynced temp file, rename);
-    returns the manifest ``extra`` entries that name it."""
+    """Write ``seen`` as ``seen-<watermark>.bin`` and its attribution as
+    ``seen-<watermark>.owners.json.gz`` (``write_atomic``: fsynced temp file, rename); returns
+    the manifest ``extra`` entries that name them."""
     name = f"seen-{watermark}.bin"
     write_atomic(directory / name, seen.to_bytes())  # no temp file left on failure
-    return {"seen": name, "duplicates": seen.duplicates}
+    owners = f"seen-{watermark}.owners.json.gz"
+    owned = {"keys": dump_owners(seen), "duplicates": dump_owner_duplicates(seen)}
+    body = json.dumps(owned, sort_keys=True, separators=(",", ":")).encode()
+    write_atomic(directory / owners, gzip.compress(body, 5))
+    return {"seen": name, "duplicates": seen.duplicates, "seen_owners": owners}
 
 
 def read_seen(directory: Path, extra: dict[str, Any]) -> SeenIds:
@@ -206,13 +215,25 @@ def read_seen(directory: Path, extra: dict[str, Any]) -> SeenIds:
     if path.name != name:
         raise IndexCorruptError(f"the manifest in {directory} names {name!r} as its id record")
     try:
-        return SeenIds.from_bytes(path.read_bytes(), duplicates=int(extra.get("duplicates", 0)))
+        seen = SeenIds.from_bytes(path.read_bytes(), duplicates=int(extra.get("duplicates", 0)))
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"event id record {path} unreadable: {exc}") from None
+    owners = extra.get("seen_owners")
+    if owners is None:
+        return seen  # saved before ids were attributed to namespaces
+    owners_path = directory / str(owners)
+    if owners_path.name != owners:
+        raise IndexCorruptError(f"the manifest in {directory} names {owners!r} as its owners")
+    try:
+        owned = json.loads(gzip.decompress(owners_path.read_bytes()))
+        return restore_owners(seen, owned["keys"], owned["duplicates"])
+    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise IndexCorruptError(f"event id owners {owners_path} unreadable: {exc}") from None
 
 
 def remove_stale_seen(directory: Path, keep: dict[str, Any]) -> None:
-    """Delete id records other than the one ``keep`` (``write_seen``'s entries) names."""
-    for path in directory.glob("seen-*.bin"):
-        if path.name != keep["seen"]:
+    """Delete id records other than the ones ``keep`` (``write_seen``'s entries) names."""
+    wanted = {keep["seen"], keep.get("seen_owners")}
+    for path in directory.glob("seen-*"):
+        if path.name not in wanted and not path.name.startswith(".tmp"):
             path.unlink(missing_ok=True)

@@ -41,6 +41,7 @@ from projections.embedders import Embedder
 from projections.identity import SeenIds, event_key
 from projections.lexical.bm25 import BM25Params
 from projections.lexical.store import LexicalSet
+from projections.purging import purged_namespace
 from projections.records import SequencedEvent
 from projections.save_policy import SavePolicy, policy_for
 from projections.task_types import KeywordTaskTypeClassifier, TaskTypeClassifier
@@ -139,11 +140,11 @@ class VectorProjection(WholeStateBase[VectorState]):
         """Validate everything first (a bad precomputed vector raises before any change), then
         embed the batch's texts in one call; the change adds per (namespace, collection)."""
         state = self.state
-        fresh = [e for e in events if e.sequence > state.applied]
+        items = [e for e in events if e.sequence > state.applied]
         # The first occurrence of an envelope id wins; a repeat changes nothing (and is counted).
-        keys = [event_key(e.event.id) for e in fresh]
-        firsts = state.seen.fresh(keys)
-        fresh = [e for e, first in zip(fresh, firsts, strict=True) if first]
+        keys = [event_key(e.event.id) for e in items]
+        firsts = self._firsts(items, keys)
+        fresh = [e for e, first in zip(items, firsts, strict=True) if first]
         planned: list[tuple[Memory, list[float] | None]] = []
         for item in fresh:
             data = item.event.data
@@ -170,21 +171,60 @@ class VectorProjection(WholeStateBase[VectorState]):
         def change() -> None:
             # Records change strictly in stream order (an outcome that comes before its
             # decision must not reach it), whatever the batching; vectors are added after,
-            # grouped, in the same order.
+            # grouped, in the same order (up to a purge, which forgets what came before it).
             # A memory whose text a live one already holds merges into it (registry): only
             # the new ones are indexed.
             new: list[int] = []
-            for item in fresh:
+            for item, key, first in zip(items, keys, firsts, strict=True):
+                owner = item.event.namespace
+                if not first:
+                    state.seen.count_duplicate(owner)
+                    continue
+                purged = purged_namespace(item.event)
+                if purged is not None:
+                    self._index([planned[p][0] for p in new], [vectors[p] for p in new])
+                    new = []
+                    self._forget(purged)
+                state.seen.add(key, owner)
                 position = by_sequence.get(item.sequence)
                 if position is not None and state.registry.register(planned[position][0]):
                     new.append(position)
                 state.registry.update(item)
             self._index([planned[p][0] for p in new], [vectors[p] for p in new])
-            state.seen.extend(k for k, first in zip(keys, firsts, strict=True) if first)
-            state.seen.duplicates += firsts.count(False)
             state.applied = max(state.applied, last_sequence)
 
         return change
+
+    def _firsts(self, items: Sequence[SequencedEvent], keys: list[int]) -> list[bool]:
+        """For each of ``items``: is it the first occurrence of its envelope id, counting what
+        the state holds and what comes earlier in the batch, and forgetting, at each purge in
+        the batch, the ids its namespace used first (so its later events are first again)?"""
+        seen = self.state.seen
+        if not any(purged_namespace(e.event) is not None for e in items):
+            return seen.fresh(keys)
+        hidden: set[int] = set()  # the state's ids of the namespaces purged so far
+        earlier: dict[int, str] = {}  # ids first used earlier in the batch -> their namespace
+        verdicts = []
+        for item, key in zip(items, keys, strict=True):
+            known = key in earlier or (key in seen and key not in hidden)
+            verdicts.append(not known)
+            if known:
+                continue
+            purged = purged_namespace(item.event)
+            if purged is not None:
+                hidden.update(seen.owned(purged).tolist())
+                earlier = {k: ns for k, ns in earlier.items() if ns != purged}
+            earlier[key] = item.event.namespace
+        return verdicts
+
+    def _forget(self, namespace: str) -> None:
+        """Forget ``namespace`` (a purge; the caller holds the state's lock alone): its memory
+        records, its vector and lexical indexes (their files go at the next save) and the ids
+        and repeats of its events."""
+        self.state.registry.forget(namespace)
+        self.state.indexes.drop(namespace)
+        self.state.lexical.drop(namespace)
+        self.state.seen.forget(namespace)
 
     def _index(self, memories: list[Memory], vectors: list[Any]) -> None:
         groups: dict[tuple[str, str], list[int]] = {}

@@ -116,6 +116,21 @@ class MemoryRegistry:
             if label is not None:
                 self.memories[label].success = data.success
 
+    def forget(self, namespace: str) -> int:
+        """Drop every memory of ``namespace`` and every lookup that leads to one (a purged
+        tenant); returns how many memories went. The other namespaces' memories are untouched:
+        no lookup ever crosses namespaces."""
+        gone = {label for label, memory in self.memories.items() if memory.namespace == namespace}
+        for label in gone:
+            del self.memories[label]
+        self._by_id = {i: label for i, label in self._by_id.items() if label not in gone}
+        for scope in [s for s in self._by_key if s[0] == namespace]:
+            del self._by_key[scope]
+        for scope in [s for s in self._by_text if s[0] == namespace]:
+            del self._by_text[scope]
+        self._superseded.pop(namespace, None)
+        return len(gone)
+
     @classmethod
     def restore(cls, memories: Iterable[Memory]) -> MemoryRegistry:
         """The registry of saved records (in label order, as they were written)."""

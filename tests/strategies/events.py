@@ -19,6 +19,7 @@ from engine.events import (
     WorkflowExecuted,
     make_event,
 )
+from engine.events.derived import NamespacePurged
 from projections.records import SequencedEvent
 
 NAMESPACES = st.sampled_from(["default", "team-a", "team-b"])
@@ -81,16 +82,33 @@ PAYLOADS: st.SearchStrategy[EventData] = st.one_of(
 BASE_TIME = datetime(2026, 11, 20, tzinfo=UTC)
 
 
+def purge_of(namespace: str) -> NamespacePurged:
+    """The payload of an operator's purge of ``namespace`` (what ``engram purge`` appends)."""
+    return NamespacePurged(
+        namespace=namespace,
+        reason="erasure request",
+        first_sequence=1,
+        last_sequence=1,
+        messages=1,
+        subject_filter=f"memory.*.*.{namespace}",
+        legacy_filter="memory.*.*",
+    )
+
+
 @st.composite
-def histories(draw: st.DrawFn, max_size: int = 40) -> list[SequencedEvent]:
-    """A history of 0..max_size events with sequences 1..n and increasing times."""
+def histories(draw: st.DrawFn, max_size: int = 40, purges: bool = False) -> list[SequencedEvent]:
+    """A history of 0..max_size events with sequences 1..n and increasing times; with
+    ``purges``, about one event in twelve is a purge of its namespace."""
     payloads = draw(st.lists(PAYLOADS, max_size=max_size))
     history = []
     for index, payload in enumerate(payloads, start=1):
         when = BASE_TIME + timedelta(seconds=index)
+        namespace = draw(NAMESPACES)
+        if purges and draw(st.integers(0, 11)) == 0:
+            payload = purge_of(namespace)
         event = make_event(
             payload,
-            namespace=draw(NAMESPACES),
+            namespace=namespace,
             session_id=draw(SESSIONS),
             agent_id="agent",
             occurred_at=when,
@@ -109,11 +127,14 @@ def splits(draw: st.DrawFn, size: int) -> list[int]:
 
 
 @st.composite
-def repeated(draw: st.DrawFn, max_size: int = 25) -> tuple[list[SequencedEvent], int]:
+def repeated(
+    draw: st.DrawFn, max_size: int = 25, purges: bool = False
+) -> tuple[list[SequencedEvent], int]:
     """A history in which some envelope ids occur again later, anywhere after their first
     occurrence, either as the same envelope (a re-send) or with other content (a second
-    publisher reusing the id). Returns the history (sequences 1..n) and how many repeats."""
-    base = draw(histories(max_size=max_size))
+    publisher reusing the id). Returns the history (sequences 1..n) and how many repeats.
+    With ``purges``, some events purge their namespace (``histories``)."""
+    base = draw(histories(max_size=max_size, purges=purges))
     if not base:
         return [], 0
     n = len(base)
