@@ -4,11 +4,15 @@ set (leases, snapshots), and the data directory bound to the set its projections
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from structlog.testing import capture_logs
 
 from consumers.lease import lease_key
+from consumers.runner import ProjectionRunner, RunnerSettings
 from consumers.snapshotting import (
     snapshot_id_for,
     snapshot_ids_of,
@@ -17,11 +21,16 @@ from consumers.snapshotting import (
 )
 from consumers.tenants import ALL, NAMESPACES_FILE, bind_data_dir, set_key
 from engine.errors import ConfigurationError, SnapshotInvalidError
-from engine.events import NAMESPACE_PATTERN
+from engine.events import NAMESPACE_PATTERN, Event, WorkflowExecuted, encode_event, make_event
 from engine.settings import Settings
+from engine.stream import EventLog
+from engine.subjects import EventSubjects
 from engram.cli.main import build_parser
 from engram.cli.serve import with_namespaces
 from projections.snapshots.stores import DirectorySnapshots
+from projections.tables import TablesProjection, TableStore
+
+SUBJECTS = EventSubjects()
 
 
 def test_namespaces_from_the_environment_sorted_once() -> None:
@@ -122,3 +131,73 @@ def test_a_data_directory_is_bound_to_its_namespace_set(tmp_path: Path) -> None:
     assert not (old / NAMESPACES_FILE).exists()
     with pytest.raises(ConfigurationError, match="holds the projections of every namespace"):
         bind_data_dir(old, ("alpha",), has_state=True)
+
+
+async def test_a_durable_with_another_filter_is_recreated_from_the_checkpoint(
+    event_log: EventLog, tmp_path: Path
+) -> None:
+    """The runner of a projection owning alpha finds its durable created with another filter
+    (every subject, as an engine owning everything left it, its ack floor past alpha's events):
+    it says so in a warning, deletes it and creates it again from the projection's checkpoint
+    with alpha's filters, so it reads alpha's events (v2 and v1) and never gamma's."""
+    js = event_log.js
+    stream = event_log.stream_name
+    durable = f"split_{stream}"
+    events = [_flow("alpha", i) for i in range(3)] + [_flow("gamma", i) for i in range(3)]
+    await event_log.append_many(events)  # v2 subjects
+    legacy = _flow("alpha", 9)
+    await js.publish(
+        SUBJECTS.subject(legacy.type), encode_event(legacy), headers={"Nats-Msg-Id": legacy.id}
+    )
+    last = (await event_log.state()).last_sequence
+    await js.add_consumer(  # another set's durable, acknowledged up to the end
+        stream,
+        ConsumerConfig(
+            durable_name=durable,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=last + 1,
+            ack_policy=AckPolicy.ALL,
+            filter_subject="memory.>",
+        ),
+    )
+    store = TableStore.open(tmp_path / "t")
+    try:
+        runner = ProjectionRunner(
+            js,
+            stream,
+            TablesProjection(store),
+            durable=durable,
+            settings=RunnerSettings(batch_size=50, max_wait_s=0.2),
+            namespaces=("alpha",),
+        )
+        stop = asyncio.Event()
+        with capture_logs() as logs:
+            task = asyncio.create_task(runner.run(stop))
+            try:
+                async with asyncio.timeout(20):
+                    while runner.checkpoint < last:
+                        await asyncio.sleep(0.05)
+                info = await js.consumer_info(stream, durable)
+                pending = await runner.pending()
+            finally:
+                stop.set()
+                await task
+        rows = store.reader().execute("SELECT namespace, count(*) FROM workflows GROUP BY 1")
+        held = dict(rows.fetchall())
+    finally:
+        store.close()
+    assert held == {"alpha": 4}  # three v2, one v1; gamma's never
+    assert sorted(info.config.filter_subjects or []) == sorted(SUBJECTS.filters(("alpha",)))
+    assert pending == 0
+    warned = [e for e in logs if "another filter" in e["event"]]
+    assert len(warned) == 1
+    assert warned[0]["old_filter"] == ["memory.>"]
+    assert warned[0]["new_filter"] == SUBJECTS.filters(("alpha",))
+
+
+def _flow(namespace: str, i: int) -> Event:
+    return make_event(
+        WorkflowExecuted(task_type="t", workflow_steps=["a", "b"], success=True, duration=1.0),
+        namespace=namespace,
+        event_id=f"flow-{namespace}-{i}",
+    )
