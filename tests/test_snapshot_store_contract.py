@@ -3,7 +3,8 @@ bucket on a real nats-server.
 
 What every store promises (projections/snapshots/stores.py): a file put is got back byte for
 byte, by this instance and by another one over the same place; a missing file is None; only
-snapshots with a manifest are listed, oldest first; a put that fails half-way leaves nothing
+snapshots with a manifest are listed, oldest first; a deleted snapshot is unlisted and its bytes
+are gone from the store, the others untouched; a put that fails half-way leaves nothing
 visible (no file, no snapshot, no leftovers) and a reader never sees a partial file; a file
 damaged behind the store's back fails verification (SnapshotInvalidError naming it), never
 an unexpected error and never a hang.
@@ -53,6 +54,8 @@ class Backend:
     """While entered, every put fails half-way through writing."""
     residue: Callable[[], Awaitable[int]]
     """How much the store holds (files or messages): a failed put must not add to it."""
+    held: Callable[[], Awaitable[bytes]]
+    """Every byte the store holds (files, or the bucket's messages), for erasure checks."""
 
 
 def _directory(root: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
@@ -74,6 +77,12 @@ def _directory(root: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     async def residue() -> int:
         return await asyncio.to_thread(count)
 
+    def everything() -> bytes:
+        return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+    async def held() -> bytes:
+        return await asyncio.to_thread(everything)
+
     return Backend(
         "directory",
         DirectorySnapshots(root),
@@ -81,6 +90,7 @@ def _directory(root: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
         rewrite,
         broken_writes,
         residue,
+        held,
     )
 
 
@@ -117,6 +127,17 @@ def _object_store(nc: NatsClient, bucket: str, monkeypatch: pytest.MonkeyPatch) 
         except NotFoundError:
             return 0
 
+    async def held() -> bytes:
+        try:
+            state = (await js.stream_info(stream)).state
+        except NotFoundError:
+            return b""
+        parts = []
+        for sequence in range(state.first_seq, state.last_seq + 1):
+            with contextlib.suppress(NotFoundError):
+                parts.append((await js.get_msg(stream, sequence)).data or b"")
+        return b"".join(parts)
+
     return Backend(
         "object-store",
         ObjectStoreSnapshots(js, bucket),
@@ -124,6 +145,7 @@ def _object_store(nc: NatsClient, bucket: str, monkeypatch: pytest.MonkeyPatch) 
         rewrite,
         broken_writes,
         residue,
+        held,
     )
 
 
@@ -252,6 +274,35 @@ async def test_ids_are_listed_oldest_first_whatever_the_order_of_writing(
     for snapshot_id in ids:
         await _write_snapshot(backend.store, snapshot_id, {"a.bin": b"a", "b/c.bin": b"c"})
     assert await backend.store.snapshot_ids() == sorted(ids)
+
+
+# -- delete ----------------------------------------------------------------------------------
+
+
+async def test_a_deleted_snapshot_is_gone_bytes_and_all_and_the_others_stay(
+    backend: Backend,
+) -> None:
+    """delete unlists a snapshot for every instance, its files read as missing, and none of
+    its bytes remain in the store (a purged tenant's data must not survive in an old
+    snapshot); the snapshots beside it still verify; deleting it again, or one never written,
+    or one without its manifest (files only) is fine and removes what is there."""
+    doomed = {"tables/workflows.parquet": _body(2 * CHUNK + 9, 11), "b.bin": _body(300, 12)}
+    await _write_snapshot(backend.store, "000000000010", FILES)
+    await _write_snapshot(backend.store, "000000000020", doomed, sequence=20)
+    await backend.store.put("000000000030", "partial.bin", _body(500, 13))
+    await backend.store.delete("000000000020")
+    await backend.store.delete("000000000030")
+    for reader in (backend.store, backend.reopen()):
+        assert await reader.snapshot_ids() == ["000000000010"]
+        for name in (*doomed, MANIFEST):
+            assert await reader.get("000000000020", name) is None
+    held = await backend.held()
+    assert all(body not in held for body in doomed.values())
+    assert _body(500, 13) not in held
+    assert await _verify(backend.reopen(), "000000000010") == FILES
+    await backend.store.delete("000000000020")
+    await backend.store.delete("000000000099")
+    assert await backend.store.snapshot_ids() == ["000000000010"]
 
 
 # -- verify ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from projections.atomic_files import write_atomic
@@ -36,6 +37,17 @@ class DirectorySnapshots:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             return None
+
+    def _delete(self, snapshot_id: str) -> None:
+        folder = self.root / snapshot_id
+        if folder.parent != self.root or not folder.name:
+            raise ValueError(f"{snapshot_id!r} is not a snapshot id")
+        (folder / MANIFEST).unlink(missing_ok=True)  # unlisted first
+        if folder.exists():
+            shutil.rmtree(folder)
+
+    async def delete(self, snapshot_id: str) -> None:
+        await asyncio.to_thread(self._delete, snapshot_id)
 
     async def snapshot_ids(self) -> list[str]:
         def ids() -> list[str]:

@@ -134,6 +134,26 @@ class ObjectStoreSnapshots:
         info = await self._js.stream_info(self._stream, subjects_filter=subject)
         return (info.state.subjects or {}).get(subject, 0)
 
+    async def delete(self, snapshot_id: str) -> None:
+        """The manifest's object first, then every other object of the snapshot: nats-py's
+        delete purges an object's chunks (its bytes) and leaves a meta marked deleted, which
+        holds the name only."""
+        try:
+            obs = await self._js.object_store(self.bucket)
+        except (BucketNotFoundError, NotFoundError):
+            return  # nothing was ever stored
+        prefix = f"{snapshot_id}/"
+        with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+            await obs.delete(prefix + MANIFEST)
+        try:
+            entries = await obs.list()
+        except (NotFoundError, ObjectNotFoundError):
+            return
+        for entry in entries:
+            if entry.name and entry.name.startswith(prefix) and not entry.deleted:
+                with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+                    await obs.delete(entry.name)
+
     async def snapshot_ids(self) -> list[str]:
         try:
             entries = await (await self._obs()).list()

@@ -43,3 +43,10 @@ class SnapshotStore(Protocol):
         """Ids of snapshots that have a manifest, each once, sorted: oldest first (ids are
         zero-padded sequences); [] when nothing was ever stored."""
         ...
+
+    async def delete(self, snapshot_id: str) -> None:
+        """Remove the snapshot, its bytes included: the manifest first (from then on it is not
+        listed, so nothing restores it), then every file of it. Whatever part of it is there
+        goes (a snapshot without manifest, or none at all: nothing to do). A delete that fails
+        part-way raises and leaves the snapshot unlisted: deleting it again removes the rest."""
+        ...
