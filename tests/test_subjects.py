@@ -33,7 +33,7 @@ def example_event(event_type: str) -> Event:
 def test_the_defaults_are_the_documented_wire_contract() -> None:
     """Default settings: the stream captures exactly memory.>, each type is published on
     memory.<type>.<namespace> (as Event.subject and subject_for say), dead letters on
-    engram.deadletter.<kind>, queries on engram.query.<verb>."""
+    engram.deadletter.<kind>, queries under engram.query. (engram.query.<namespace>.<verb>)."""
     stream = StreamSettings()
     assert stream.subjects == ("memory.>",)
     assert stream_config(stream).subjects == ["memory.>"]
