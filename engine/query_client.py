@@ -1,5 +1,6 @@
-"""Asking a running engine over NATS request-reply on ``engram.query.<verb>`` (``engram``: the
-stream settings' ``service_prefix``)."""
+"""Asking a running engine over NATS request-reply on ``engram.query.<namespace>.<verb>`` or
+``engram.query.<verb>`` (``engram``: the stream settings' ``service_prefix``; which of them a
+verb is asked on: ``VerbSpec.subject``)."""
 
 from __future__ import annotations
 
@@ -33,12 +34,13 @@ async def query_remote(
     timeout_s: float = 5.0,
     *,
     prefix: str = QUERY_PREFIX,
+    subject: str | None = None,
 ) -> dict[str, Any]:
-    """Request ``verb`` from a running engine on ``prefix`` + verb (``QUERY_PREFIX``, or
-    ``settings.stream.service.query_prefix``); raises EngineUnavailableError if none answers.
-    ``payload`` is sent as given: the engine validates it (``MemoryClient`` validates it
-    first, with the same models)."""
-    subject = prefix + verb
+    """Request ``verb`` from a running engine on ``subject`` (by default ``prefix`` + verb: the
+    operator's subject under ``QUERY_PREFIX`` or ``settings.stream.service.query_prefix``);
+    raises EngineUnavailableError if none answers. ``payload`` is sent as given: the engine
+    validates it (``MemoryClient`` validates it first, with the same models)."""
+    subject = prefix + verb if subject is None else subject
     try:
         # a subject (or an inbox) the broker refuses this user is a PermissionDeniedError at
         # once, never the timeout the request would otherwise end in
@@ -50,7 +52,8 @@ async def query_remote(
         )
     except NoRespondersError:
         raise EngineUnavailableError(
-            "no engine is serving queries on this NATS server (start engram serve)"
+            f"no engine answers {subject} on this NATS server (start engram serve; an engine "
+            "started with --namespaces answers its own namespaces only)"
         ) from None
     except NatsTimeoutError:
         raise EngineUnavailableError(

@@ -93,7 +93,7 @@ class RecallVerbs:
             spec.name,
             request.model_dump(exclude_none=True, mode="json"),
             self._query_timeout_s,
-            prefix=subject.removesuffix(spec.name),  # query_remote asks on prefix + verb
+            subject=subject,
         )
         parsed = spec.reply.model_validate(answer)
         if not isinstance(parsed, reply):  # the catalogue and this method disagree: a bug

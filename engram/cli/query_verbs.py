@@ -82,7 +82,7 @@ async def ask(
             verb,
             remote,
             settings.nats.request_timeout_s,
-            prefix=subject.removesuffix(verb),  # query_remote asks on prefix + verb
+            subject=subject,
         )
 
 
@@ -176,7 +176,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 "status",
                 {},
                 timeout_s=2.0,
-                prefix=subject.removesuffix("status"),  # query_remote asks on prefix + verb
+                subject=subject,
             )
             status["engine"] = "running"
             status["projections"] = engine["projections"]
