@@ -17,6 +17,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
 from engine import MemoryClient
+from engine.events import SessionStarted, WorkflowExecuted, encode_event, make_event
 from engine.server import RECORD_FILE
 from engine.settings import Settings, StreamSettings
 from engine.stream import EventLog
@@ -282,6 +283,38 @@ async def test_tail_filters_and_stops_at_the_end(
     human = await engram("tail", "--type", "session.ended", *conn, cwd=tmp_path)
     assert human.out.startswith("#4 ")
     assert "session.ended" in human.out
+
+
+async def test_tail_by_type_shows_its_v1_and_v2_events(
+    nc: NatsClient, conn: list[str], stream: str, tmp_path: Path
+) -> None:
+    """tail --type T shows T's events on the v1 subject (memory.T, from before wire contract
+    v2) and on v2 subjects (memory.T.<namespace>) of every namespace, in stream order, and no
+    other type's."""
+    js = nc.jetstream()
+    for n, (subject, namespace) in enumerate(
+        [
+            ("memory.workflow.executed", "alpha"),
+            ("memory.workflow.executed.beta", "beta"),
+            ("memory.session.started.beta", "beta"),
+            ("memory.workflow.executed.alpha", "alpha"),
+        ]
+    ):
+        event = make_event(
+            SessionStarted(session_id="s")
+            if subject.startswith("memory.session")
+            else WorkflowExecuted(**WORKFLOW),
+            namespace=namespace,
+            event_id=f"e-{n}",
+        )
+        await js.publish(subject, encode_event(event), stream=stream)
+    typed = await engram("tail", "--json", "--type", "workflow.executed", *conn, cwd=tmp_path)
+    assert typed.code == 0, typed.err
+    assert [(e["sequence"], e["subject"]) for e in typed.json_lines()] == [
+        (1, "memory.workflow.executed"),
+        (2, "memory.workflow.executed.beta"),
+        (4, "memory.workflow.executed.alpha"),
+    ]
 
 
 async def test_plain_nats_client_event_is_readable_with_tail(
