@@ -22,7 +22,7 @@ from consumers.decoding import NAMESPACE_MISMATCH, decode_batch
 from consumers.queries import QueryDispatcher
 from consumers.queries.service import query_subscriptions
 from engine import MemoryClient
-from engine.errors import NamespaceMismatchError, UsageError
+from engine.errors import InvalidEventError, NamespaceMismatchError, UsageError
 from engine.events import (
     NAMESPACE_PATTERN,
     Event,
@@ -240,3 +240,21 @@ async def test_clients_ask_on_the_tenant_subject_and_the_engine_answers_there(
     assert refused["kind"] == "usage"
     assert "'alpha'" in refused["error"] and "'beta'" in refused["error"]
     assert len(asked) == before  # the dotted namespace never reached the bus
+
+
+@pytest.mark.parametrize("namespace", ["a.b", "a*", "a>", "a b", "", "x" * 65])
+async def test_a_namespace_that_is_not_one_token_is_refused_at_publish(
+    settings: Settings, event_log: EventLog, namespace: str
+) -> None:
+    """MemoryClient refuses to publish in a namespace that is not one subject token (a dot, a
+    wildcard, a space, empty, too long), as the client's default or per event, naming the
+    allowed pattern; nothing is stored."""
+    async with MemoryClient(settings=settings, namespace=namespace) as memory:
+        with pytest.raises(InvalidEventError, match=re.escape(NAMESPACE_PATTERN)):
+            await memory.store_workflow(workflow_steps=["plan"], success=True, duration=1.0)
+    async with MemoryClient(settings=settings) as memory:
+        with pytest.raises(InvalidEventError, match=re.escape(NAMESPACE_PATTERN)):
+            await memory.store_workflow(
+                workflow_steps=["plan"], success=True, duration=1.0, namespace=namespace
+            )
+    assert (await event_log.state()).messages == 0
