@@ -71,7 +71,7 @@ async def replay(
     js: JetStreamContext,
     stream: str,
     projections: Sequence[Projection],
-    rng: ReadRange | None = None,
+    window: ReadRange | None = None,
     *,
     batch_size: int = 5_000,
     on_batch: Callable[[int], None] | None = None,
@@ -79,7 +79,7 @@ async def replay(
     subjects: EventSubjects = DEFAULT_SUBJECTS,
     namespaces: tuple[str, ...] | None = None,
 ) -> ReplayReport:
-    """Apply the log within ``rng`` to ``projections`` (each resumes above its checkpoint).
+    """Apply the log within ``window`` to ``projections`` (each resumes above its checkpoint).
 
     ``verifier`` checks derived events (engine.stream.engine_key.verifying_key); by default the
     key the stream's engines generated, which needs no settings. Raises EngineKeyError when the
@@ -87,14 +87,14 @@ async def replay(
     stream's event subjects (``settings.stream.events``; ``memory.<type>`` by default).
     ``namespaces``: the tenants to apply (None: every one).
     """
-    rng = rng or ReadRange()
+    window = window or ReadRange()
     if verifier is None:
         verifier = await stored_verifier(js, stream)
     checkpoints = {p.name: await asyncio.to_thread(p.checkpoint) for p in projections}
     start = min(checkpoints.values(), default=0) + 1
-    if rng.from_seq is not None:
-        start = max(start, rng.from_seq)
-    rng = dataclasses.replace(rng, from_seq=start, follow=False)
+    if window.from_seq is not None:
+        start = max(start, window.from_seq)
+    window = dataclasses.replace(window, from_seq=start, follow=False)
     began = time.monotonic()
     total = dead = 0
     first: int | None = None
@@ -110,7 +110,7 @@ async def replay(
             on_batch(len(buffer))
         buffer.clear()
 
-    reading = read_stream(js, stream, rng, batch=min(batch_size, 5_000), subjects=subjects)
+    reading = read_stream(js, stream, window, batch=min(batch_size, 5_000), subjects=subjects)
     async for message in reading:
         buffer.append(message)
         total += 1

@@ -180,10 +180,10 @@ async def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     one (``memory.T``): no single filter matches both, so every event is read and the others
     are left out here (a message on no event subject is shown, as invalid, only without it)."""
     events = settings.stream.events
-    rng = ReadRange(from_seq=args.from_seq, subject=events.wildcard, follow=args.follow)
+    window = ReadRange(from_seq=args.from_seq, subject=events.wildcard, follow=args.follow)
     async with open_nats(settings) as endpoint:
         log = await _open_log(settings, endpoint.nc)
-        async for stored in log.read(rng):
+        async for stored in log.read(window):
             if args.type and events.type_of(stored.subject) != args.type:
                 continue
             entry = _tail_line(stored.sequence, stored.time, stored.subject, stored.data, events)

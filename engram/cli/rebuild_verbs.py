@@ -47,7 +47,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if existing and not args.resume:
         raise UsageError(f"{target} already holds a database: choose a new directory or --resume")
     bind_data_dir(target, settings.namespaces, has_state=existing)
-    rng = ReadRange(
+    window = ReadRange(
         from_seq=args.from_seq,
         until_seq=args.until_seq,
         until_time=parse_time(args.until) if args.until else None,
@@ -77,7 +77,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     js,
                     settings.stream.name,
                     projections,
-                    rng,
+                    window,
                     batch_size=args.batch_size,
                     on_batch=bar.advance,
                     verifier=verifier,
