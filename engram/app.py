@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -38,6 +37,7 @@ from engine.signing import EngineKey
 from engine.stream import EventLog
 from engine.stream.append import Appender
 from engine.stream.engine_key import signing_key
+from engine.verbs.requests import StatusRequest
 from projections.base import Announcer, Projection
 from projections.context import HeuristicTokenCounter
 from projections.faults import describe, is_environmental
@@ -76,9 +76,9 @@ class Engine:
         self._set: ProjectionSet | None = None
         self._lease: AnnouncerLease | None = None
         self.restored_from: str | None = None
+        """The snapshot this engine's empty data directory was restored from, if any."""
         self.dispatcher: QueryDispatcher | None = None
         """The query verbs this engine answers (set while it runs)."""
-        """The snapshot this engine's empty data directory was restored from, if any."""
         self.appender = Appender(
             nc,
             settings.stream.name,
@@ -200,7 +200,7 @@ class Engine:
             return behind
         return behind if pending is None else min(pending, behind)
 
-    async def status(self, _payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def status(self, _request: StatusRequest | None = None) -> dict[str, Any]:
         """Stream state and, per projection, its checkpoint and lag; the namespaces this
         engine owns (None: every one) and the key naming their set."""
         state = await self.log.state()
