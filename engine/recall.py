@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as NatsClient
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from engine.errors import QueryError, UsageError
 from engine.events.envelope import check_namespace
@@ -95,7 +95,13 @@ class RecallVerbs:
             self._query_timeout_s,
             subject=subject,
         )
-        parsed = spec.reply.model_validate(answer)
+        try:
+            parsed = spec.reply.model_validate(answer)
+        except ValidationError as exc:  # an engine of another version, or a bug: still ours
+            raise QueryError(
+                f"the engine's answer to {name} is not a {spec.reply.__name__}: "
+                f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}"
+            ) from None
         if not isinstance(parsed, reply):  # the catalogue and this method disagree: a bug
             raise QueryError(f"{name} answers {spec.reply.__name__}, not {reply.__name__}")
         return parsed

@@ -429,3 +429,25 @@ async def test_an_operator_verb_that_is_off_is_a_query_error(
         with pytest.raises(QueryError, match="--enable-export"):
             await memory.export("nightly")
         assert not (tmp_path / "engine" / "exports").exists()
+
+
+async def test_an_answer_that_is_not_the_verbs_reply_is_a_query_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An engine answering with something the reply model refuses (another version, a bug)
+    raises QueryError naming the verb, never pydantic's ValidationError (one exception root)."""
+    import engine.recall
+
+    async def answers_garbage(*_args: object, **_kwargs: object) -> dict[str, object]:
+        return {"hits": "not a list"}
+
+    class Offline(engine.recall.RecallVerbs):
+        namespace = "default"
+        _query_timeout_s = 1.0
+
+        def _connection(self) -> Any:
+            return None
+
+    monkeypatch.setattr(engine.recall, "query_remote", answers_garbage)
+    with pytest.raises(QueryError, match="the engine's answer to search is not a SearchReply"):
+        await Offline().search_similar("anything")
