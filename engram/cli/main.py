@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         deadletter_verbs,
         demo,
         log_verbs,
+        purge_verbs,
         rebuild_verbs,
         serve,
         stream_verbs,
@@ -133,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", dest="dry_run")
     p.add_argument("--snapshots-dir", dest="snapshots_dir")
     p.set_defaults(handler=rebuild_verbs.cmd_compact)
+
+    purge_verbs.add_purge_verb(sub, _verb)
 
     p = _verb(sub, "reindex", "build the vector index with another embedder, then switch")
     p.add_argument(

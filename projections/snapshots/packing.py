@@ -23,7 +23,7 @@ from projections.sessions.persistence import saved_files as sessions_files
 from projections.tables.schema import TABLES
 from projections.tables.store import DATABASE_FILE, TableStore, connect_database
 
-__all__ = ["RESTORE_DIR", "pack", "unpack"]
+__all__ = ["RESTORE_DIR", "namespace_rows", "pack", "unpack"]
 
 RESTORE_DIR = ".restoring"
 
@@ -120,3 +120,46 @@ def _materialise(files: dict[str, bytes], data_dir: Path) -> None:
             path = data_dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)
+
+
+_FIRST_SEQUENCE = {
+    "decisions": "coalesce(sequence, outcome_sequence)",
+    "sessions": "first_sequence",
+}
+"""How a table's row says the earliest stream sequence it comes from (``sequence`` otherwise)."""
+
+
+def namespace_rows(files: dict[str, bytes], namespace: str, below: int | None = None) -> int:
+    """How many rows of ``namespace`` the tables of a snapshot's ``files`` hold (every table
+    with a namespace column, ``event_ids`` included when it records namespaces), of events
+    stored below sequence ``below`` only when given: whether a snapshot holds a tenant's
+    state (every agent event makes at least one such row)."""
+    found = 0
+    connection = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            for table in TABLES.values():
+                body = files.get(f"tables/{table.name}.parquet")
+                if body is None or "namespace" not in table.column_names:
+                    continue
+                source = Path(scratch) / f"{table.name}.parquet"
+                source.write_bytes(body)
+                columns = {
+                    str(row[0])
+                    for row in connection.execute(
+                        f"DESCRIBE SELECT * FROM read_parquet({_literal(source)})"
+                    ).fetchall()
+                }
+                if "namespace" not in columns:  # event_ids of a snapshot from before
+                    continue
+                where = "namespace = ?"
+                if below is not None:
+                    where += f" AND {_FIRST_SEQUENCE.get(table.name, 'sequence')} < {int(below)}"
+                row = connection.execute(
+                    f"SELECT count(*) FROM read_parquet({_literal(source)}) WHERE {where}",
+                    [namespace],
+                ).fetchone()
+                found += int(row[0]) if row else 0
+    finally:
+        connection.close()
+    return found

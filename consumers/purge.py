@@ -1,0 +1,482 @@
+"""Purging a tenant (``engram purge``): its messages leave the stream, every projection and every
+snapshot forgets it, and a replay rebuilds without it. The basis for erasure requests.
+
+What a purge does, in this order (each step safe to run again, the whole command too):
+
+1. Plan (``plan_purge``, all a dry run does): count the tenant's v2 messages per subject (the
+   stream's own per-subject counts, cheap) and find its v1 messages (``memory.<type>`` with the
+   namespace in the body) by reading every v1 message of the stream: the one costly step, in
+   proportion to the v1 history (a stream written after v2 has none). A tenant with nothing but
+   earlier purge markers is refused: nothing to do.
+2. Append ``namespace.purged`` (signed with the engine key, like every derived event) on the
+   tenant's subject; its stream sequence P is the purge point. First, so that a crash after it
+   leaves projections that forget the tenant (live and replayed alike) and a rerun that finds
+   the messages still there and finishes; and so that events the tenant publishes meanwhile
+   are either below P (purged below) or after it (kept: it starts afresh).
+3. JetStream purge of ``memory.*.*.<namespace>`` below P (one request, however many messages),
+   and deletion of the tenant's dead letters below P from the dead-letter stream (a scan of
+   that stream: each dead letter's subject and body, by the same rule as the tables' dead
+   letters, ``projections.purging.belongs_to``).
+3b. The v1 messages found (and those stored between the plan and P): v1 subjects are shared by
+   every tenant, so no filter takes one tenant's alone, and a stream engram created denies
+   single-message deletes (``deny_delete``, which JetStream never lets an update lift). They
+   are deleted one by one where the stream allows it; otherwise they stay until the history
+   below them is compacted: with ``compact_legacy``, once the new snapshot (step 4) is stored
+   and verified, the stream is purged below the last of them, every tenant's history there
+   included (the snapshot holds the others' state, as after ``engram compact``); without it
+   the report names them (``v1_kept``). The projections forget them either way.
+4. Snapshots (``supersede_snapshots``): a new snapshot after P (``take_snapshot``), verified and
+   checked to hold no row of the tenant below P; only then every older snapshot that holds
+   such rows (or cannot be read to tell) is deleted. Order matters: history below a snapshot
+   may have been compacted away, and then the old snapshot is the only copy of the other
+   tenants' state below it.
+
+What it does not do: it cannot reach copies outside engram (exports, backups of the stream or
+of data directories, a subscriber's own store of pattern.learned events, logs), nor the
+snapshots of an engine owning another set of namespaces unless asked for that set
+(``also_sets``); JetStream keeps the message ids of purged messages for its duplicate window,
+so the same id published again within it is dropped (nats-server issue 6782).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
+
+from consumers.deadletters import dead_letter_stream_name
+from consumers.snapshotting import (
+    WORK_DIR,
+    SnapshotInvalidError,
+    snapshot_ids_of,
+    take_snapshot,
+    verified_snapshot,
+)
+from engine.errors import EngramError, UsageError
+from engine.events import make_event
+from engine.events.derived import NamespacePurged
+from engine.settings import Settings
+from engine.stream import ReadRange, read_stream
+from engine.stream.append import Appender
+from engine.stream.engine_key import signing_key
+from projections.purging import belongs_to
+from projections.snapshots.manifest import MANIFEST, SnapshotManifest
+from projections.snapshots.packing import namespace_rows
+from projections.snapshots.stores import SnapshotStore
+
+__all__ = [
+    "PURGE_TYPE",
+    "PurgePlan",
+    "PurgeReport",
+    "SnapshotsSuperseded",
+    "plan_purge",
+    "purge_namespace",
+    "supersede_snapshots",
+]
+
+log = structlog.get_logger(__name__)
+
+PURGE_TYPE = "namespace.purged"
+AGENT_ID = "engram-purge"
+
+
+@dataclass(frozen=True, slots=True)
+class PurgePlan:
+    """What a purge of ``namespace`` would remove from the stream (as of ``last_sequence``)."""
+
+    namespace: str
+    stream: str
+    first_sequence: int
+    last_sequence: int
+    v2_subjects: dict[str, int]
+    """The tenant's v2 subjects and their messages (earlier purge markers left out)."""
+    markers: int
+    """Earlier ``namespace.purged`` events of the tenant (they go too, superseded)."""
+    v1_sequences: tuple[int, ...]
+    """The tenant's v1 messages, found by the scan."""
+    v1_scanned: int
+    """v1 messages read to find them (every v1 message of the stream)."""
+    v1_bytes: int
+    """Their bytes: the scan's cost."""
+    subject_filter: str
+    legacy_filter: str
+    deletes_denied: bool = True
+    """The stream denies single-message deletes (every stream engram creates): its v1
+    messages can only go with the history below them (``compact_legacy``)."""
+
+    @property
+    def v2_messages(self) -> int:
+        return sum(self.v2_subjects.values())
+
+    @property
+    def messages(self) -> int:
+        """The tenant's messages (purge markers aside): 0 means nothing to purge."""
+        return self.v2_messages + len(self.v1_sequences)
+
+    def event(self, reason: str) -> NamespacePurged:
+        return NamespacePurged(
+            namespace=self.namespace,
+            reason=reason,
+            first_sequence=self.first_sequence,
+            last_sequence=self.last_sequence,
+            messages=self.messages,
+            subject_filter=self.subject_filter,
+            legacy_filter=self.legacy_filter,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotsSuperseded:
+    """The snapshots of one store after a purge."""
+
+    location: str
+    snapshot_id: str | None
+    """The new snapshot, after the purge point (None: the store had none to supersede)."""
+    deleted: tuple[str, ...] = ()
+    """Older snapshots that held the tenant (or could not be read), deleted."""
+    kept: tuple[str, ...] = ()
+    """Older snapshots shown to hold nothing of the tenant."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What a purge did."""
+
+    plan: PurgePlan
+    purge_sequence: int
+    """The stream sequence of the ``namespace.purged`` event: the purge point."""
+    v2_removed: int
+    v1_removed: int
+    v1_kept: tuple[int, ...]
+    """v1 messages of the tenant still in the stream (it denies single deletes and the history
+    below them was not compacted)."""
+    compacted_below: int | None
+    """With ``compact_legacy``: the stream was purged below this sequence (every tenant)."""
+    compacted_messages: int
+    dead_letters_removed: int
+    dead_letters_scanned: int
+    snapshots: list[SnapshotsSuperseded] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def _v2_subjects(js: JetStreamContext, settings: Settings, namespace: str) -> dict[str, int]:
+    """The tenant's v2 subjects and their messages (the stream's per-subject counts)."""
+    wanted = settings.stream.events.of_namespace(namespace)
+    info = await js.stream_info(settings.stream.name, subjects_filter=wanted)
+    return dict(sorted((info.state.subjects or {}).items()))
+
+
+async def _v1_of(
+    js: JetStreamContext,
+    settings: Settings,
+    purge: NamespacePurged,
+    window: ReadRange,
+) -> tuple[list[int], int, int]:
+    """(the tenant's v1 sequences in ``window``, messages read, bytes read)."""
+    found: list[int] = []
+    read = size = 0
+    async for message in read_stream(
+        js, settings.stream.name, window, batch=1_000, subjects=settings.stream.events
+    ):
+        read += 1
+        size += len(message.data)
+        if belongs_to(purge, message.subject, message.data):
+            found.append(message.sequence)
+    return found, read, size
+
+
+def _probe(settings: Settings, namespace: str) -> NamespacePurged:
+    """The purge's rule for the scans (its counts do not matter there)."""
+    subjects = settings.stream.events
+    return NamespacePurged(
+        namespace=namespace,
+        reason="plan",
+        first_sequence=0,
+        last_sequence=0,
+        messages=0,
+        subject_filter=subjects.of_namespace(namespace),
+        legacy_filter=subjects.legacy,
+    )
+
+
+async def plan_purge(js: JetStreamContext, settings: Settings, namespace: str) -> PurgePlan:
+    """Count what a purge of ``namespace`` removes from the stream (nothing is changed)."""
+    _probe(settings, namespace)  # refuses a namespace that is no subject token
+    stream = settings.stream.name
+    info = await js.stream_info(stream)
+    subjects = settings.stream.events
+    counts = await _v2_subjects(js, settings, namespace)
+    marker = subjects.subject(PURGE_TYPE, namespace)
+    markers = counts.pop(marker, 0)
+    probe = _probe(settings, namespace)
+    v1: list[int] = []
+    read = size = 0
+    if info.state.messages:
+        window = ReadRange(until_seq=info.state.last_seq, subject=subjects.legacy)
+        v1, read, size = await _v1_of(js, settings, probe, window)
+    return PurgePlan(
+        namespace=namespace,
+        stream=stream,
+        first_sequence=info.state.first_seq,
+        last_sequence=info.state.last_seq,
+        v2_subjects=counts,
+        markers=markers,
+        v1_sequences=tuple(v1),
+        v1_scanned=read,
+        v1_bytes=size,
+        subject_filter=probe.subject_filter,
+        legacy_filter=subjects.legacy,
+        deletes_denied=bool(info.config.deny_delete),
+    )
+
+
+_DELETES_DENIED = 10057
+"""JetStream's error code for a single-message delete on a stream with ``deny_delete``."""
+
+
+async def _delete(js: JetStreamContext, stream: str, sequences: Sequence[int]) -> list[int]:
+    """Delete each of ``sequences``; returns those the stream refused to delete (it denies
+    single deletes: then none is tried further)."""
+    for position, sequence in enumerate(sequences):
+        try:
+            await js.delete_msg(stream, sequence)
+        except NotFoundError:
+            continue  # gone already (a rerun, or the stream's limits)
+        except APIError as exc:
+            if exc.err_code == _DELETES_DENIED:
+                return list(sequences[position:])
+            raise
+    return []
+
+
+def _dead_letter_of(body: bytes, stream: str, purge: NamespacePurged, below: int) -> bool:
+    """True for a dead letter (``consumers.deadletters`` body) of the purged tenant's message
+    stored below ``below`` in ``stream``."""
+    try:
+        letter = json.loads(body)
+        raw = base64.b64decode(letter.get("raw_base64", ""), validate=True)
+        sequence = int(letter["sequence"])
+        subject = str(letter["subject"])
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        return False
+    return letter.get("stream") == stream and sequence < below and belongs_to(purge, subject, raw)
+
+
+async def purge_dead_letters(
+    js: JetStreamContext, settings: Settings, namespace: str, below: int
+) -> tuple[int, int]:
+    """Delete the tenant's dead letters (of messages below ``below``) from the dead-letter
+    stream; returns (removed, scanned)."""
+    dlq = dead_letter_stream_name(settings.stream)
+    try:
+        info = await js.stream_info(dlq)
+    except NotFoundError:
+        return 0, 0
+    if not info.state.messages:
+        return 0, 0
+    probe = _probe(settings, namespace)
+    doomed: list[int] = []
+    scanned = 0
+    letters = settings.stream.service.dead_letter_prefix + ">"
+    window = ReadRange(until_seq=info.state.last_seq, subject=letters)
+    async for message in read_stream(js, dlq, window, batch=1_000):
+        scanned += 1
+        if _dead_letter_of(message.data, settings.stream.name, probe, below):
+            doomed.append(message.sequence)
+    kept = await _delete(js, dlq, doomed)
+    return len(doomed) - len(kept), scanned
+
+
+async def _tables_of(store: SnapshotStore, snapshot_id: str) -> dict[str, bytes] | None:
+    """The table files of a stored snapshot as its manifest lists them (None: unreadable)."""
+    try:
+        raw = await store.get(snapshot_id, MANIFEST)
+        if raw is None:
+            return None
+        manifest = SnapshotManifest.model_validate_json(raw)
+        files: dict[str, bytes] = {}
+        for name in manifest.files:
+            if name.startswith("tables/"):
+                body = await store.get(snapshot_id, name)
+                if body is None:
+                    return None
+                files[name] = body
+    except (SnapshotInvalidError, ValueError):
+        return None
+    return files
+
+
+async def holds_namespace(
+    store: SnapshotStore, snapshot_id: str, namespace: str, below: int | None = None
+) -> bool | None:
+    """Whether a stored snapshot holds rows of ``namespace`` (stored below ``below``); None
+    when it cannot be read to tell."""
+    files = await _tables_of(store, snapshot_id)
+    if files is None:
+        return None
+    return namespace_rows(files, namespace, below) > 0
+
+
+async def supersede_snapshots(
+    nc: NatsClient,
+    settings: Settings,
+    store: SnapshotStore,
+    namespace: str,
+    purge_sequence: int,
+) -> SnapshotsSuperseded:
+    """Take a snapshot after ``purge_sequence``, verify it and that it holds no row of
+    ``namespace`` below it, then delete every older snapshot of the store (of
+    ``settings.namespaces``' set) that holds such rows or cannot be read to tell.
+
+    Nothing is taken when the store has no snapshot of the set and no snapshotting directory
+    is there to clean. Raises EngramError, deleting nothing, when the new snapshot fails."""
+    js = nc.jetstream()
+    older = snapshot_ids_of(await store.snapshot_ids(), settings.namespaces)
+    work = [p for p in settings.data_dir.glob(f"{WORK_DIR}*") if p.is_dir()]
+    if not older and not work:
+        return SnapshotsSuperseded(store.location, None)
+    manifest = await take_snapshot(nc, settings, store)
+    info = await js.stream_info(settings.stream.name)
+    try:
+        _, files = await verified_snapshot(
+            store,
+            manifest.snapshot_id,
+            settings.stream.name,
+            info.state.first_seq,
+            info.state.last_seq,
+            namespaces=settings.namespaces,
+        )
+    except SnapshotInvalidError as exc:
+        raise EngramError(
+            f"the snapshot taken after the purge does not verify ({exc}): no older snapshot "
+            "was deleted; run engram purge again"
+        ) from exc
+    if manifest.sequence < purge_sequence or namespace_rows(files, namespace, purge_sequence):
+        raise EngramError(
+            f"snapshot {manifest.snapshot_id} (sequence {manifest.sequence}) still holds "
+            f"{namespace} from before the purge at {purge_sequence}: no older snapshot was "
+            "deleted"
+        )
+    deleted: list[str] = []
+    kept: list[str] = []
+    for snapshot_id in older:
+        if snapshot_id == manifest.snapshot_id:
+            continue
+        holds = await holds_namespace(store, snapshot_id, namespace, purge_sequence)
+        if holds is False:
+            kept.append(snapshot_id)
+            continue
+        await store.delete(snapshot_id)
+        deleted.append(snapshot_id)
+        log.info(
+            "snapshot superseded by the purge",
+            snapshot=snapshot_id,
+            namespace=namespace,
+            unreadable=holds is None,
+        )
+    return SnapshotsSuperseded(store.location, manifest.snapshot_id, tuple(deleted), tuple(kept))
+
+
+async def purge_namespace(
+    nc: NatsClient,
+    settings: Settings,
+    namespace: str,
+    reason: str,
+    stores: Sequence[tuple[Settings, SnapshotStore]] = (),
+    *,
+    plan: PurgePlan | None = None,
+    compact_legacy: bool = False,
+) -> PurgeReport:
+    """Purge ``namespace`` (the module says how); ``stores`` are the snapshot stores to
+    supersede, each with the settings of the namespace set it belongs to; ``compact_legacy``
+    compacts the history below the tenant's v1 messages when the stream denies deleting them
+    (it needs a store of every namespace's snapshots). Raises UsageError when the tenant has no
+    messages on the stream."""
+    began = time.monotonic()
+    js = nc.jetstream()
+    stream = settings.stream.name
+    plan = plan or await plan_purge(js, settings, namespace)
+    if not plan.messages:
+        raise UsageError(
+            f"namespace {namespace} has no events on stream {stream}"
+            + (" (it was purged before)" if plan.markers else "")
+            + ": nothing to purge"
+        )
+    key = await signing_key(js, settings)  # the engine's: only it may publish derived events
+    event = make_event(
+        plan.event(reason),
+        namespace=namespace,
+        agent_id=AGENT_ID,
+        event_id=f"purge-{stream}-{namespace}-{plan.last_sequence}",
+    )
+    appender = Appender(nc, stream, signer=key, subjects=settings.stream.events)
+    appended = await appender.append(appender.encode(event))
+    point = appended.sequence
+    log.info("namespace.purged appended", namespace=namespace, sequence=point)
+
+    before = sum((await _v2_subjects(js, settings, namespace)).values())
+    await js.purge_stream(stream, subject=plan.subject_filter, seq=point)
+    after = sum((await _v2_subjects(js, settings, namespace)).values())
+    legacy = list(plan.v1_sequences)
+    if point - 1 > plan.last_sequence:  # v1 messages stored between the plan and the purge
+        window = ReadRange(
+            from_seq=plan.last_sequence + 1,
+            until_seq=point - 1,
+            subject=settings.stream.events.legacy,
+        )
+        late, _, _ = await _v1_of(js, settings, plan.event(reason), window)
+        legacy += late
+    kept = await _delete(js, stream, legacy)
+    removed_letters, scanned = await purge_dead_letters(js, settings, namespace, point)
+
+    superseded = [
+        await supersede_snapshots(nc, store_settings, store, namespace, point)
+        for store_settings, store in stores
+    ]
+    compacted_below, compacted = None, 0
+    if kept and compact_legacy:
+        covered = [
+            s
+            for (store_settings, _), s in zip(stores, superseded, strict=True)
+            if store_settings.namespaces is None and s.snapshot_id is not None
+        ]
+        if not covered:
+            raise EngramError(
+                f"{len(kept)} v1 messages of {namespace} stay in the stream: compacting the "
+                "history below them needs a snapshot of every namespace, and none was taken "
+                "(the stream's snapshots are elsewhere, or there were none)"
+            )
+        compacted_below = max(kept) + 1
+        held = (await js.stream_info(stream)).state.messages
+        await js.purge_stream(stream, seq=compacted_below)
+        compacted = held - (await js.stream_info(stream)).state.messages
+        kept = []
+    elif kept:
+        log.warning(
+            "v1 messages of the purged namespace stay in the stream: it denies single deletes; "
+            "compact the history below them (engram purge --compact-legacy, or engram compact)",
+            namespace=namespace,
+            messages=len(kept),
+            last=max(kept),
+        )
+    return PurgeReport(
+        plan=plan,
+        purge_sequence=point,
+        v2_removed=before - after,
+        v1_removed=len(legacy) - len(kept),
+        v1_kept=tuple(kept),
+        compacted_below=compacted_below,
+        compacted_messages=compacted,
+        dead_letters_removed=removed_letters,
+        dead_letters_scanned=scanned,
+        snapshots=superseded,
+        seconds=time.monotonic() - began,
+    )
