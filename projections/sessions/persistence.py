@@ -214,8 +214,9 @@ def save_state(directory: Path, state: SessionState, log: RecordLog) -> RecordLo
         else:
             (directory / saved.name).unlink(missing_ok=True)
         raise
-    if saved.name != log.name:
-        _remove_other_logs(directory, saved.name)
+    # A log the state file does not name: the one a rewrite replaced (a purged tenant's
+    # records), or one a crash left before or after its commit.
+    _remove_other_logs(directory, saved.name)
     state.journal.clear()
     state.seen.clear_journal()
     state.rewrite = False

@@ -64,6 +64,9 @@ class IndexSet:
         self.config = config or IndexConfig()
         self._indexes: dict[tuple[str, str], VectorIndex] = {}
         self._saved_at: dict[tuple[str, str], int] = {}  # key -> index.mutations at last save
+        self._sweep = True
+        """Look for index directories no manifest lists at the next save (after a drop, and
+        once per process: a crash may have left a dropped one)."""
 
     def keys(self) -> list[tuple[str, str]]:
         """The (namespace, collection) pairs that have an index, sorted."""
@@ -88,6 +91,7 @@ class IndexSet:
         for key in [k for k in self._indexes if k[0] == namespace]:
             del self._indexes[key]
             self._saved_at.pop(key, None)
+        self._sweep = True
 
     def add(
         self, namespace: str, collection: str, labels: npt.ArrayLike, vectors: npt.ArrayLike
@@ -168,7 +172,9 @@ class IndexSet:
             "extra": extra,
         }
         persistence.write_json_atomic(base / MANIFEST_NAME, manifest)
-        _remove_unlisted(base, {str(e["directory"]) for e in entries})
+        if self._sweep:
+            _remove_unlisted(base, {str(e["directory"]) for e in entries})
+            self._sweep = False
 
     @classmethod
     def load(
