@@ -11,6 +11,9 @@ Wire contract v2 (the namespace is a subject token, so the broker can tell tenan
 - query verbs: a tenant's on ``<service prefix>.query.<namespace>.<verb>``, the operator's
   (not about one tenant) on ``<service prefix>.query.<verb>``.
 - dead letters: ``<service prefix>.deadletter.<kind>`` (the ``<stream>_DLQ`` stream).
+- replies to queries: only inboxes, ``_INBOX.<...>`` or, for a tenant's verb, the tenant's own
+  ``_INBOX_<namespace>.<...>`` (``is_reply_inbox``): the engine may publish anywhere, so it
+  never answers on a reply subject the asker chose to point elsewhere.
 
 The engine's own subjects stay outside the stream on purpose (a request on a subject the stream
 captures would be stored as an event). The defaults (``memory``, ``engram``) are the documented
@@ -28,13 +31,16 @@ from engine.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_EVENT_PREFIX",
+    "DEFAULT_INBOX_PREFIX",
     "DEFAULT_SERVICE_PREFIX",
     "DEFAULT_SUBJECTS",
     "PREFIX_PATTERN",
     "EventSubjects",
     "ServiceSubjects",
     "check_prefix",
+    "is_reply_inbox",
     "prefixes_overlap",
+    "tenant_inbox_prefix",
 ]
 
 DEFAULT_EVENT_PREFIX = "memory"
@@ -44,6 +50,10 @@ PREFIX_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 ``>``), no empty token, no whitespace, and no ``$`` (the server's own ``$JS``, ``$O`` ...)."""
 _MAX_PREFIX = 100
 _PREFIX = re.compile(PREFIX_PATTERN)
+DEFAULT_INBOX_PREFIX = "_INBOX"
+"""nats-py's inbox prefix: replies arrive on ``_INBOX.<unique>...``."""
+_INBOX_REST = re.compile(r"[^\s*>.]+(\.[^\s*>.]+)*")
+"""What follows an inbox prefix in a reply subject: literal tokens, none empty, no wildcard."""
 
 
 def check_prefix(prefix: str, what: str = "subject prefix") -> str:
@@ -61,6 +71,27 @@ def prefixes_overlap(a: str, b: str) -> bool:
     ta, tb = a.split("."), b.split(".")
     shorter = min(len(ta), len(tb))
     return ta[:shorter] == tb[:shorter]
+
+
+def tenant_inbox_prefix(namespace: str) -> str:
+    """``_INBOX_<ns>``: the inbox prefix of a tenant's clients (one token, so ``_INBOX_alpha.>``
+    never matches ``_INBOX_alpha2.<...>`` nor the engine's ``_INBOX.<...>``)."""
+    return f"{DEFAULT_INBOX_PREFIX}_{namespace}"
+
+
+def is_reply_inbox(reply: str, namespace: str | None) -> bool:
+    """True when the engine may answer a query of ``namespace`` (None: an operator subject) on
+    ``reply``: an inbox under ``_INBOX.``, or under the tenant's ``_INBOX_<namespace>.``. Any
+    other reply subject (a stream's, a KV bucket's ``$KV.<bucket>.<key>``, a dead-letter
+    subject, another tenant's inbox) is not answered: the engine's user may publish anywhere,
+    and the asker must not be able to make it publish where the asker may not."""
+    prefixes = [DEFAULT_INBOX_PREFIX + "."]
+    if namespace is not None:
+        prefixes.append(tenant_inbox_prefix(namespace) + ".")
+    for prefix in prefixes:
+        if reply.startswith(prefix) and _INBOX_REST.fullmatch(reply[len(prefix) :]):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

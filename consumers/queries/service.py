@@ -14,6 +14,12 @@ so each request is answered once. faststream also documents these subjects as As
 Every request gets exactly one reply: the body is parsed and bounded here (wire.parse_request),
 a handler's failure of any kind becomes an error reply (logged once with the verb, never with
 the request's content), and the reply is encoded to fit one NATS message (wire.encode_reply).
+The reply goes only to an inbox (engine.subjects.is_reply_inbox: ``_INBOX.<...>``, or the
+tenant's ``_INBOX_<namespace>.<...>`` for a tenant's verb): the asker chooses the reply subject
+and the engine's user may publish anywhere, so a request whose reply subject points elsewhere
+(``$KV.<bucket>.<key>``, another tenant's event subject, a dead-letter subject) is not answered
+at all, only logged. faststream's own reply is off (``no_reply``): the service publishes each
+reply itself, after that check, on the broker's connection.
 Each subscription answers up to QUERY_WORKERS requests at once per verb it carries (the
 handlers run in threads), so one slow request does not hold up the next.
 """
@@ -34,7 +40,7 @@ from consumers.queries.wire import HEADROOM, encode_reply, parse_request
 from engine.connection import connect_kwargs, split_urls
 from engine.errors import EngramError, ForbiddenError, UsageError
 from engine.settings import NatsSettings
-from engine.subjects import ServiceSubjects
+from engine.subjects import ServiceSubjects, is_reply_inbox
 from engine.verbs import CATALOGUE
 
 __all__ = [
@@ -120,12 +126,41 @@ def build_query_broker(
 class _Request:
     subject: str
     body: bytes
+    reply: str = ""
+    """The asker's reply subject (empty: nobody waits for an answer)."""
 
 
 async def _raw(message: StreamMessage[Any]) -> _Request:
-    """The request's subject and its body untouched: parsing (and refusing) it is the service's,
-    not faststream's, whose errors would leave the asker without a reply."""
-    return _Request(str(getattr(message.raw_message, "subject", "")), message.body)
+    """The request's subject, its reply subject and its body untouched: parsing (and refusing)
+    it is the service's, not faststream's, whose errors would leave the asker without a reply."""
+    raw = message.raw_message
+    return _Request(
+        str(getattr(raw, "subject", "")), message.body, str(getattr(raw, "reply", "") or "")
+    )
+
+
+_SHOWN = 120
+"""Characters of a refused reply subject a log line shows."""
+
+
+def _answerable(asked: Any, services: ServiceSubjects, subject: str) -> str | None:
+    """The reply subject to answer ``asked`` on, or None (logged) when there is none or it is
+    not an inbox of the asker's (``is_reply_inbox``). The subject of the request decides the
+    namespace: an operator subject, or one that is not a query subject, allows ``_INBOX.``
+    only."""
+    request = asked if isinstance(asked, _Request) else _Request("", b"")
+    if not request.reply:
+        log.debug("query without a reply subject: not answered", subscription=subject)
+        return None
+    where = services.parse_query(request.subject)
+    if is_reply_inbox(request.reply, None if where is None else where[0]):
+        return request.reply
+    log.warning(
+        "query not answered: its reply subject is not an inbox of the asker's",
+        subject=request.subject[:_SHOWN],
+        reply=request.reply[:_SHOWN],
+    )
+    return None
 
 
 def _register(
@@ -141,8 +176,19 @@ def _register(
         title=f"query {subject}",
         decoder=_raw,
         max_workers=workers,
+        no_reply=True,  # the reply is published below, only to an inbox (see the module)
     )
-    async def answer(asked: Any) -> bytes:
+    async def answer(asked: Any) -> None:
+        reply_to = _answerable(asked, services, subject)
+        if reply_to is None:
+            return
+        body = await reply_of(asked)
+        try:
+            await broker.connection.publish(reply_to, body)
+        except Exception as exc:  # the connection is away or closing: the asker times out
+            log.warning("query reply not sent", subscription=subject, error=_describe(exc))
+
+    async def reply_of(asked: Any) -> bytes:
         max_bytes = broker.connection.max_payload - HEADROOM
         verb = subject
         try:
