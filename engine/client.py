@@ -98,7 +98,9 @@ class MemoryClient(RecallVerbs):
 
     The client only looks the stream up: entering raises StreamNotFoundError when it does not
     exist (``engram serve`` or ``engram stream apply`` create it), and never changes its
-    configuration. ``ensure_stream=True`` is for tests and tools that own their stream: it
+    configuration. A user the broker refuses the stream's info (a tenant's agent of
+    ``engram auth``) skips the lookup; its first append then fails naming the stream if none
+    captures its subject. ``ensure_stream=True`` is for tests and tools that own their stream: it
     creates a missing stream and raises limits, but never lowers those of an existing one.
 
     The query methods (``RecallVerbs``: one per verb of ``engine.verbs.CATALOGUE``) ask a
@@ -140,8 +142,8 @@ class MemoryClient(RecallVerbs):
             )
             if self._ensure_stream:
                 await self._log.ensure(allow_downgrade=False)
-            else:
-                await self._log.lookup()
+            else:  # a user refused the stream's info (a tenant's agent) goes on without it
+                await self._log.lookup_if_allowed()
         except BaseException:
             await stack.aclose()
             raise

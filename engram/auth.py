@@ -10,9 +10,10 @@ registry and the verb catalogue, the users a nats-server needs:
   the two lifecycle events its commands publish (``snapshot.created``, ``namespace.purged``,
   signed with the engine key). No agent event, no learner-derived event, no stream changes.
 - ``agent-<ns>`` per tenant: publish only the agent event types on ``<prefix>.<type>.<ns>``, ask
-  only the tenant's own non-operator verbs on ``<service>.query.<ns>.<verb>``, look the stream
-  up; hear only the tenant's derived events on ``<prefix>.<type>.<ns>`` and its own inbox
-  ``_INBOX_<ns>.>``.
+  only the tenant's own non-operator verbs on ``<service>.query.<ns>.<verb>``; hear only the
+  tenant's derived events on ``<prefix>.<type>.<ns>`` and its own inbox ``_INBOX_<ns>.>``. No
+  JetStream API at all: a stream's info lists its subjects (every tenant's), so MemoryClient
+  goes on without looking the stream up when the broker refuses it.
 
 ``render_authorization`` (pure) writes them as a nats-server ``authorization { users = [...] }``
 block (an include file); ``new_credentials`` gives each user a random password and its bcrypt
@@ -36,9 +37,11 @@ from engine.events.registry import EVENT_TYPES, EventSpec
 from engine.stream.engine_key import BUCKET as ENGINE_KEY_BUCKET
 from engine.subjects import (
     DEFAULT_EVENT_PREFIX,
+    DEFAULT_INBOX_PREFIX,
     DEFAULT_SERVICE_PREFIX,
     EventSubjects,
     ServiceSubjects,
+    tenant_inbox_prefix,
 )
 from engine.verbs import CATALOGUE, VerbSpec
 
@@ -60,9 +63,6 @@ __all__ = [
     "render_authorization",
     "tenant_inbox_prefix",
 ]
-
-DEFAULT_INBOX_PREFIX = "_INBOX"
-"""nats-py's inbox prefix: the engine keeps it (it may subscribe to anything)."""
 
 OPERATOR_INBOX_PREFIX = "_INBOX.operator"
 """The operator's inbox prefix: two tokens, so no tenant's ``_INBOX_<ns>`` can be it (a tenant
@@ -147,12 +147,6 @@ def check_tenants(tenants: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(chosen))
 
 
-def tenant_inbox_prefix(namespace: str) -> str:
-    """``_INBOX_<ns>``: the inbox prefix of a tenant's clients (one token, so ``_INBOX_alpha.>``
-    never matches ``_INBOX_alpha2.<...>`` nor the engine's ``_INBOX.<...>``)."""
-    return f"{DEFAULT_INBOX_PREFIX}_{namespace}"
-
-
 def agent_user(namespace: str) -> str:
     """The user name of a tenant's agents."""
     return f"agent-{namespace}"
@@ -205,15 +199,17 @@ def _agent(
         *(events.subject(t, namespace) for t in agent_types),
         # every verb of its own namespace (one token after it: what the engine answers)
         f"{service.query_prefix}{namespace}.*",
-        # looking the stream up (MemoryClient does; JetStream acks come on the inbox)
-        f"$JS.API.STREAM.INFO.{stream}",
+        # no JetStream API: the publish acks come on the inbox
     ]
     publish_deny = [
         # derived types, of every tenant and on v1 subjects: the engine's alone
         *(s for t in derived_types for s in (events.subject(t), f"{events.subject(t)}.*")),
         # the operator verbs, on its own namespace too
         *(service.tenant_query(namespace, v) for v in operator_verbs),
-        # reading the stream would show every tenant's events
+        # reading the stream would show every tenant's events, and its info (or the stream
+        # list) every tenant's subjects (stream_info(subjects_filter="memory.>"))
+        "$JS.API.STREAM.INFO.>",
+        "$JS.API.STREAM.LIST",
         "$JS.API.CONSUMER.>",
         f"$JS.API.STREAM.MSG.GET.{stream}",
         f"$JS.API.DIRECT.GET.{stream}.>",

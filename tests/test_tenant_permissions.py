@@ -95,9 +95,10 @@ def test_every_derived_type_is_decided() -> None:
 
 
 def test_a_tenants_agent_publishes_asks_and_hears_only_its_own() -> None:
-    """agent-alpha: publish exactly alpha's agent event subjects, alpha's verbs (operator verbs
-    denied by name) and the stream's info; hear exactly alpha's derived events and its own
-    inbox; denied every derived subject and the stream's administration and reading."""
+    """agent-alpha: publish exactly alpha's agent event subjects and alpha's verbs (operator
+    verbs denied by name); hear exactly alpha's derived events and its own inbox; denied every
+    derived subject, the stream's administration and reading, and its info (every tenant's
+    subjects)."""
     users = _users()
     assert list(users) == ["engine", "operator", "agent-alpha", "agent-beta"]
     alpha = users["agent-alpha"]
@@ -106,7 +107,6 @@ def test_a_tenants_agent_publishes_asks_and_hears_only_its_own() -> None:
     assert set(p.publish_allow) == {
         *(events.subject(t, "alpha") for t in AGENT_TYPES),
         "engram.query.alpha.*",
-        "$JS.API.STREAM.INFO.ENGRAM",
     }
     assert {service.tenant_query("alpha", v) for v in OPERATOR_VERBS} <= set(p.publish_deny)
     assert {events.subject(t, "beta") for t in DERIVED_TYPES} <= {
@@ -119,6 +119,8 @@ def test_a_tenants_agent_publishes_asks_and_hears_only_its_own() -> None:
         "$JS.API.STREAM.UPDATE.>",
         "$JS.API.STREAM.MSG.GET.ENGRAM",
         "$KV.ENGRAM_ENGINE.>",
+        "$JS.API.STREAM.INFO.>",
+        "$JS.API.STREAM.LIST",
     } <= set(p.publish_deny)
     assert set(p.subscribe_allow) == {
         *(events.subject(t, "alpha") for t in TENANT_HEARD_TYPES),
@@ -173,7 +175,6 @@ def test_other_stream_and_prefixes() -> None:
     assert "team.memory.workflow.executed.alpha" in alpha.publish_allow
     assert "team.engram.query.alpha.*" in alpha.publish_allow
     assert "team.engram.query.alpha.sql" in alpha.publish_deny
-    assert "$JS.API.STREAM.INFO.TEAM" in alpha.publish_allow
     assert "team.memory.pattern.learned.alpha" in alpha.subscribe_allow
     listed = [
         s

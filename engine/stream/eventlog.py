@@ -9,7 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamInfo
 
 from engine.connection import server_address
-from engine.errors import EngramError, PublishFailedError
+from engine.errors import EngramError, PermissionDeniedError, PublishFailedError
 from engine.events import Event
 from engine.permissions import denied_error, denied_publishes, refused_or, watch_of
 from engine.settings import StreamSettings
@@ -60,6 +60,20 @@ class EventLog:
             publishes=f"$JS.API.STREAM.INFO.{self.settings.name}",
             what=f"looking stream {self.settings.name} up",
         )
+
+    async def lookup_if_allowed(self) -> StreamInfo | None:
+        """``lookup``, or None when the broker refuses this user the stream's info: the stream
+        is not its to inspect (a tenant's agent of engram auth: a stream's info lists every
+        tenant's subjects), and publishing needs no info (an append with no stream capturing
+        its subject fails naming the stream). A missing stream, or a refused inbox, still
+        raises. What MemoryClient and ``engram publish`` do."""
+        info_subject = f"$JS.API.STREAM.INFO.{self.settings.name}".lower()
+        try:
+            return await self.lookup()
+        except PermissionDeniedError as exc:
+            if (exc.operation, exc.subject) != ("publish", info_subject):
+                raise
+            return None
 
     async def apply(
         self, *, allow_downgrade: bool | None = None, warn_kept: bool = True

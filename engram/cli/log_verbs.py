@@ -46,14 +46,15 @@ def envelope_from(raw: dict[str, Any], *, now: datetime | None = None) -> Event:
 
 async def _open_log(settings: Settings, endpoint_nc: Any) -> EventLog:
     """The log on an existing stream: a verb looks the stream up and never creates or changes
-    it (StreamNotFoundError says to start ``engram serve`` or run ``engram stream apply``)."""
+    it (StreamNotFoundError says to start ``engram serve`` or run ``engram stream apply``); a
+    user refused the stream's info (a tenant's agent) goes on without it."""
     log = EventLog(
         endpoint_nc,
         settings.stream,
         timeout_s=settings.nats.request_timeout_s,
         max_in_flight=settings.publish_max_in_flight,
     )
-    await log.lookup()
+    await log.lookup_if_allowed()
     return log
 
 
