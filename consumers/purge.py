@@ -6,13 +6,21 @@ What a purge does, in this order (each step safe to run again, the whole command
 1. Plan (``plan_purge``, all a dry run does): count the tenant's v2 messages per subject (the
    stream's own per-subject counts, cheap) and find its v1 messages (``memory.<type>`` with the
    namespace in the body) by reading every v1 message of the stream: the one costly step, in
-   proportion to the v1 history (a stream written after v2 has none). A tenant with nothing but
-   earlier purge markers is refused: nothing to do.
+   proportion to the v1 history (a stream written after v2 has none). It also looks up the
+   tenant's last ``namespace.purged`` still in the stream (the last message on its subject)
+   and the tenant's last v2 message.
 2. Append ``namespace.purged`` (signed with the engine key, like every derived event) on the
    tenant's subject; its stream sequence P is the purge point. First, so that a crash after it
-   leaves projections that forget the tenant (live and replayed alike) and a rerun that finds
-   the messages still there and finishes; and so that events the tenant publishes meanwhile
-   are either below P (purged below) or after it (kept: it starts afresh).
+   leaves projections that forget the tenant (live and replayed alike) and a rerun that
+   finishes; and so that events the tenant publishes meanwhile are either below P (purged
+   below) or after it (kept: it starts afresh).
+   **Resuming.** When the tenant has a ``namespace.purged`` in the stream and nothing after it
+   (no v2 message but the marker, no v1 message), a purge resumes from that marker instead:
+   P is its sequence, no new marker is appended, and steps 3 to 4 run again at P (a purge that
+   failed after its marker, or whose v1 messages were kept, is finished this way; one that had
+   finished takes one more snapshot and changes nothing else). A tenant that published since
+   its last purge is purged anew (a new marker, its newer events go too). Only a namespace
+   with neither messages nor a marker is refused: nothing to purge.
 3. JetStream purge of ``memory.*.*.<namespace>`` below P (one request, however many messages),
    and deletion of the tenant's dead letters below P from the dead-letter stream (a scan of
    that stream: each dead letter's subject and body, by the same rule as the tables' dead
@@ -40,6 +48,7 @@ so the same id published again within it is dropped (nats-server issue 6782).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -60,10 +69,11 @@ from consumers.snapshotting import (
     take_snapshot,
     verified_snapshot,
 )
-from engine.errors import EngramError, UsageError
+from consumers.tenant_traces import dead_letter_rows, projection_traces
+from engine.errors import EngramError, ProjectionError, UsageError, VectorIndexError
 from engine.events import make_event
 from engine.events.derived import NamespacePurged
-from engine.settings import Settings
+from engine.settings import Settings, StreamSettings
 from engine.stream import ReadRange, read_stream
 from engine.stream.append import Appender
 from engine.stream.engine_key import signing_key
@@ -111,6 +121,11 @@ class PurgePlan:
     deletes_denied: bool = True
     """The stream denies single-message deletes (every stream engram creates): its v1
     messages can only go with the history below them (``compact_legacy``)."""
+    marker_sequence: int | None = None
+    """The sequence of the tenant's last ``namespace.purged`` still in the stream."""
+    resume_at: int | None = None
+    """``marker_sequence`` when the tenant has nothing after it: the purge resumes there (no
+    new marker), finishing what an earlier purge left undone."""
 
     @property
     def v2_messages(self) -> int:
@@ -118,8 +133,17 @@ class PurgePlan:
 
     @property
     def messages(self) -> int:
-        """The tenant's messages (purge markers aside): 0 means nothing to purge."""
+        """The tenant's messages (purge markers aside)."""
         return self.v2_messages + len(self.v1_sequences)
+
+    def check(self) -> None:
+        """Raise UsageError when there is nothing to do: the tenant has no message on the
+        stream and no purge of it to resume."""
+        if not self.messages and self.resume_at is None:
+            raise UsageError(
+                f"namespace {self.namespace} has no events on stream {self.stream} and no "
+                "purge of it to resume: nothing to purge"
+            )
 
     def event(self, reason: str) -> NamespacePurged:
         return NamespacePurged(
@@ -153,6 +177,8 @@ class PurgeReport:
     plan: PurgePlan
     purge_sequence: int
     """The stream sequence of the ``namespace.purged`` event: the purge point."""
+    resumed: bool
+    """True when the purge resumed from an earlier ``namespace.purged`` (none was appended)."""
     v2_removed: int
     v1_removed: int
     v1_kept: tuple[int, ...]
@@ -193,9 +219,10 @@ async def _v1_of(
     return found, read, size
 
 
-def _probe(settings: Settings, namespace: str) -> NamespacePurged:
-    """The purge's rule for the scans (its counts do not matter there)."""
-    subjects = settings.stream.events
+def _probe(settings: Settings | None, namespace: str) -> NamespacePurged:
+    """The purge's rule for the scans (its counts do not matter there); the default stream's
+    subjects without ``settings``."""
+    subjects = (settings.stream if settings is not None else StreamSettings()).events
     return NamespacePurged(
         namespace=namespace,
         reason="plan",
@@ -205,6 +232,14 @@ def _probe(settings: Settings, namespace: str) -> NamespacePurged:
         subject_filter=subjects.of_namespace(namespace),
         legacy_filter=subjects.legacy,
     )
+
+
+async def _last_sequence(js: JetStreamContext, stream: str, subject: str) -> int | None:
+    """The sequence of the last message on ``subject`` (wildcards allowed), None for none."""
+    try:
+        return int((await js.get_last_msg(stream, subject)).seq or 0) or None
+    except NotFoundError:
+        return None
 
 
 async def plan_purge(js: JetStreamContext, settings: Settings, namespace: str) -> PurgePlan:
@@ -222,6 +257,12 @@ async def plan_purge(js: JetStreamContext, settings: Settings, namespace: str) -
     if info.state.messages:
         window = ReadRange(until_seq=info.state.last_seq, subject=subjects.legacy)
         v1, read, size = await _v1_of(js, settings, probe, window)
+    marked = await _last_sequence(js, stream, marker) if markers else None
+    resume_at = None
+    if marked is not None:
+        last_v2 = await _last_sequence(js, stream, probe.subject_filter)
+        if last_v2 == marked and not [s for s in v1 if s > marked]:
+            resume_at = marked  # nothing of the tenant after its last purge: finish that one
     return PurgePlan(
         namespace=namespace,
         stream=stream,
@@ -235,6 +276,8 @@ async def plan_purge(js: JetStreamContext, settings: Settings, namespace: str) -
         subject_filter=probe.subject_filter,
         legacy_filter=subjects.legacy,
         deletes_denied=bool(info.config.deny_delete),
+        marker_sequence=marked,
+        resume_at=resume_at,
     )
 
 
@@ -295,34 +338,70 @@ async def purge_dead_letters(
     return len(doomed) - len(kept), scanned
 
 
-async def _tables_of(store: SnapshotStore, snapshot_id: str) -> dict[str, bytes] | None:
-    """The table files of a stored snapshot as its manifest lists them (None: unreadable)."""
+async def _files_of(
+    store: SnapshotStore, manifest: SnapshotManifest, snapshot_id: str, tables: bool
+) -> dict[str, bytes] | None:
+    """The table files (``tables``) or the other files of a stored snapshot as its manifest
+    lists them (None: one is missing)."""
+    files: dict[str, bytes] = {}
+    for name in manifest.files:
+        if name.startswith("tables/") == tables:
+            body = await store.get(snapshot_id, name)
+            if body is None:
+                return None
+            files[name] = body
+    return files
+
+
+async def holds_namespace(
+    store: SnapshotStore,
+    snapshot_id: str,
+    namespace: str,
+    below: int | None = None,
+    *,
+    settings: Settings | None = None,
+) -> bool | None:
+    """Whether a stored snapshot holds anything of ``namespace`` from before ``below`` (from
+    any time without it); None when it cannot be read to tell.
+
+    Its tables are read first: rows of the namespace (``packing.namespace_rows``) or dead
+    letters of its messages (``tenant_traces.dead_letter_rows``, by the subjects of ``settings``'
+    stream) stored below ``below``. Then, for a snapshot taken below ``below`` (or always
+    without it), every other projection's files (``tenant_traces.projection_traces``: the learner,
+    the sessions, the vector and lexical indexes and memory records): anything of the
+    namespace there. A snapshot at or after ``below`` applied the purge there, so its other
+    projections hold the namespace's later events only (and the purge's own id)."""
+    probe = _probe(settings, namespace)
     try:
         raw = await store.get(snapshot_id, MANIFEST)
         if raw is None:
             return None
         manifest = SnapshotManifest.model_validate_json(raw)
-        files: dict[str, bytes] = {}
-        for name in manifest.files:
-            if name.startswith("tables/"):
-                body = await store.get(snapshot_id, name)
-                if body is None:
-                    return None
-                files[name] = body
-    except (SnapshotInvalidError, ValueError):
+        tables = await _files_of(store, manifest, snapshot_id, tables=True)
+        if tables is None:
+            return None
+        if namespace_rows(tables, namespace, below) or dead_letter_rows(tables, probe, below):
+            return True
+        if below is not None and manifest.sequence >= below:
+            return False
+        others = await _files_of(store, manifest, snapshot_id, tables=False)
+        if others is None:
+            return None
+        traces = await asyncio.to_thread(projection_traces, others, namespace)
+    except (SnapshotInvalidError, ProjectionError, VectorIndexError, ValueError):
         return None
-    return files
+    if traces:
+        log.info("snapshot holds the namespace", snapshot=snapshot_id, projections=traces)
+    return bool(traces)
 
 
-async def holds_namespace(
-    store: SnapshotStore, snapshot_id: str, namespace: str, below: int | None = None
-) -> bool | None:
-    """Whether a stored snapshot holds rows of ``namespace`` (stored below ``below``); None
-    when it cannot be read to tell."""
-    files = await _tables_of(store, snapshot_id)
-    if files is None:
-        return None
-    return namespace_rows(files, namespace, below) > 0
+SUPERSEDE_ROUNDS = 5
+"""Listings of a store's snapshots a purge checks at most (each after deleting those that held
+the tenant) before it gives up on snapshots that keep appearing."""
+
+
+async def _listed(store: SnapshotStore, settings: Settings) -> list[str]:
+    return snapshot_ids_of(await store.snapshot_ids(), settings.namespaces)
 
 
 async def supersede_snapshots(
@@ -339,7 +418,7 @@ async def supersede_snapshots(
     Nothing is taken when the store has no snapshot of the set and no snapshotting directory
     is there to clean. Raises EngramError, deleting nothing, when the new snapshot fails."""
     js = nc.jetstream()
-    older = snapshot_ids_of(await store.snapshot_ids(), settings.namespaces)
+    older = await _listed(store, settings)
     work = [p for p in settings.data_dir.glob(f"{WORK_DIR}*") if p.is_dir()]
     if not older and not work:
         return SnapshotsSuperseded(store.location, None)
@@ -367,20 +446,36 @@ async def supersede_snapshots(
         )
     deleted: list[str] = []
     kept: list[str] = []
-    for snapshot_id in older:
-        if snapshot_id == manifest.snapshot_id:
-            continue
-        holds = await holds_namespace(store, snapshot_id, namespace, purge_sequence)
-        if holds is False:
-            kept.append(snapshot_id)
-            continue
-        await store.delete(snapshot_id)
-        deleted.append(snapshot_id)
-        log.info(
-            "snapshot superseded by the purge",
-            snapshot=snapshot_id,
-            namespace=namespace,
-            unreadable=holds is None,
+    checked = {manifest.snapshot_id}
+    for _ in range(SUPERSEDE_ROUNDS):
+        # An engine's scheduled snapshot stored since the last listing (taken below the purge
+        # point, it holds the tenant) is found by the next one: list again until a listing
+        # shows nothing that was not checked.
+        fresh = [i for i in older if i not in checked]
+        if not fresh:
+            break
+        for snapshot_id in fresh:
+            checked.add(snapshot_id)
+            holds = await holds_namespace(
+                store, snapshot_id, namespace, purge_sequence, settings=settings
+            )
+            if holds is False:
+                kept.append(snapshot_id)
+                continue
+            await store.delete(snapshot_id)
+            deleted.append(snapshot_id)
+            log.info(
+                "snapshot superseded by the purge",
+                snapshot=snapshot_id,
+                namespace=namespace,
+                unreadable=holds is None,
+            )
+        older = await _listed(store, settings)
+    else:
+        raise EngramError(
+            f"new snapshots kept appearing in {store.location} while the purge of {namespace} "
+            f"checked them ({SUPERSEDE_ROUNDS} listings; deleted {', '.join(deleted) or 'none'}): "
+            "run engram purge again (it resumes), when engines are not snapshotting"
         )
     return SnapshotsSuperseded(store.location, manifest.snapshot_id, tuple(deleted), tuple(kept))
 
@@ -398,29 +493,29 @@ async def purge_namespace(
     """Purge ``namespace`` (the module says how); ``stores`` are the snapshot stores to
     supersede, each with the settings of the namespace set it belongs to; ``compact_legacy``
     compacts the history below the tenant's v1 messages when the stream denies deleting them
-    (it needs a store of every namespace's snapshots). Raises UsageError when the tenant has no
-    messages on the stream."""
+    (it needs a store of every namespace's snapshots). Resumes from the tenant's last
+    ``namespace.purged`` when it has nothing after it (``PurgePlan.resume_at``). Raises
+    UsageError when the tenant has neither messages on the stream nor a purge to resume."""
     began = time.monotonic()
     js = nc.jetstream()
     stream = settings.stream.name
     plan = plan or await plan_purge(js, settings, namespace)
-    if not plan.messages:
-        raise UsageError(
-            f"namespace {namespace} has no events on stream {stream}"
-            + (" (it was purged before)" if plan.markers else "")
-            + ": nothing to purge"
+    plan.check()
+    if plan.resume_at is not None:
+        point = plan.resume_at
+        log.info("resuming the purge at its namespace.purged", namespace=namespace, sequence=point)
+    else:
+        key = await signing_key(js, settings)  # the engine's: only it may publish derived events
+        event = make_event(
+            plan.event(reason),
+            namespace=namespace,
+            agent_id=AGENT_ID,
+            event_id=f"purge-{stream}-{namespace}-{plan.last_sequence}",
         )
-    key = await signing_key(js, settings)  # the engine's: only it may publish derived events
-    event = make_event(
-        plan.event(reason),
-        namespace=namespace,
-        agent_id=AGENT_ID,
-        event_id=f"purge-{stream}-{namespace}-{plan.last_sequence}",
-    )
-    appender = Appender(nc, stream, signer=key, subjects=settings.stream.events)
-    appended = await appender.append(appender.encode(event))
-    point = appended.sequence
-    log.info("namespace.purged appended", namespace=namespace, sequence=point)
+        appender = Appender(nc, stream, signer=key, subjects=settings.stream.events)
+        appended = await appender.append(appender.encode(event))
+        point = appended.sequence
+        log.info("namespace.purged appended", namespace=namespace, sequence=point)
 
     before = sum((await _v2_subjects(js, settings, namespace)).values())
     await js.purge_stream(stream, subject=plan.subject_filter, seq=point)
@@ -470,6 +565,7 @@ async def purge_namespace(
     return PurgeReport(
         plan=plan,
         purge_sequence=point,
+        resumed=plan.resume_at is not None,
         v2_removed=before - after,
         v1_removed=len(legacy) - len(kept),
         v1_kept=tuple(kept),

@@ -28,6 +28,8 @@ from consumers.deadletters import dead_letter_stream_name
 from consumers.purge import holds_namespace, purge_namespace
 from consumers.replay import replay
 from consumers.snapshotting import default_store, restore_latest, take_snapshot, verified_snapshot
+from consumers.tenant_traces import projection_traces
+from engine.errors import EngramError
 from engine.events import (
     DecisionLogged,
     DecisionOutcome,
@@ -47,8 +49,9 @@ from engram.app import Engine
 from projections.learning.state import workflow_pattern_id
 from projections.projection_set import ProjectionSet, open_projections
 from projections.purging import belongs_to
+from projections.snapshots.manifest import MANIFEST, SnapshotManifest
 from projections.snapshots.packing import namespace_rows, unpack
-from projections.snapshots.stores import SnapshotStore
+from projections.snapshots.stores import DirectorySnapshots, SnapshotStore
 from projections.tables.schema import TABLES, namespaced_tables
 from projections.workflows import workflow_key
 from tests.cli_runs import engram
@@ -291,9 +294,9 @@ async def test_purge_removes_a_tenant_from_the_stream_projections_and_snapshots(
     the running engine's tables, learner, sessions, memories and indexes have forgotten it
     (its secret text is found nowhere, no SQL row is beta's); alpha and gamma are exactly as
     before; every stored snapshot is free of beta and the pre-purge one is gone; a new engine's
-    rebuild (the new snapshot and the tail) equals the live state; purging beta again, or a
-    namespace never used, is refused; beta publishing again starts afresh, and a rebuild still
-    equals the live state."""
+    rebuild (the new snapshot and the tail) equals the live state; purging beta again resumes
+    the finished purge (no second marker, nothing more removed), a namespace never used is
+    refused; beta publishing again starts afresh, and a rebuild still equals the live state."""
     js = nc.jetstream()
     operator = settings.model_copy(update={"data_dir": tmp_path / "operator"})
     common = [
@@ -382,13 +385,19 @@ async def test_purge_removes_a_tenant_from_the_stream_projections_and_snapshots(
         ids = await _assert_snapshots_free_of_beta(nc, operator, store, point, tmp_path / "snaps")
         assert old.snapshot_id not in ids and ids == [superseded["snapshot_id"]]
 
-        # -- refusals ---------------------------------------------------------------------------
+        # -- again, and refusals ----------------------------------------------------------------
         again = await engram("purge", "--namespace", "beta", "--reason", "again", "--yes", *common,
                              cwd=tmp_path)  # fmt: skip
-        assert again.code == 2 and "no events" in again.err and "purged before" in again.err
+        assert again.code == 0, again.err
+        assert f"resumed the purge of beta at its namespace.purged (sequence {point}" in again.out
+        assert "0 v2 and 0 v1 messages and 0 dead letters" in again.out
+        markers = await _stream_bodies(nc, settings.stream.name, "memory.namespace.purged.beta")
+        assert [m.sequence for m in markers] == [point]
+        await settle(engine)
         never = await engram("purge", "--namespace", "delta", "--reason", "x", "--yes", *common,
                              cwd=tmp_path)  # fmt: skip
         assert never.code == 2 and "namespace delta has no events" in never.err
+        assert "nothing to purge" in never.err
         unsure = await engram("purge", "--namespace", "alpha", "--reason", "x", *common,
                               cwd=tmp_path)  # fmt: skip
         assert unsure.code == 2 and "--yes" in unsure.err  # no terminal to confirm on
@@ -471,3 +480,221 @@ async def test_purge_on_a_compacted_stream_keeps_the_others_history(
     assert [t for (t,) in alpha_tasks] == sorted([*TASKS, *(f"{t}-late" for t in TASKS)])
     rebuilt = await _replayed_state(nc, settings, tmp_path / "rebuilt", store)
     assert rebuilt == live
+
+
+# -- a purge that stopped half-way, snapshots stored meanwhile, what a snapshot holds ------------
+
+
+async def _dead_letters_of_beta(nc: NatsClient, settings: Settings) -> list[int]:
+    dlq = dead_letter_stream_name(settings.stream)
+    letters = await _stream_bodies(nc, dlq, "engram.deadletter.>")
+    return [m.sequence for m in letters if b"beta" in m.data]
+
+
+async def test_a_purge_that_failed_after_the_stream_purge_is_finished_by_a_rerun(
+    event_log: EventLog,
+    settings: Settings,
+    nc: NatsClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A purge of beta fails right after its stream purge (the dead-letter step raises): its
+    marker is in the stream, beta's messages are gone, its dead letters and the old snapshot
+    are still there. A dry run then says it would resume at that marker; ``engram purge``
+    again resumes there (exit 0, "resumed", no second marker): beta's dead letters go, the
+    old snapshot is superseded, every snapshot is free of beta. Only a namespace with neither
+    messages nor a marker is "nothing to purge"."""
+    js = nc.jetstream()
+    operator = settings.model_copy(update={"data_dir": tmp_path / "operator"})
+    store = default_store(js, operator)
+    common = [
+        "--nats-url", str(settings.nats.url), "--stream", settings.stream.name,
+        "--data-dir", str(operator.data_dir),
+    ]  # fmt: skip
+    await _publish(event_log, nc, datetime(2026, 11, 20, 9, 0, tzinfo=UTC), v1=False)
+    async with running(settings, nc, tmp_path / "engine") as engine:
+        await settle(engine)
+        old = await take_snapshot(nc, operator, store)
+        assert await _dead_letters_of_beta(nc, settings)
+
+        async def broken(*_: Any, **__: Any) -> tuple[int, int]:
+            raise EngramError("injected: the connection dropped after the stream purge")
+
+        with monkeypatch.context() as patched:
+            patched.setattr("consumers.purge.purge_dead_letters", broken)
+            with pytest.raises(EngramError, match="injected"):
+                await purge_namespace(nc, settings, "beta", "GDPR-7", [(operator, store)])
+        markers = await _stream_bodies(nc, settings.stream.name, "memory.namespace.purged.beta")
+        [point] = [m.sequence for m in markers]
+        assert await _stream_bodies(nc, settings.stream.name, "memory.*.*.beta") == markers
+        assert await _dead_letters_of_beta(nc, settings)  # left by the failure
+        assert await store.snapshot_ids() == [old.snapshot_id]
+
+        dry = await engram("purge", "--namespace", "beta", "--reason", "GDPR-7", "--dry-run",
+                           *common, cwd=tmp_path)  # fmt: skip
+        assert dry.code == 0, dry.err
+        assert f"would resume the purge of beta at its namespace.purged (sequence {point}" in (
+            dry.out
+        )
+        rerun = await engram("purge", "--namespace", "beta", "--reason", "GDPR-7", "--yes",
+                             "--json", *common, cwd=tmp_path)  # fmt: skip
+        assert rerun.code == 0, rerun.err
+        done = rerun.json()
+        assert (done["resumed"], done["purge_sequence"], done["resume_at"]) == (True, point, point)
+        assert done["dead_letters_removed"] >= 1 and done["v2_removed"] == 0
+        [superseded] = done["snapshots"]
+        assert superseded["deleted"] == [old.snapshot_id]
+        markers = await _stream_bodies(nc, settings.stream.name, "memory.namespace.purged.beta")
+        assert [m.sequence for m in markers] == [point]  # no second marker
+        assert await _dead_letters_of_beta(nc, settings) == []
+        await _assert_snapshots_free_of_beta(nc, operator, store, point, tmp_path / "snaps")
+        await settle(engine)
+        assert engine.set.vectors.search(namespace="beta", text=SECRET, top_k=3) == []
+
+        never = await engram("purge", "--namespace", "delta", "--reason", "x", "--yes", *common,
+                             cwd=tmp_path)  # fmt: skip
+        assert never.code == 2 and "nothing to purge" in never.err
+
+
+class _LateSnapshot:
+    """A snapshot store whose first listing misses one snapshot: an engine stored it (taken
+    before the purge point) just after the purge listed the store."""
+
+    def __init__(self, store: SnapshotStore, late: str) -> None:
+        self.store, self.late, self.listings = store, late, 0
+        self.location = store.location
+
+    async def put(self, snapshot_id: str, name: str, data: bytes) -> None:
+        await self.store.put(snapshot_id, name, data)
+
+    async def get(self, snapshot_id: str, name: str) -> bytes | None:
+        return await self.store.get(snapshot_id, name)
+
+    async def delete(self, snapshot_id: str) -> None:
+        await self.store.delete(snapshot_id)
+
+    async def snapshot_ids(self) -> list[str]:
+        self.listings += 1
+        ids = await self.store.snapshot_ids()
+        return [i for i in ids if i != self.late] if self.listings == 1 else ids
+
+
+async def test_a_snapshot_stored_while_the_purge_runs_is_superseded_too(
+    event_log: EventLog, settings: Settings, nc: NatsClient, tmp_path: Path
+) -> None:
+    """Two snapshots holding beta, one of them stored only after the purge first listed the
+    store (as an engine's scheduled snapshot may be): the purge lists again after deleting and
+    deletes it too; every snapshot left is free of beta."""
+    operator = settings.model_copy(update={"data_dir": tmp_path / "operator"})
+    store = DirectorySnapshots(tmp_path / "snapshots")
+    t0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    await _publish(event_log, nc, t0, v1=False)
+    first = await take_snapshot(nc, operator, store)
+    await event_log.append_many(_tenant("alpha", t0 + timedelta(hours=1), tag="-more"))
+    late = await take_snapshot(nc, operator, store)
+    assert first.sequence < late.sequence
+    racing = _LateSnapshot(store, late.snapshot_id)
+    report = await purge_namespace(nc, settings, "beta", "erasure", [(operator, racing)])
+    [superseded] = report.snapshots
+    assert set(superseded.deleted) == {first.snapshot_id, late.snapshot_id}
+    assert racing.listings >= 2
+    ids = await _assert_snapshots_free_of_beta(
+        nc, operator, store, report.purge_sequence, tmp_path / "snaps"
+    )
+    assert ids == [superseded.snapshot_id]
+
+
+async def _stored(
+    store: SnapshotStore, snapshot_id: str
+) -> tuple[SnapshotManifest, dict[str, bytes]]:
+    raw = await store.get(snapshot_id, MANIFEST)
+    assert raw is not None
+    manifest = SnapshotManifest.model_validate_json(raw)
+    files = {name: await store.get(snapshot_id, name) for name in manifest.files}
+    return manifest, {name: body for name, body in files.items() if body is not None}
+
+
+def _without_beta_rows(files: dict[str, bytes], scratch: Path) -> dict[str, bytes]:
+    """The snapshot's files with every row of beta taken out of its tables (its dead letters
+    included): what a check of the tables alone would call free of beta."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    purge = purge_of("beta")
+    stripped = dict(files)
+    connection = duckdb.connect(":memory:")
+    try:
+        for name, body in files.items():
+            if not name.startswith("tables/"):
+                continue
+            source, target = scratch / "in.parquet", scratch / "out.parquet"
+            source.write_bytes(body)
+            read = f"read_parquet('{source}')"
+            columns = [
+                r[0] for r in connection.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()
+            ]
+            if "namespace" in columns:
+                where = "namespace IS DISTINCT FROM 'beta'"
+            elif name == "tables/dead_letters.parquet":
+                rows = connection.execute(f"SELECT sequence, subject, raw FROM {read}").fetchall()
+                doomed = [s for s, subject, raw in rows if belongs_to(purge, subject, bytes(raw))]
+                assert doomed  # beta's malformed messages
+                where = f"sequence NOT IN ({', '.join(map(str, doomed))})"
+            else:
+                continue
+            connection.execute(f"COPY (SELECT * FROM {read} WHERE {where}) TO '{target}'")
+            stripped[name] = target.read_bytes()
+    finally:
+        connection.close()
+    assert namespace_rows(stripped, "beta") == 0 and namespace_rows(files, "beta") > 0
+    return stripped
+
+
+async def test_a_snapshot_holds_a_tenant_by_any_projections_files(
+    event_log: EventLog, settings: Settings, nc: NatsClient, tmp_path: Path
+) -> None:
+    """A snapshot whose tables hold no row of beta still holds beta when its learner, its
+    session compactor or its vector projection does (each alone), or its tables' dead letters
+    do: holds_namespace says so for each, and says no when none does, or for a namespace the
+    snapshot never saw; an unreadable projection file means "cannot tell" (None)."""
+    operator = settings.model_copy(update={"data_dir": tmp_path / "operator"})
+    store = DirectorySnapshots(tmp_path / "snapshots")
+    await _publish(event_log, nc, datetime(2026, 11, 20, 9, 0, tzinfo=UTC), v1=False)
+    taken = await take_snapshot(nc, operator, store)
+    manifest, files = await _stored(store, taken.snapshot_id)
+    assert projection_traces(files, "beta") == ["learner", "sessions", "vectors"]
+    assert projection_traces(files, "delta") == []
+    assert await holds_namespace(store, taken.snapshot_id, "delta") is False
+
+    stripped = _without_beta_rows(files, tmp_path / "scratch")
+    prefixes = {"learner": "patterns/", "sessions": "sessions/", "vectors": "vectors/"}
+    variants: dict[str, dict[str, bytes]] = {
+        "none": {n: b for n, b in stripped.items() if n.startswith("tables/")},
+        "dead letters": {
+            **{n: b for n, b in stripped.items() if n.startswith("tables/")},
+            "tables/dead_letters.parquet": files["tables/dead_letters.parquet"],
+        },
+        **{
+            projection: {n: b for n, b in stripped.items() if n.startswith(("tables/", prefix))}
+            for projection, prefix in prefixes.items()
+        },
+        "unreadable": {
+            **{n: b for n, b in stripped.items() if n.startswith("tables/")},
+            "patterns/learner-state.json.gz": b"not gzip",
+        },
+    }
+    found: dict[str, bool | None] = {}
+    for variant, chosen in variants.items():
+        snapshot_id = f"{manifest.sequence:012d}"[:-2] + f"{len(found):02d}"
+        entries = {n: manifest.files[n] for n in chosen if n in manifest.files}
+        for name, body in chosen.items():
+            await store.put(snapshot_id, name, body)
+        copy = manifest.model_copy(update={"snapshot_id": snapshot_id, "files": entries})
+        await store.put(snapshot_id, MANIFEST, copy.model_dump_json().encode())
+        found[variant] = await holds_namespace(store, snapshot_id, "beta", manifest.sequence + 1)
+    assert found == {
+        "none": False,
+        "dead letters": True,
+        "learner": True,
+        "sessions": True,
+        "vectors": True,
+        "unreadable": None,
+    }

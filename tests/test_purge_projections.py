@@ -39,10 +39,12 @@ from engine.settings import Settings
 from projections.base import Announcer, Projection
 from projections.context import RecentEvents
 from projections.identity import SeenIds, event_key
+from projections.learning.projection import LearnerProjection
 from projections.learning.state import workflow_pattern_id
 from projections.projection_set import open_projections
 from projections.purging import belongs_to, body_namespace, subject_matches
 from projections.records import SequencedEvent
+from projections.sessions.projection import SessionCompactor
 from projections.tables.schema import namespaced_tables
 from projections.workflows import workflow_key
 from tests.projection_adapters import ADAPTERS, ProjectionAdapter, fingerprint
@@ -295,6 +297,25 @@ def test_a_purged_tenant_leaves_nothing_in_the_saved_files(tmp_path: Path) -> No
         assert projections.learner.read(lambda s: ("beta", "testing") in s.workflows)
     finally:
         projections.close()
+
+
+def test_a_states_holds_is_what_its_forget_removes() -> None:
+    """The learner's and the session compactor's ``holds(ns)`` (what a purge's check of a
+    snapshot asks them) are true for every tenant whose events they applied, false for one
+    they never saw, and false for a tenant once ``forget`` took it out (the others still held)."""
+    items = _renumber([*_tenant("alpha", 0), *_tenant("beta", 100)])
+    learner, sessions = LearnerProjection(None), SessionCompactor(None)
+    for projection in (learner, sessions):
+        projection.apply(items, [], items[-1].sequence)
+        assert projection.read(lambda s: (s.holds("alpha"), s.holds("beta"), s.holds("gamma"))) == (
+            True,
+            True,
+            False,
+        )
+    learner.state.forget("beta")
+    sessions.state.forget("beta")
+    for projection in (learner, sessions):
+        assert projection.read(lambda s: (s.holds("alpha"), s.holds("beta"))) == (True, False)
 
 
 # -- the pieces ----------------------------------------------------------------------------------

@@ -90,6 +90,14 @@ def _confirm(namespace: str) -> None:
         raise UsageError("not confirmed: nothing was purged")
 
 
+def _resume_text(plan: PurgePlan) -> str:
+    return (
+        f"the purge of {plan.namespace} at its namespace.purged (sequence {plan.resume_at}; "
+        "nothing of the tenant after it, so no new marker): the stream below it, the dead "
+        "letters and the snapshots again"
+    )
+
+
 def _plan_text(plan: PurgePlan) -> str:
     v1 = (
         f"{len(plan.v1_sequences):,} v1 messages, found by reading {plan.v1_scanned:,} v1 "
@@ -123,15 +131,12 @@ async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         if args.dry_run:
             if args.json:
                 emit_json({"dry_run": True, **_plan_json(plan)})
+            elif plan.resume_at is not None:
+                print(f"would resume {_resume_text(plan)}; nothing changed (dry run)")
             else:
                 print(f"would purge {_plan_text(plan)}; nothing changed (dry run)")
             return EXIT_OK
-        if not plan.messages:
-            raise UsageError(
-                f"namespace {args.namespace} has no events on stream {plan.stream}"
-                + (" (it was purged before)" if plan.markers else "")
-                + ": nothing to purge"
-            )
+        plan.check()  # nothing to purge: refused before asking
         if not args.yes:
             _confirm(args.namespace)
         stores = [
@@ -156,6 +161,7 @@ async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         "dry_run": False,
         **_plan_json(plan),
         "purge_sequence": report.purge_sequence,
+        "resumed": report.resumed,
         "v2_removed": report.v2_removed,
         "v1_removed": report.v1_removed,
         "v1_kept": list(report.v1_kept),
@@ -177,9 +183,13 @@ async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(result)
         return EXIT_OK
+    done = (
+        f"resumed {_resume_text(plan)}"
+        if report.resumed
+        else f"purged {_plan_text(plan)}: namespace.purged at sequence {report.purge_sequence}"
+    )
     print(
-        f"purged {_plan_text(plan)}: namespace.purged at sequence {report.purge_sequence}; "
-        f"{report.v2_removed:,} v2 and {report.v1_removed:,} v1 messages and "
+        f"{done}; {report.v2_removed:,} v2 and {report.v1_removed:,} v1 messages and "
         f"{report.dead_letters_removed} dead letters (of {report.dead_letters_scanned} read) "
         f"removed in {report.seconds:.1f}s"
     )
@@ -191,8 +201,10 @@ async def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     if report.v1_kept:
         print(
             f"{len(report.v1_kept):,} v1 messages of {args.namespace} stay in the stream (it "
-            f"denies single deletes; the last is {max(report.v1_kept)}): run again with "
-            "--compact-legacy, or compact the history below them, to remove them",
+            f"denies single deletes; the last is {max(report.v1_kept)}): to remove them, run "
+            "again with --compact-legacy before the tenant publishes again (it resumes this "
+            "purge; once the tenant has published, a rerun is a new purge that removes its new "
+            "events too), or compact the history below them (engram compact)",
             file=sys.stderr,
         )
     for s in report.snapshots:
@@ -219,4 +231,5 @@ def _plan_json(plan: PurgePlan) -> dict[str, Any]:
         "v1_bytes_read": plan.v1_bytes,
         "earlier_purges": plan.markers,
         "deletes_denied": plan.deletes_denied,
+        "resume_at": plan.resume_at,
     }

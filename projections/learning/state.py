@@ -192,6 +192,19 @@ class LearnerState:
         self.pending = [a for a in self.pending if a.namespace != namespace]
         self.seen.forget(namespace)
 
+    def holds(self, namespace: str) -> bool:
+        """Whether anything ``namespace``'s events decided is in the state: what ``forget``
+        would remove (a snapshot's learner state is checked with it after a purge)."""
+        return (
+            any(s[0] == namespace for s in (*self.workflows, *self.outcomes, *self.best))
+            or any(k[0] == namespace for k in self.feedback)
+            or any(scope[1] == namespace for scope in self.pattern_scope.values())
+            or any(v.namespace == namespace for v in self.versions.values())
+            or any(namespace_of_pattern(p) == namespace for p in self.announced)
+            or any(a.namespace == namespace for a in self.pending)
+            or namespace in self.seen.owners()
+        )
+
     def _update_best(self, scope: Scope) -> list[str]:
         """Re-rank workflows of ``scope``; returns the pattern ids whose best flag flipped."""
         namespace, task_type = scope

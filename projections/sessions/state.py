@@ -151,6 +151,16 @@ class SessionState:
         self.journal.clear()  # the rewrite saves every record and announcement anyway
         self.rewrite = True
 
+    def holds(self, namespace: str) -> bool:
+        """Whether anything ``namespace``'s events decided is in the state: what ``forget``
+        would remove (a snapshot's session state is checked with it after a purge)."""
+        return (
+            any(key[0] == namespace for key in self.open)
+            or any(r.namespace == namespace for r in self.records.values())
+            or namespace in self.announced.values()
+            or namespace in self.seen.owners()
+        )
+
     def restore_open(self, segments: list[SessionFacts]) -> None:
         """Open ``segments`` (saved in order of last activity) as they were."""
         for facts in segments:
