@@ -55,7 +55,7 @@ from engine.logconfig import configure_logging
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import encode_for_append
-from engine.stream.append import EXPECTED_STREAM, MSG_ID
+from engine.stream.append import EXPECTED_STREAM, MSG_ID, message_id
 
 TARGET_RATIO = 0.70
 
@@ -204,7 +204,11 @@ async def run_raw(
     settle_heap(freeze)
     cpu_start, start = time.process_time(), time.perf_counter()
     futures = [
-        await js.publish_async(subject, body, headers={MSG_ID: event_id, EXPECTED_STREAM: stream})
+        await js.publish_async(
+            subject,
+            body,
+            headers={MSG_ID: message_id(event_id, subject), EXPECTED_STREAM: stream},
+        )
         for event_id, subject, body in batch
     ]
     await js.publish_async_completed()

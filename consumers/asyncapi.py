@@ -109,7 +109,8 @@ def _documented_broker() -> NatsBroker:
             description=(
                 f"{'Agents' if event.publisher == 'agent' else 'The engine'} append a {name} "
                 f"event (schema version {event.version}) to the stream. Set the Nats-Msg-Id "
-                "header to the envelope id: a retry is stored once."
+                "header to <namespace>:<envelope id> (the subject's namespace): a retry is "
+                "stored once, and another namespace's event with the same id is stored too."
             ),
             schema=model,
         )

@@ -9,11 +9,12 @@ The body covers the envelope whole (id, type, namespace, data), so nothing signe
 A genuine event copied and published again verifies, but has the id of the original: the
 first occurrence of an id wins in every projection, so the copy changes nothing.
 
-The ``Nats-Msg-Id`` of a signed event is its id plus a tag made with the key
-(``<id>.<tag>``). A deterministic id (``pattern-<hash>-v<version>``) is predictable, and a
-forger who published first under that bare id would otherwise take the stream's deduplication
-slot, so that JetStream dropped the engine's real event as a duplicate. Engines sharing a key
-still derive the same message id, so a repeated announcement is stored once.
+The ``Nats-Msg-Id`` of a signed event is its message id (``<namespace>:<id>`` on a v2 subject:
+engine.stream.append.message_id) plus a tag made with the key (``<namespace>:<id>.<tag>``). A
+deterministic id (``pattern-<hash>-v<version>``) is predictable, and a forger who published
+first under that message id would otherwise take the stream's deduplication slot, so that
+JetStream dropped the engine's real event as a duplicate. Engines sharing a key still derive the
+same message id, so a repeated announcement is stored once.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class EngineKey:
         return _PREFIX + self._mac(body)
 
     def message_id(self, event_id: str) -> str:
-        """The ``Nats-Msg-Id`` of a signed event: its id and a tag only a key holder can make."""
+        """The ``Nats-Msg-Id`` of a signed event: its message id (``<namespace>:<id>`` on a v2
+        subject) and a tag only a key holder can make."""
         return f"{event_id}.{self._mac(b'msg-id:' + event_id.encode())[:16]}"
 
     def genuine(self, body: bytes, headers: Mapping[str, str]) -> bool:

@@ -321,8 +321,8 @@ async def test_plain_nats_client_event_is_readable_with_tail(
     nc: NatsClient, conn: list[str], stream: str, tmp_path: Path
 ) -> None:
     """A hand-written envelope published with nats-py (not the SDK) on its v2 subject
-    (memory.<type>.<namespace>) and a Nats-Msg-Id header is stored once and read back by tail
-    --json; status counts it."""
+    (memory.<type>.<namespace>) and a Nats-Msg-Id header (<namespace>:<id>, as the README's
+    example) is stored once and read back by tail --json; status counts it."""
     created = await engram("status", "--json", *conn, cwd=tmp_path)
     assert created.code == 0, created.err
     fresh = created.json()
@@ -349,7 +349,7 @@ async def test_plain_nats_client_event_is_readable_with_tail(
     }
     js = nc.jetstream()
     body = json.dumps(envelope).encode()
-    headers = {"Nats-Msg-Id": envelope["id"]}
+    headers = {"Nats-Msg-Id": f"default:{envelope['id']}"}
     ack = await js.publish("memory.workflow.executed.default", body, headers=headers)
     retry = await js.publish("memory.workflow.executed.default", body, headers=headers)
     assert ack.stream == stream

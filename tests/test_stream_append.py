@@ -54,12 +54,12 @@ async def test_append_returns_increasing_sequences(event_log: EventLog) -> None:
 
 async def test_message_carries_the_event_id_header(event_log: EventLog) -> None:
     """The stored message is on memory.<type>.<namespace> (v2) with Nats-Msg-Id set to the
-    event id."""
+    namespace and the event id (``default:<id>``)."""
     event = session("s-1")
     await event_log.append(event)
     [message] = [m async for m in event_log.read()]
     assert message.subject == "memory.session.started.default"
-    assert message.headers["Nats-Msg-Id"] == event.id
+    assert message.headers["Nats-Msg-Id"] == f"default:{event.id}"
 
 
 async def test_same_event_twice_is_stored_once(event_log: EventLog) -> None:

@@ -1,4 +1,12 @@
-"""Appending events to the log: deduplicated by event id, optionally with expected sequence."""
+"""Appending events to the log: deduplicated by event id within its namespace, optionally with
+expected sequence.
+
+JetStream's duplicate detection is stream-wide: a ``Nats-Msg-Id`` seen within the duplicate
+window drops the next message carrying it, whoever sends it. So the ``Nats-Msg-Id`` of an event
+on a v2 subject is ``<namespace>:<id>`` (the namespace its subject names): two tenants using the
+same id are both stored, and a retry of the same event is still a duplicate. An event on a v1
+subject keeps its bare id. A signed (engine) event adds the key's tag to it
+(``EngineKey.message_id``)."""
 
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from engine.stream._ack_window import AckWindow
 from engine.stream.records import AppendResult
 from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 
-__all__ = ["Appender", "EncodedEvent", "encode_for_append"]
+__all__ = ["Appender", "EncodedEvent", "encode_for_append", "message_id"]
 
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
@@ -38,6 +46,14 @@ def encode_for_append(event: Event, subjects: EventSubjects = DEFAULT_SUBJECTS) 
     """What goes on the wire for ``event``: its id, its subject among ``subjects`` (the
     stream's, ``memory.<type>.<namespace>`` by default: wire contract v2) and its JSON body."""
     return (event.id, subjects.subject(event.type, event.namespace), encode_event(event))
+
+
+def message_id(event_id: str, subject: str, subjects: EventSubjects = DEFAULT_SUBJECTS) -> str:
+    """The ``Nats-Msg-Id`` of event ``event_id`` published on ``subject``: ``<namespace>:<id>``
+    on a v2 subject (``memory.<type>.<namespace>``), the id alone on a v1 one."""
+    parsed = subjects.parse(subject)
+    namespace = None if parsed is None else parsed[1]
+    return event_id if namespace is None else f"{namespace}:{event_id}"
 
 
 class Appender:
@@ -77,13 +93,14 @@ class Appender:
             )
 
     def _headers(
-        self, event_id: str, body: bytes, expected_last_subject_seq: int | None
+        self, event_id: str, subject: str, body: bytes, expected_last_subject_seq: int | None
     ) -> dict[str, str]:
+        msg_id = message_id(event_id, subject, self.subjects)
         if self.signer is None:
-            headers = {MSG_ID: event_id, EXPECTED_STREAM: self._stream}
+            headers = {MSG_ID: msg_id, EXPECTED_STREAM: self._stream}
         else:
             headers = {
-                MSG_ID: self.signer.message_id(event_id),
+                MSG_ID: self.signer.message_id(msg_id),
                 EXPECTED_STREAM: self._stream,
                 SIGNATURE_HEADER: self.signer.sign(body),
             }
@@ -124,7 +141,7 @@ class Appender:
                 subject,
                 body,
                 timeout=self._timeout_s,
-                headers=self._headers(event_id, body, expected_last_subject_seq),
+                headers=self._headers(event_id, subject, body, expected_last_subject_seq),
             )
         except Exception as exc:  # every failure becomes one of ours, with its cause named
             raise self._error(event_id, subject, exc) from exc
@@ -147,7 +164,7 @@ class Appender:
                 try:
                     self._check_size(event_id, body)
                     if not await window.publish(
-                        index, subject, body, self._headers(event_id, body, None)
+                        index, subject, body, self._headers(event_id, subject, body, None)
                     ):
                         break
                 except Exception as exc:  # recorded per event, the batch goes on

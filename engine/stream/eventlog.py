@@ -101,7 +101,8 @@ class EventLog:
     async def append(
         self, event: Event, *, expected_last_subject_seq: int | None = None
     ) -> AppendResult:
-        """Append ``event``; its id is the ``Nats-Msg-Id``, so a retry is stored once.
+        """Append ``event``; its namespace and id are the ``Nats-Msg-Id`` (``<namespace>:<id>``),
+        so a retry is stored once, and another tenant's event with the same id is stored too.
 
         ``expected_last_subject_seq`` makes the append conditional on the last sequence stored
         on this event's subject (0: none yet); raises ConcurrencyConflictError when it moved.
