@@ -156,12 +156,19 @@ class Settings(BaseModel):
     namespaces: tuple[str, ...] | None = None
     """The tenants this engine projects and answers (``ENGRAM_NAMESPACES=alpha,beta``, ``engram
     serve --namespaces alpha,beta``); None (the default): every namespace. Engines owning
-    disjoint sets share one stream; each is kept sorted and once, every name a namespace."""
+    disjoint sets share one stream; each is kept sorted and once, every name a namespace. A
+    value naming none (``ENGRAM_NAMESPACES=`` or ``,``) is refused, not read as every one."""
 
     @field_validator("namespaces", mode="before")
     @classmethod
     def _namespace_set(cls, value: Any) -> tuple[str, ...] | None:
-        return parse_namespaces(value)
+        chosen = parse_namespaces(value)
+        if chosen is None and value is not None:  # "", ",", []: not "every namespace"
+            raise ValueError(
+                f"ENGRAM_NAMESPACES names no namespace ({value!r}): unset it for every "
+                "namespace, or name them (ENGRAM_NAMESPACES=alpha,beta)"
+            )
+        return chosen
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

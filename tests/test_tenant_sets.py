@@ -25,7 +25,7 @@ from engine.events import NAMESPACE_PATTERN, Event, WorkflowExecuted, encode_eve
 from engine.settings import Settings
 from engine.stream import EventLog
 from engine.subjects import EventSubjects
-from engram.cli.main import build_parser
+from engram.cli.main import build_parser, main
 from engram.cli.serve import with_namespaces
 from projections.snapshots.stores import DirectorySnapshots
 from projections.tables import TablesProjection, TableStore
@@ -34,14 +34,30 @@ SUBJECTS = EventSubjects()
 
 
 def test_namespaces_from_the_environment_sorted_once() -> None:
-    """ENGRAM_NAMESPACES=beta,alpha,alpha is the set (alpha, beta); unset or empty: every
-    namespace (None), as before engines split the tenants."""
+    """ENGRAM_NAMESPACES=beta,alpha,alpha is the set (alpha, beta); unset: every namespace
+    (None), as before engines split the tenants."""
     assert Settings.load({"ENGRAM_NAMESPACES": "beta, alpha,alpha"}).namespaces == (
         "alpha",
         "beta",
     )
     assert Settings.load({}).namespaces is None
-    assert Settings.load({"ENGRAM_NAMESPACES": ""}).namespaces is None
+
+
+@pytest.mark.parametrize("empty", ["", ",", " , ", ",,"])
+def test_an_empty_namespaces_variable_is_refused_naming_it(
+    empty: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ENGRAM_NAMESPACES set but naming no namespace is a ConfigurationError naming the
+    variable, not silently every namespace (an engine meant for a few tenants would project
+    and answer all of them); ``engram serve`` exits 2 saying so, before connecting anywhere.
+    An empty sequence given in code is refused likewise."""
+    with pytest.raises(ConfigurationError, match="ENGRAM_NAMESPACES names no namespace"):
+        Settings.load({"ENGRAM_NAMESPACES": empty})
+    with pytest.raises(ConfigurationError, match="names no namespace"):
+        Settings.load(namespaces=())
+    monkeypatch.setenv("ENGRAM_NAMESPACES", empty)
+    assert main(["serve", "--nats-url", "nats://127.0.0.1:1"]) == 2
+    assert "ENGRAM_NAMESPACES names no namespace" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", ["a.b", "a*", "a>", "has space", "x" * 65])
