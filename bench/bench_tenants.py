@@ -9,10 +9,11 @@ Usage::
     .venv/bin/python bench/bench_tenants.py --engines 2 --setups split  # only the split setup
 
 One run starts an embedded nats-server (or uses ``--nats-url``: a scratch server, the stream
-``--stream`` is deleted and created again), fills one stream with ``--events`` events for each
-of ``--namespaces`` namespaces (``ns-0000`` ...; v2 subjects, interleaved: every namespace's
-first event, then every one's second ...; three in four ``workflow.executed`` of four task
-types, one in four ``task.executed`` with a summary), then for each setup:
+``--stream`` is deleted and created again), then for each setup fills the stream afresh (deleted
+and created again, so no setup finds the other's derived events) with the same ``--events``
+events for each of ``--namespaces`` namespaces (``ns-0000`` ...; v2 subjects, interleaved: every
+namespace's first event, then every one's second ...; three in four ``workflow.executed`` of
+four task types, one in four ``task.executed`` with a summary), and runs it:
 
 - ``one``: ``engram serve`` owning every namespace;
 - ``split``: ``--engines`` processes ``engram serve --namespaces <a contiguous share>``;
@@ -20,8 +21,10 @@ types, one in four ``task.executed`` with a summary), then for each setup:
 each engine a process of its own (so they use every core), each on a fresh data directory,
 snapshots off. The clock runs from starting the processes until every engine's ``status``
 (asked on ``engram.query.<one of its namespaces>.status``; the operator subject for ``one``)
-shows lag 0 for every projection; events/s = stream events / that time (and / the time after
-the first engine answered its status, start-up left out). Then ``--queries``
+shows lag 0 for every projection; events/s = filled events / that time (and / the time after
+the first engine answered its status, start-up left out). The engines also apply what they
+publish meanwhile (pattern.learned, session.compacted: "derived" in the table), so lag 0 means
+the learners' announcements are in and read back too. Then ``--queries``
 searches and as many ``workflow_metrics`` for the last namespace (``ns-0999`` by default),
 one at a time through the SDK, give p50 / p99. The setups run one after the other (never
 together: they would share the cores), then the engines are stopped and their consumers
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import statistics
@@ -69,6 +73,11 @@ class SetupResult:
     metrics_ms: tuple[float, float]
     load_before: float
     load_after: float
+    projections_s: dict[str, float]
+    """Per projection, when the last engine's reached lag 0 (seconds from the start)."""
+    fill_s: float = 0.0
+    derived: int = 0
+    """Events the engines published while catching up (announcements)."""
 
     @property
     def events_per_second(self) -> float:
@@ -78,7 +87,7 @@ class SetupResult:
     def projecting_events_per_second(self) -> float:
         """From the first status answer (the engines are up) to lag 0: start-up left out."""
         span = self.seconds - self.first_answer_s
-        return self.events / span if span > 0 else 0.0
+        return self.events / span if span >= 1.0 else 0.0  # 0: too short to tell
 
 
 def namespace_names(count: int) -> list[str]:
@@ -168,18 +177,21 @@ def serve(settings: Settings, data_dir: Path, namespaces: Sequence[str] | None) 
 
 async def status_of(nc: NatsClient, settings: Settings, namespace: str | None) -> dict[str, Any]:
     service = settings.stream.service
-    prefix = service.query_prefix if namespace is None else service.tenant_query(namespace, "")
-    return await query_remote(nc, "status", {}, timeout_s=5.0, prefix=prefix)
+    if namespace is None:
+        subject = service.operator_query("status")
+    else:
+        subject = service.tenant_query(namespace, "status")
+    return await query_remote(nc, "status", {}, timeout_s=5.0, subject=subject)
 
 
-async def caught_up(nc: NatsClient, settings: Settings, probe: str | None) -> bool | None:
-    """None while no engine answers ``probe``'s status, else whether every lag is 0."""
+async def lags(nc: NatsClient, settings: Settings, probe: str | None) -> dict[str, int] | None:
+    """Each projection's lag in the status of the engine owning ``probe`` (None: every
+    namespace); None while no engine answers."""
     try:
         status = await status_of(nc, settings, probe)
     except EngramError:
         return None
-    projections = status.get("projections") or {}
-    return bool(projections) and all(p["lag"] == 0 for p in projections.values())
+    return {name: int(p["lag"]) for name, p in (status.get("projections") or {}).items()}
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -214,6 +226,7 @@ async def run_setup(
     last: str,
     queries: int,
     events: int,
+    verbose: bool = False,
 ) -> SetupResult:
     """Start the engines, time them to lag 0, measure queries, stop them."""
     load_before = os.getloadavg()[0]
@@ -224,20 +237,32 @@ async def run_setup(
     ]
     probes = [None if names is None else names[-1] for names in sets]
     first_answer: float | None = None
+    reached: list[dict[str, float]] = [{} for _ in sets]
+    shown = 0.0
     try:
         pending = set(range(len(sets)))
         while pending:
             for i in sorted(pending):
-                done = await caught_up(nc, settings, probes[i])
-                if done is not None and first_answer is None:
-                    first_answer = time.monotonic() - began
-                if done:
+                lag = await lags(nc, settings, probes[i])
+                if lag is None:
+                    continue
+                now = time.monotonic() - began
+                first_answer = now if first_answer is None else first_answer
+                for name, behind in lag.items():
+                    if behind == 0:
+                        reached[i].setdefault(name, now)
+                if lag and all(behind == 0 for behind in lag.values()):
                     pending.discard(i)
+                if verbose and now - shown >= 10:
+                    shown = now
+                    state = (await nc.jetstream().stream_info(settings.stream.name)).state
+                    print(f"  {now:6.1f}s engine {i}: last {state.last_seq} lag {lag}", flush=True)
             if any(p.returncode is not None for p in processes):
                 raise SystemExit(f"an engine of setup {setup} exited")
             if pending:
                 await asyncio.sleep(0.5)
         seconds = time.monotonic() - began
+        at_lag_0 = (await nc.jetstream().stream_info(settings.stream.name)).state.last_seq
         search, metrics = await query_latency(settings, last, queries)
     finally:
         for process in processes:
@@ -263,28 +288,37 @@ async def run_setup(
         metrics,
         load_before,
         os.getloadavg()[0],
+        {name: max(r[name] for r in reached) for name in sorted(reached[0])},
+        derived=at_lag_0 - events,
     )
 
 
 def report(results: list[SetupResult], args: argparse.Namespace, fill_s: float) -> str:
     total = args.namespaces * args.events
     lines = [
-        f"{args.namespaces:,} namespaces x {args.events} events = {total:,} events "
-        f"(filled in {fill_s:.1f} s, {total / fill_s:,.0f} events/s); queries for "
+        f"{args.namespaces:,} namespaces x {args.events} events = {total:,} events per setup "
+        f"(each filled in {fill_s:.1f} s or less); queries for "
         f"{namespace_names(args.namespaces)[-1]}, {args.queries} of each",
         "",
-        "| setup | engines | caught up s | events/s | first status s | events/s after it "
+        "| setup | engines | derived | caught up s | events/s | first status s | events/s after it "
         "| search p50 / p99 ms | workflow_metrics p50 / p99 ms | load avg before -> after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r.setup} | {r.engines} | {r.seconds:.1f} | {r.events_per_second:,.0f} | "
+            f"| {r.setup} | {r.engines} | {r.derived:,} | {r.seconds:.1f} | "
+            f"{r.events_per_second:,.0f} | "
             f"{r.first_answer_s:.1f} | {r.projecting_events_per_second:,.0f} | "
             f"{r.search_ms[0]:.2f} / {r.search_ms[1]:.2f} | "
             f"{r.metrics_ms[0]:.2f} / {r.metrics_ms[1]:.2f} | "
             f"{r.load_before:.2f} -> {r.load_after:.2f} |"
         )
+    lines.append("")
+    lines.append("Per projection, seconds until the last engine's was at lag 0:")
+    lines.append("")
+    for r in results:
+        each = ", ".join(f"{name} {s:.1f}" for name, s in r.projections_s.items())
+        lines.append(f"- {r.setup}: {each}")
     if len(results) == 2 and results[0].seconds:
         lines.append("")
         ratio = results[1].events_per_second / results[0].events_per_second
@@ -311,28 +345,37 @@ async def main(args: argparse.Namespace) -> None:
             nc = await connect(NatsSettings(), url)
             try:
                 js = nc.jetstream()
-                for name in (args.stream, args.stream + "_DLQ"):
-                    with contextlib.suppress(Exception):
-                        await js.delete_stream(name)
-                log = EventLog(nc, settings.stream)
-                await log.ensure()
-                fill_s = await fill(log, names, args.events)
-                total = (await log.state()).last_sequence
-                print(f"filled {total:,} events in {fill_s:.1f} s", flush=True)
                 results = []
                 for setup in args.setups.split(","):
+                    for name in (args.stream, args.stream + "_DLQ"):
+                        with contextlib.suppress(Exception):
+                            await js.delete_stream(name)
+                    log = EventLog(nc, settings.stream)
+                    await log.ensure()
+                    fill_s = await fill(log, names, args.events)
+                    total = (await log.state()).last_sequence
+                    print(f"{setup}: filled {total:,} events in {fill_s:.1f} s", flush=True)
                     owned = None if setup == "one" else shares(names, args.engines)
                     result = await run_setup(
-                        nc, settings, workdir, setup, owned, names[-1], args.queries, total
+                        nc,
+                        settings,
+                        workdir,
+                        setup,
+                        owned,
+                        names[-1],
+                        args.queries,
+                        total,
+                        args.verbose,
                     )
+                    result = dataclasses.replace(result, fill_s=fill_s)
                     print(
                         f"{setup}: {result.engines} engine(s) caught up in {result.seconds:.1f} s "
-                        f"({result.events_per_second:,.0f} events/s)",
+                        f"({result.events_per_second:,.0f} events/s, {result.derived:,} derived)",
                         flush=True,
                     )
                     results.append(result)
                 print()
-                print(report(results, args, fill_s))
+                print(report(results, args, max(r.fill_s for r in results)))
             finally:
                 await nc.drain()
         finally:
@@ -351,6 +394,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--nats-url", help="a scratch nats-server (default: an embedded one)")
     parser.add_argument("--stream", default="BENCH_TENANTS")
+    parser.add_argument("--verbose", action="store_true", help="print lags every 10 s")
     return parser.parse_args(argv)
 
 
