@@ -83,8 +83,8 @@ async def _publish(nc: NatsClient, stream: str, events: Sequence[Event], *, v1: 
 
 async def _ask(nc: NatsClient, settings: Settings, namespace: str, verb: str) -> dict[str, Any]:
     """A raw request on the tenant's subject, ``engram.query.<namespace>.<verb>``."""
-    prefix = settings.stream.service.tenant_query(namespace, "")
-    return await query_remote(nc, verb, {}, timeout_s=3.0, prefix=prefix)
+    subject = settings.stream.service.tenant_query(namespace, verb)
+    return await query_remote(nc, verb, {}, timeout_s=3.0, subject=subject)
 
 
 async def _served(settings: Settings, namespace: str) -> dict[str, Any]:
