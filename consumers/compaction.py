@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from consumers.snapshotting import SnapshotInvalidError, verified_snapshot
+from engine.permissions import connection_of, refused_or
 from engine.settings import Settings
 from projections.snapshots.stores import SnapshotStore
 
@@ -86,6 +87,11 @@ async def compact(js: JetStreamContext, settings: Settings, plan: CompactionPlan
     if plan.snapshot_id is None or plan.purge_below <= plan.first_sequence:
         return 0
     before = (await js.stream_info(settings.stream.name)).state.messages
-    await js.purge_stream(settings.stream.name, seq=plan.purge_below)
+    await refused_or(  # a user refused purges: PermissionDeniedError, not a timeout
+        connection_of(js),
+        js.purge_stream(settings.stream.name, seq=plan.purge_below),
+        publishes=f"$JS.API.STREAM.PURGE.{settings.stream.name}",
+        what=f"compacting {settings.stream.name}",
+    )
     after = (await js.stream_info(settings.stream.name)).state.messages
     return before - after

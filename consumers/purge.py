@@ -53,7 +53,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -73,6 +73,7 @@ from consumers.tenant_traces import dead_letter_rows, projection_traces
 from engine.errors import EngramError, ProjectionError, UsageError, VectorIndexError
 from engine.events import make_event
 from engine.events.derived import NamespacePurged
+from engine.permissions import connection_of, refused_or
 from engine.settings import Settings, StreamSettings
 from engine.stream import ReadRange, read_stream
 from engine.stream.append import Appender
@@ -290,7 +291,12 @@ async def _delete(js: JetStreamContext, stream: str, sequences: Sequence[int]) -
     single deletes: then none is tried further)."""
     for position, sequence in enumerate(sequences):
         try:
-            await js.delete_msg(stream, sequence)
+            await refused_or(  # a user refused deletes: PermissionDeniedError, not a timeout
+                connection_of(js),
+                js.delete_msg(stream, sequence),
+                publishes=f"$JS.API.STREAM.MSG.DELETE.{stream}",
+                what=f"deleting message {sequence} of {stream}",
+            )
         except NotFoundError:
             continue  # gone already (a rerun, or the stream's limits)
         except APIError as exc:
@@ -298,6 +304,13 @@ async def _delete(js: JetStreamContext, stream: str, sequences: Sequence[int]) -
                 return list(sequences[position:])
             raise
     return []
+
+
+async def _purged(nc: NatsClient, purge: Awaitable[bool], stream: str) -> bool:
+    """``purge`` of ``stream``; PermissionDeniedError at once when the broker refuses it."""
+    return await refused_or(
+        nc, purge, publishes=f"$JS.API.STREAM.PURGE.{stream}", what=f"purging {stream}"
+    )
 
 
 def _dead_letter_of(body: bytes, stream: str, purge: NamespacePurged, below: int) -> bool:
@@ -513,12 +526,15 @@ async def purge_namespace(
             event_id=f"purge-{stream}-{namespace}-{plan.last_sequence}",
         )
         appender = Appender(nc, stream, signer=key, subjects=settings.stream.events)
-        appended = await appender.append(appender.encode(event))
+        encoded = appender.encode(event)
+        appended = await refused_or(
+            nc, appender.append(encoded), publishes=encoded[1], what="appending namespace.purged"
+        )
         point = appended.sequence
         log.info("namespace.purged appended", namespace=namespace, sequence=point)
 
     before = sum((await _v2_subjects(js, settings, namespace)).values())
-    await js.purge_stream(stream, subject=plan.subject_filter, seq=point)
+    await _purged(nc, js.purge_stream(stream, subject=plan.subject_filter, seq=point), stream)
     after = sum((await _v2_subjects(js, settings, namespace)).values())
     legacy = list(plan.v1_sequences)
     if point - 1 > plan.last_sequence:  # v1 messages stored between the plan and the purge
@@ -551,7 +567,7 @@ async def purge_namespace(
             )
         compacted_below = max(kept) + 1
         held = (await js.stream_info(stream)).state.messages
-        await js.purge_stream(stream, seq=compacted_below)
+        await _purged(nc, js.purge_stream(stream, seq=compacted_below), stream)
         compacted = held - (await js.stream_info(stream)).state.messages
         kept = []
     elif kept:

@@ -36,6 +36,7 @@ from consumers.tenants import ALL, describe_set, set_key
 from engine import __version__
 from engine.errors import EngramError, SnapshotInvalidError
 from engine.events import EVENT_TYPES, SnapshotCreated, make_event
+from engine.permissions import refused_or
 from engine.settings import Settings
 from engine.stream import ReadRange
 from engine.stream.append import Appender
@@ -256,7 +257,10 @@ async def take_snapshot(
         + ("" if namespaces is None else f"-{set_key(namespaces)}"),
     )
     appender = Appender(nc, stream, signer=key, subjects=settings.stream.events)
-    await appender.append(appender.encode(event))
+    encoded = appender.encode(event)
+    await refused_or(  # a user refused the subject: PermissionDeniedError, not a timeout
+        nc, appender.append(encoded), publishes=encoded[1], what="announcing the snapshot"
+    )
     log.info(
         "snapshot created",
         snapshot=manifest.snapshot_id,

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
 from engine.errors import PermissionDeniedError
 
 __all__ = [
     "PermissionWatch",
     "Violation",
+    "connection_of",
     "denied_error",
     "denied_publishes",
     "inbox_prefix_of",
@@ -134,6 +136,12 @@ def inbox_prefix_of(nc: NatsClient) -> str:
     return nc.new_inbox().rsplit(".", 1)[0]
 
 
+def connection_of(js: JetStreamContext) -> NatsClient:
+    """The connection ``js`` publishes on (nats-py keeps it private), for ``refused_or``."""
+    nc: NatsClient = js._nc
+    return nc
+
+
 def _user(nc: NatsClient) -> str:
     user = nc.options.get("user")
     return f"user {user}" if user else "these credentials"
@@ -168,11 +176,13 @@ async def refused_or(
     publishes: str | Collection[str],
     replies: bool = True,
     what: str = "",
+    under: Collection[str] = (),
 ) -> T:
-    """Await ``operation`` (which publishes on ``publishes``, one subject or several, and, with
-    ``replies``, waits for an answer on ``nc``'s inbox); raises PermissionDeniedError as soon
-    as the server reports that it refused that publish or that inbox, instead of waiting for
-    the answer that will not come.
+    """Await ``operation`` (which publishes on ``publishes``, one subject or several, or on
+    subjects below the prefixes ``under`` (an Object Store's ``$O.<bucket>``, whose chunk
+    subjects are random), and, with ``replies``, waits for an answer on ``nc``'s inbox); raises
+    PermissionDeniedError as soon as the server reports that it refused that publish or that
+    inbox, instead of waiting for the answer that will not come.
     Without a watch (a connection not made by ``engine.connection.connect``) it only awaits.
 
     The refusal interrupts the waiting task (as ``asyncio.timeout`` does): no extra task per
@@ -184,7 +194,9 @@ async def refused_or(
     subjects = {publishes.lower()} if isinstance(publishes, str) else {s.lower() for s in publishes}
 
     def matches(v: Violation) -> bool:
-        if v.operation == "publish" and v.subject in subjects:
+        if v.operation == "publish" and (
+            v.subject in subjects or any(v.under(prefix) for prefix in under)
+        ):
             return True
         return inbox is not None and v.under(inbox)
 

@@ -7,6 +7,10 @@ which waits forever when an object's chunks are gone (a reader that raced a repl
 damaged bucket) and raises its own digest error: this one reads the chunks the meta names,
 rereads the meta when they are not all there or fail the digest, follows a replacement, and
 otherwise raises SnapshotInvalidError.
+
+Writing and deleting are guarded by ``engine.permissions.refused_or``: a broker that refuses
+this user the bucket (an operator without its permissions) is a PermissionDeniedError at once,
+not a JetStream timeout per chunk.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectInfo
@@ -21,6 +27,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundErr
 from nats.js.object_store import ObjectStore
 
 from engine.errors import SnapshotInvalidError
+from engine.permissions import connection_of, refused_or
 from projections.snapshots.manifest import MANIFEST
 
 __all__ = ["ObjectStoreSnapshots"]
@@ -31,6 +38,8 @@ _FETCH_WAIT_S = 2.0
 """After this long without a chunk, count what the stream holds (slow, or gone?)."""
 _ATTEMPTS = 5
 """Reads of one object that may each find it replaced before giving up."""
+
+T = TypeVar("T")
 
 
 def _digest(data: bytes) -> bytes:
@@ -56,18 +65,38 @@ class ObjectStoreSnapshots:
         self._stream = f"OBJ_{bucket}"
         self._store: ObjectStore | None = None
 
+    async def _guarded(self, operation: Awaitable[T], what: str) -> T:
+        """``operation`` on this bucket; PermissionDeniedError as soon as the broker refuses a
+        publish it makes (the bucket's stream API, its ``$O.<bucket>.>`` subjects)."""
+        return await refused_or(
+            connection_of(self._js),
+            operation,
+            publishes=[
+                f"$JS.API.STREAM.{call}.{self._stream}"
+                for call in ("INFO", "CREATE", "PURGE", "MSG.GET")
+            ],
+            under=[f"$O.{self.bucket}", f"$JS.API.DIRECT.GET.{self._stream}"],
+            what=what,
+        )
+
     async def _obs(self) -> ObjectStore:
         if self._store is None:
             try:
-                self._store = await self._js.object_store(self.bucket)
+                self._store = await self._guarded(
+                    self._js.object_store(self.bucket), f"opening bucket {self.bucket}"
+                )
             except (BucketNotFoundError, NotFoundError):
-                self._store = await self._js.create_object_store(
-                    self.bucket, replicas=self.replicas
+                self._store = await self._guarded(
+                    self._js.create_object_store(self.bucket, replicas=self.replicas),
+                    f"creating bucket {self.bucket}",
                 )
         return self._store
 
     async def put(self, snapshot_id: str, name: str, data: bytes) -> None:
-        await (await self._obs()).put(f"{snapshot_id}/{name}", data)
+        obs = await self._obs()
+        await self._guarded(
+            obs.put(f"{snapshot_id}/{name}", data), f"storing {snapshot_id}/{name} in {self.bucket}"
+        )
 
     async def get(self, snapshot_id: str, name: str) -> bytes | None:
         obs, key = await self._obs(), f"{snapshot_id}/{name}"
@@ -139,12 +168,15 @@ class ObjectStoreSnapshots:
         delete purges an object's chunks (its bytes) and leaves a meta marked deleted, which
         holds the name only."""
         try:
-            obs = await self._js.object_store(self.bucket)
+            obs = await self._guarded(
+                self._js.object_store(self.bucket), f"opening bucket {self.bucket}"
+            )
         except (BucketNotFoundError, NotFoundError):
             return  # nothing was ever stored
         prefix = f"{snapshot_id}/"
+        doing = f"deleting snapshot {snapshot_id} from {self.bucket}"
         with contextlib.suppress(ObjectNotFoundError, NotFoundError):
-            await obs.delete(prefix + MANIFEST)
+            await self._guarded(obs.delete(prefix + MANIFEST), doing)
         try:
             entries = await obs.list()
         except (NotFoundError, ObjectNotFoundError):
@@ -152,7 +184,7 @@ class ObjectStoreSnapshots:
         for entry in entries:
             if entry.name and entry.name.startswith(prefix) and not entry.deleted:
                 with contextlib.suppress(ObjectNotFoundError, NotFoundError):
-                    await obs.delete(entry.name)
+                    await self._guarded(obs.delete(entry.name), doing)
 
     async def snapshot_ids(self) -> list[str]:
         try:
