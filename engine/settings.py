@@ -109,7 +109,9 @@ class NatsSettings(BaseModel):
     """Where replies to this connection's requests arrive (``<prefix>.<unique>...``;
     ``ENGRAM_NATS__INBOX_PREFIX``). nats-py's ``_INBOX`` by default; a tenant's agent on a
     broker configured by ``engram auth`` uses ``_INBOX_<namespace>``, the only inboxes it may
-    subscribe to."""
+    subscribe to. The engine answers queries only on ``_INBOX.<...>`` or, for a tenant's verb,
+    ``_INBOX_<namespace>.<...>`` (engine.subjects.is_reply_inbox): another prefix gets no
+    answer."""
 
 
 class Settings(BaseModel):
