@@ -6,9 +6,12 @@ registry and the verb catalogue, the users a nats-server needs:
 - ``engine``: everything (``engram serve`` owns the stream, its neighbours and every subject).
 - ``operator``: every operator verb (``status``, ``checkpoints``, ``sql``, ``export``) on every
   tenant's subjects and on the operator subjects; reading the stream and the dead letters
-  (replay, tail, dead-letters), the snapshot buckets, purging the stream (compact, purge) and
-  the two lifecycle events its commands publish (``snapshot.created``, ``namespace.purged``,
-  signed with the engine key). No agent event, no learner-derived event, no stream changes.
+  (replay, tail, dead-letters), purging the stream and deleting a tenant's dead letters
+  (compact, purge), the snapshot bucket of every namespace (``<stream>_SNAPSHOTS``) and those
+  of the namespace sets it is given (``<stream>_SNAPSHOTS_<set key>``: a subject wildcard is a
+  whole token, so no pattern covers every set), and the two lifecycle events its commands
+  publish (``snapshot.created``, ``namespace.purged``, signed with the engine key). No agent
+  event, no learner-derived event, no stream changes.
 - ``agent-<ns>`` per tenant: publish only the agent event types on ``<prefix>.<type>.<ns>``, ask
   only the tenant's own non-operator verbs on ``<service>.query.<ns>.<verb>``; hear only the
   tenant's derived events on ``<prefix>.<type>.<ns>`` and its own inbox ``_INBOX_<ns>.>``. No
@@ -31,6 +34,7 @@ from typing import Literal
 
 import bcrypt
 
+from consumers.tenants import set_key
 from engine.errors import UsageError
 from engine.events.envelope import NAMESPACE_PATTERN
 from engine.events.registry import EVENT_TYPES, EventSpec
@@ -230,10 +234,17 @@ def _agent(
 
 
 def _operator(
-    *, stream: str, events: EventSubjects, service: ServiceSubjects, operator_verbs: list[str]
+    *,
+    stream: str,
+    events: EventSubjects,
+    service: ServiceSubjects,
+    operator_verbs: list[str],
+    set_keys: Iterable[str] = (),
 ) -> NatsUser:
-    snapshots = f"{stream}_SNAPSHOTS"  # and <stream>_SNAPSHOTS_<set> of a split engine
-    buckets = [f"OBJ_{snapshots}", f"OBJ_{snapshots}_*"]
+    # The snapshot buckets: every namespace's, and each named set's (<stream>_SNAPSHOTS_<set
+    # key>); a subject wildcard is a whole token, so no pattern covers the sets' names.
+    snapshots = [f"{stream}_SNAPSHOTS", *(f"{stream}_SNAPSHOTS_{key}" for key in set_keys)]
+    buckets = [f"OBJ_{name}" for name in snapshots]
     readable = [stream, f"{stream}_DLQ", *buckets]
     publish_allow = [
         # the operator verbs of every tenant, and every verb on the operator subjects
@@ -264,13 +275,15 @@ def _operator(
         # the engine key's fingerprint (its commands check ENGRAM_ENGINE_KEY against it)
         f"$JS.API.STREAM.MSG.GET.KV_{ENGINE_KEY_BUCKET}",
         f"$JS.API.DIRECT.GET.KV_{ENGINE_KEY_BUCKET}.>",
-        # compact and purge empty (part of) the stream; snapshot writes its bucket
+        # compact and purge empty (part of) the stream, purge deletes a tenant's dead letters
+        # (and v1 messages where the stream allows it); snapshot writes its bucket, purge
+        # deletes superseded snapshots
         f"$JS.API.STREAM.PURGE.{stream}",
         f"$JS.API.STREAM.MSG.DELETE.{stream}",
+        f"$JS.API.STREAM.MSG.DELETE.{stream}_DLQ",
         *(f"$JS.API.STREAM.CREATE.{b}" for b in buckets),
         *(f"$JS.API.STREAM.PURGE.{b}" for b in buckets),
-        f"$O.{snapshots}.>",
-        f"$O.{snapshots}_*.>",
+        *(f"$O.{name}.>" for name in snapshots),
         # the lifecycle events its commands publish (signed with the engine key)
         *(f"{events.subject(t)}.*" for t in sorted(LIFECYCLE_TYPES)),
     ]
@@ -304,9 +317,12 @@ def plan_users(
     service_prefix: str = DEFAULT_SERVICE_PREFIX,
     registry: Mapping[str, EventSpec] = EVENT_TYPES,
     verbs: Mapping[str, VerbSpec] = CATALOGUE,
+    sets: Iterable[Iterable[str]] = (),
 ) -> tuple[NatsUser, ...]:
     """``engine``, ``operator`` and one ``agent-<ns>`` per tenant (sorted), with their
-    permissions. Pure. Raises UsageError for a tenant that is not a valid namespace."""
+    permissions. Pure. Raises UsageError for a tenant that is not a valid namespace. ``sets``:
+    the namespace sets of engines that split the tenants, whose snapshot buckets the operator
+    may also use (``engram snapshot --namespaces``, ``engram purge --also-set``)."""
     namespaces = check_tenants(tenants)
     events, service = EventSubjects(event_prefix), ServiceSubjects(service_prefix)
     agent_types = _publisher_types(registry, "agent")
@@ -321,7 +337,11 @@ def plan_users(
         about="engram serve (with ENGRAM_ENGINE_KEY): the stream and everything beside it",
     )
     operator = _operator(
-        stream=stream, events=events, service=service, operator_verbs=operator_verbs
+        stream=stream,
+        events=events,
+        service=service,
+        operator_verbs=operator_verbs,
+        set_keys=sorted({set_key(check_tenants(names)) for names in sets}),
     )
     agents = [
         _agent(

@@ -49,11 +49,23 @@ def add_auth_verb(sub: Any, verb: Any) -> None:
         "--url",
         help="also write ENGRAM_NATS__URL=URL into each credentials file",
     )
+    p.add_argument(
+        "--sets",
+        default="",
+        metavar="A,B;C,D",
+        help="the namespace sets of engines that split the tenants (serve --namespaces), "
+        "separated by ';': the operator may also use their snapshot buckets "
+        "(<stream>_SNAPSHOTS_<set key>; without this, only the bucket of every namespace)",
+    )
     p.set_defaults(handler=cmd_auth)
 
 
 def _tenants(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _sets(text: str) -> list[list[str]]:
+    return [names for part in text.split(";") if (names := _tenants(part))]
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -124,6 +136,7 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
         stream=stream.name,
         event_prefix=stream.subject_prefix,
         service_prefix=stream.service_prefix,
+        sets=_sets(args.sets),
     )
     out = Path(args.out)
     written = write_authorization(out, users, force=args.force, url=args.url, stream=stream)
