@@ -698,3 +698,37 @@ async def test_a_snapshot_holds_a_tenant_by_any_projections_files(
         "vectors": True,
         "unreadable": None,
     }
+
+
+async def test_a_rerun_with_compact_legacy_resumes_until_the_tenant_publishes_again(
+    event_log: EventLog, settings: Settings, nc: NatsClient, tmp_path: Path
+) -> None:
+    """A purge without --compact-legacy keeps beta's v1 messages (the stream denies single
+    deletes). Run again with compaction while beta has published nothing since, it resumes at
+    the same marker: no second marker, the history below the v1 messages compacted, none of
+    beta's left but the marker. Once beta has published again, a rerun is a new purge: a new
+    marker, and beta's new events go too."""
+    js = nc.jetstream()
+    operator = settings.model_copy(update={"data_dir": tmp_path / "operator"})
+    store = DirectorySnapshots(tmp_path / "snapshots")
+    t0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    await _publish(event_log, nc, t0)
+    await take_snapshot(nc, operator, store)
+    stores = [(operator, store)]
+    first = await purge_namespace(nc, settings, "beta", "erasure", stores)
+    assert len(first.v1_kept) == 3 and not first.resumed
+    again = await purge_namespace(nc, settings, "beta", "erasure", stores, compact_legacy=True)
+    assert (again.resumed, again.purge_sequence) == (True, first.purge_sequence)
+    assert again.v1_kept == () and again.compacted_below == max(first.v1_kept) + 1
+    messages = await _stream_bodies(nc, settings.stream.name, "memory.>")
+    beta = [m.sequence for m in messages if belongs_to(purge_of("beta"), m.subject, m.data)]
+    assert beta == [first.purge_sequence]
+
+    await event_log.append_many(_tenant("beta", t0 + timedelta(hours=1), tag="-new"))
+    third = await purge_namespace(nc, settings, "beta", "erasure", stores)
+    assert not third.resumed and third.purge_sequence > first.purge_sequence
+    assert third.v2_removed > 0
+    messages = await _stream_bodies(nc, settings.stream.name, "memory.>")
+    beta = [m.sequence for m in messages if belongs_to(purge_of("beta"), m.subject, m.data)]
+    assert beta == [third.purge_sequence]  # the first marker went with the rest below
+    assert (await js.stream_info(settings.stream.name)).state.first_seq == again.compacted_below
