@@ -35,9 +35,12 @@ What a purge does, in this order (each step safe to run again, the whole command
    the report names them (``v1_kept``). The projections forget them either way.
 4. Snapshots (``supersede_snapshots``): a new snapshot after P (``take_snapshot``), verified and
    checked to hold no row of the tenant below P; only then every older snapshot that holds
-   such rows (or cannot be read to tell) is deleted. Order matters: history below a snapshot
-   may have been compacted away, and then the old snapshot is the only copy of the other
-   tenants' state below it.
+   the tenant (``holds_namespace``: its tables' rows or dead letters below P, or, taken below
+   P, anything of it in any projection's files), or cannot be read to tell, is deleted. Order
+   matters: history below a snapshot may have been compacted away, and then the old snapshot
+   is the only copy of the other tenants' state below it. The store is listed again after
+   the deletions until a listing shows nothing unchecked (an engine's scheduled snapshot
+   stored meanwhile), at most ``SUPERSEDE_ROUNDS`` times.
 
 What it does not do: it cannot reach copies outside engram (exports, backups of the stream or
 of data directories, a subscriber's own store of pattern.learned events, logs), nor the
