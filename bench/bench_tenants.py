@@ -74,7 +74,8 @@ class SetupResult:
     load_before: float
     load_after: float
     projections_s: dict[str, float]
-    """Per projection, when the last engine's reached lag 0 (seconds from the start)."""
+    """Per projection, when the last engine's reached lag 0 for good (seconds from the
+    start; a projection caught up before the learners' announcements arrive is behind again)."""
     fill_s: float = 0.0
     derived: int = 0
     """Events the engines published while catching up (announcements)."""
@@ -251,6 +252,8 @@ async def run_setup(
                 for name, behind in lag.items():
                     if behind == 0:
                         reached[i].setdefault(name, now)
+                    else:  # behind again (the announcements arrived): not caught up yet
+                        reached[i].pop(name, None)
                 if lag and all(behind == 0 for behind in lag.values()):
                     pending.discard(i)
                 if verbose and now - shown >= 10:
@@ -314,7 +317,7 @@ def report(results: list[SetupResult], args: argparse.Namespace, fill_s: float) 
             f"{r.load_before:.2f} -> {r.load_after:.2f} |"
         )
     lines.append("")
-    lines.append("Per projection, seconds until the last engine's was at lag 0:")
+    lines.append("Per projection, seconds until the last engine's was at lag 0 for good:")
     lines.append("")
     for r in results:
         each = ", ".join(f"{name} {s:.1f}" for name, s in r.projections_s.items())
