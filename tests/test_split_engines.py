@@ -212,7 +212,11 @@ async def test_two_engines_split_four_namespaces_and_survive_each_other(
             expected[namespace] += 30
         await settle(engine_a)
         await settle(engine_b)
-        await asyncio.sleep(1.0)  # announcements are published once caught up
+
+        async def every_namespace_heard() -> bool:  # announcements follow the catch-up
+            return {SUBJECTS.parse(m.subject)[1] for m in learned} == set(FOUR)  # type: ignore[index]
+
+        await _eventually(every_namespace_heard, timeout_s=30.0)
         await settle(engine_a)
         await settle(engine_b)
 
@@ -316,7 +320,12 @@ async def test_engines_owning_the_same_set_form_a_queue_group(
             inbox = f"_INBOX.split.{i}"
             async with _listening(nc, inbox) as replies:
                 await nc.publish(subject, b"{}", reply=inbox)
-                await asyncio.sleep(0.15)
+
+                async def answered(replies: list[Msg] = replies) -> bool:
+                    return bool(replies)
+
+                await _eventually(answered, timeout_s=10.0)  # however loaded the machine
+                await asyncio.sleep(0.2)  # room for a second, wrong, reply
             replies_per_request.append(len(replies))
             for reply in replies:
                 answered_by[json.loads(reply.data)["instance"]] += 1
