@@ -77,6 +77,9 @@ class Engine:
         self._lease: AnnouncerLease | None = None
         self.restored_from: str | None = None
         """The snapshot this engine's empty data directory was restored from, if any."""
+        self.history_from: int | None = None
+        """The stream sequence this engine's projections start at when it started empty on a
+        stream whose early history is gone and no snapshot of its namespaces covered it."""
         self.dispatcher: QueryDispatcher | None = None
         """The query verbs this engine answers (set while it runs)."""
         self.appender = Appender(
@@ -229,6 +232,8 @@ class Engine:
                 "reason": self.snapshots_reason,
             },
             "instance": self.instance,
+            # Not None: the projections lack the history before it (see run()).
+            "history_from": self.history_from,
             "namespaces": None if self.settings.namespaces is None else [*self.settings.namespaces],
             "namespace_set": set_key(self.settings.namespaces),
         }
@@ -334,6 +339,17 @@ class Engine:
         bind_data_dir(self.settings.data_dir, self.settings.namespaces, has_state=not fresh)
         if fresh:
             await self._restore_snapshot()
+            if self.restored_from is None and info.state.first_seq > 1:
+                # Compacted or expired history, and no snapshot of this engine's namespaces
+                # covers it: said loudly and kept in the status, never served silently.
+                self.history_from = info.state.first_seq
+                log.warning(
+                    "starting without the stream's early history",
+                    first_sequence=info.state.first_seq,
+                    reason="the events before it are gone (compacted or expired) and no "
+                    "snapshot of this engine's namespaces covers them: its projections hold "
+                    "only what follows; take snapshots of this namespace set before compacting",
+                )
         self._set = open_projections(self.settings, info.state.last_seq)
         dispatcher = self.dispatcher = self._dispatcher(self._set)
         self.runners = [self._runner(p, dead_letters) for p in self._set.live]

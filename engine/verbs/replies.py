@@ -63,6 +63,12 @@ class StatusReply(QueryReply):
     projections: dict[str, ProjectionStatus]
     snapshots: dict[str, Any]
     instance: str
+    history_from: int | None = None
+    """Set when the engine started empty on a stream whose early history is gone (compacted or
+    expired) and no snapshot of its namespaces covered it: its projections start there."""
+    namespaces: list[str] | None = None
+    """The namespaces the engine owns (None: every one)."""
+    namespace_set: str | None = None
 
 
 class CheckpointsReply(QueryReply):
