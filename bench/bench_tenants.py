@@ -40,7 +40,6 @@ import dataclasses
 import os
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -58,6 +57,7 @@ from engine.query_client import query_remote
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
+from engram.cli.serve import serve_command
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -157,20 +157,7 @@ def serve(settings: Settings, data_dir: Path, namespaces: Sequence[str] | None) 
             "ENGRAM_LOG_LEVEL": "warning",
         }
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "engram.cli.main",
-        "serve",
-        "--nats-url",
-        str(settings.nats.url),
-        "--stream",
-        settings.stream.name,
-        "--data-dir",
-        str(data_dir),
-    ]
-    if namespaces is not None:
-        argv += ["--namespaces", ",".join(namespaces)]
+    argv = serve_command(str(settings.nats.url), settings.stream.name, data_dir, namespaces)
     return asyncio.create_subprocess_exec(
         *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from nats.aio.client import Client as NatsClient
 from consumers.replay import replay
 from engine.settings import Settings
 from engine.stream import EventLog
+from engram.cli.serve import serve_command
 from projections.embedders import HashingEmbedder
 from projections.learning import LearnerProjection
 from projections.learning.persistence import dump_state
@@ -31,18 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 def _serve(settings: Settings, data_dir: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engram.cli.main",
-            "serve",
-            "--nats-url",
-            str(settings.nats.url),
-            "--stream",
-            settings.stream.name,
-            "--data-dir",
-            str(data_dir),
-        ],
+        serve_command(str(settings.nats.url), settings.stream.name, data_dir),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from engine.stream import AppendResult, EventLog
 from engine.stream.append import EncodedEvent
 from engine.subjects import EventSubjects
 from engram.app import Engine
+from engram.cli.serve import serve_command
 from tests.engines import running, settle
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -129,20 +129,7 @@ def _serve(
     """``engram serve --namespaces ...`` as a process of its own (so it can be SIGKILLed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")}
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engram.cli.main",
-            "serve",
-            "--nats-url",
-            str(settings.nats.url),
-            "--stream",
-            settings.stream.name,
-            "--data-dir",
-            str(data_dir),
-            "--namespaces",
-            ",".join(namespaces),
-        ],
+        serve_command(str(settings.nats.url), settings.stream.name, data_dir, namespaces),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

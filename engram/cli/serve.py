@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
@@ -16,9 +19,28 @@ from engine.settings import Settings, parse_namespaces
 from engine.supervisor import ServerSupervisor
 from engram.cli._common import EXIT_OK
 
-__all__ = ["add_namespaces_flag", "add_operator_flags", "cmd_serve", "with_namespaces"]
+__all__ = [
+    "add_namespaces_flag",
+    "add_operator_flags",
+    "cmd_serve",
+    "serve_command",
+    "with_namespaces",
+]
 
 log = structlog.get_logger(__name__)
+
+
+def serve_command(
+    nats_url: str, stream: str, data_dir: Path, namespaces: Sequence[str] | None = None
+) -> list[str]:
+    """The command line that runs an engine as a process of its own (this interpreter's
+    ``engram serve``), owning ``namespaces`` (None: every one): for supervisors, tests and
+    benchmarks that start, kill and restart engines."""
+    argv = [sys.executable, "-m", "engram.cli.main", "serve", "--nats-url", nats_url]
+    argv += ["--stream", stream, "--data-dir", str(data_dir)]
+    if namespaces is not None:
+        argv += ["--namespaces", ",".join(namespaces)]
+    return argv
 
 
 def add_operator_flags(parser: argparse.ArgumentParser) -> None:
