@@ -31,7 +31,7 @@ from tests.servers import configured_server
 
 STREAM = "S"
 BUCKET = "B"
-QUICK = 1.0
+QUICK = 2.0
 """Seconds within which a refusal is reported (JetStream's timeout is five)."""
 KEY = SecretStr("an engine key of at least thirty-two characters")
 CONFIG = """
