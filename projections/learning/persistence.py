@@ -57,7 +57,8 @@ def dump_state(state: LearnerState) -> dict[str, Any]:
         "best": [[ns, tt, key] for (ns, tt), key in state.best.items()],
         "announced": list(state.announced.items()),
         "pending": [
-            [a.namespace, a.occurred_at, a.data.model_dump(mode="json")] for a in state.pending
+            [a.namespace, a.occurred_at, a.data.model_dump(mode="json")]
+            for a in state.take_pending()  # what the stream already has is not saved
         ],
         "seen": base64.b64encode(state.seen.to_bytes()).decode(),
         "duplicates": state.seen.duplicates,
