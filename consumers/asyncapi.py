@@ -107,7 +107,8 @@ def _documented_broker() -> NatsBroker:
             event.subject(NAMESPACE),
             title=f"{event.subject(None)}:publish",
             description=(
-                f"{'Agents' if event.publisher == 'agent' else 'The engine'} append a {name} "
+                f"{'Agents append' if event.publisher == 'agent' else 'The engine appends'} a "
+                f"{name} "
                 f"event (schema version {event.version}) to the stream. Set the Nats-Msg-Id "
                 "header to <namespace>:<envelope id> (the subject's namespace): a retry is "
                 "stored once, and another namespace's event with the same id is stored too."

@@ -181,11 +181,12 @@ class ServiceSubjects:
         return f"{self.prefix}.query.{verb}"
 
     def tenant_queries(self, namespace: str | None = None) -> str:
-        """Every tenant verb of ``namespace`` (``engram.query.alpha.>``), or of every tenant
-        (``engram.query.*.*``) when None."""
+        """Every tenant verb of ``namespace`` (``engram.query.alpha.*``: exactly what the engine
+        answers and ``engram auth`` allows), or of every tenant (``engram.query.*.*``) when
+        None."""
         if namespace is None:
             return f"{self.prefix}.query.*.*"
-        return f"{self.prefix}.query.{namespace}.>"
+        return f"{self.prefix}.query.{namespace}.*"
 
     def parse_query(self, subject: str) -> tuple[str | None, str] | None:
         """``(namespace, verb)`` of a query subject (namespace None for an operator verb), or
