@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from engine.server import find_nats_server
 
-__all__ = ["configured_server"]
+__all__ = ["authorized_server", "configured_server", "credentials"]
 
 
 @contextmanager
@@ -51,3 +52,21 @@ def configured_server(
 
 def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+@contextmanager
+def authorized_server(
+    source: Path, directory: Path, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """A nats-server whose config includes ``source/authorization.conf`` as it is (``engram
+    auth``'s output, or a deploy/ example), run under ``directory``; yields its URL."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "authorization.conf", directory / "authorization.conf")
+    with configured_server(directory, 'include "authorization.conf"\n', env=env) as url:
+        yield url
+
+
+def credentials(out: Path, user: str) -> dict[str, str]:
+    """The credentials file ``engram auth`` wrote under ``out`` for ``user``, as an environment."""
+    text = (out / "credentials" / f"{user}.env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")

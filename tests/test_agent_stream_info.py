@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from engram.auth import plan_users
 from engram.cli.auth_verbs import write_authorization
 from engram.cli.main import main
 from tests.engines import running, settle
-from tests.servers import configured_server
+from tests.servers import authorized_server, credentials
 
 ENGINE_KEY = "an engine key of at least thirty-two characters"
 QUICK = 2.0
@@ -49,16 +48,12 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def url(generated: Path, tmp_path: Path) -> Iterator[str]:
     """A nats-server running the generated authorization.conf as it is."""
-    directory = tmp_path / "server"
-    directory.mkdir()
-    shutil.copy(generated / "authorization.conf", directory / "authorization.conf")
-    with configured_server(directory, 'include "authorization.conf"\n') as found:
+    with authorized_server(generated, tmp_path / "server") as found:
         yield found
 
 
 def _settings(generated: Path, url: str, user: str, data_dir: Path) -> Settings:
-    text = (generated / "credentials" / f"{user}.env").read_text()
-    environ = dict(line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
+    environ = credentials(generated, user)
     extra = {"ENGRAM_ENGINE_KEY": ENGINE_KEY} if user == "engine" else {}
     return Settings.load(
         {
@@ -171,9 +166,7 @@ async def test_memory_client_as_alpha_publishes_and_queries_without_the_stream_i
 
 
 def _environ(generated: Path, url: str, user: str) -> dict[str, str]:
-    text = (generated / "credentials" / f"{user}.env").read_text()
-    environ = dict(line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
-    return {**environ, "ENGRAM_NATS__URL": url}
+    return {**credentials(generated, user), "ENGRAM_NATS__URL": url}
 
 
 async def test_without_a_stream_the_first_append_names_it(
@@ -201,11 +194,8 @@ PASSWORDS = {"NATS_ENGINE_PASSWORD": "engine-secret", "NATS_AGENT_PASSWORD": "ag
 @pytest.fixture
 def deploy_auth_url(tmp_path: Path) -> Iterator[str]:
     """A nats-server that includes deploy/auth/authorization.conf as it is."""
-    directory = tmp_path / "secured"
-    directory.mkdir()
-    shutil.copy(DEPLOY_AUTH / "authorization.conf", directory / "authorization.conf")
     env = {"PATH": os.environ.get("PATH", ""), **PASSWORDS}
-    with configured_server(directory, 'include "authorization.conf"\n', env=env) as found:
+    with authorized_server(DEPLOY_AUTH, tmp_path / "secured", env=env) as found:
         yield found
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,7 +41,7 @@ from engram.cli.auth_verbs import write_authorization
 from engram.cli.main import main
 from projections.purging import belongs_to
 from tests.engines import running, settle
-from tests.servers import configured_server
+from tests.servers import authorized_server, credentials
 from tests.strategies.events import purge_of
 
 pytestmark = pytest.mark.timeout(180)
@@ -64,12 +63,8 @@ class Broker:
 
     def environ(self, user: str) -> dict[str, str]:
         """The user's credentials file as an environment, pointed at this server."""
-        text = (self.out / "credentials" / f"{user}.env").read_text()
-        environ = dict(
-            line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
-        )
         return {
-            **environ,
+            **credentials(self.out, user),
             "ENGRAM_NATS__URL": self.url,
             "ENGRAM_NATS__REQUEST_TIMEOUT_S": "5",
             "ENGRAM_ENGINE_KEY": ENGINE_KEY,
@@ -82,10 +77,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     writes."""
     out = tmp_path / "auth"
     write_authorization(out, plan_users(["alpha", "beta", "gamma"], sets=[SET]))
-    directory = tmp_path / "server"
-    directory.mkdir()
-    shutil.copy(out / "authorization.conf", directory / "authorization.conf")
-    with configured_server(directory, 'include "authorization.conf"\n') as url:
+    with authorized_server(out, tmp_path / "server") as url:
         yield Broker(url, out)
 
 

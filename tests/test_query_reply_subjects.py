@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from engram.app import Engine
 from engram.auth import plan_users
 from engram.cli.auth_verbs import write_authorization
 from tests.engines import running, settle
-from tests.servers import configured_server
+from tests.servers import authorized_server, credentials
 
 QUIET = 0.5
 """Seconds a reply that must not come is waited for (after a request that is answered)."""
@@ -167,17 +166,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterato
     directory of the credential files."""
     out = tmp_path_factory.mktemp("reply-tenants")
     write_authorization(out, plan_users(["alpha", "beta"]))
-    directory = tmp_path / "server"
-    directory.mkdir()
-    shutil.copy(out / "authorization.conf", directory / "authorization.conf")
-    with configured_server(directory, 'include "authorization.conf"\n') as url:
+    with authorized_server(out, tmp_path / "server") as url:
         yield url, out
 
 
 def _environ(out: Path, user: str, url: str) -> dict[str, str]:
-    text = (out / "credentials" / f"{user}.env").read_text()
-    environ = dict(line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
-    return {**environ, "ENGRAM_NATS__URL": url}
+    return {**credentials(out, user), "ENGRAM_NATS__URL": url}
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import stat
 import subprocess
 import time
@@ -54,7 +53,7 @@ from engram.auth import (
 from engram.cli.auth_verbs import write_authorization
 from engram.cli.main import main
 from tests.engines import running, settle
-from tests.servers import configured_server
+from tests.servers import authorized_server, credentials
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "tenants"
 OPERATOR_VERBS = sorted(name for name, spec in CATALOGUE.items() if spec.operator)
@@ -310,10 +309,7 @@ class Broker:
 
     def environ(self, user: str) -> dict[str, str]:
         """The user's credentials file as an environment, pointed at this server."""
-        text = (self.out / "credentials" / f"{user}.env").read_text()
-        environ = dict(
-            line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
-        )
+        environ = credentials(self.out, user)
         return {**environ, "ENGRAM_NATS__URL": self.url, "ENGRAM_NATS__REQUEST_TIMEOUT_S": "5"}
 
     def settings(self, user: str, data_dir: Path, **environ: str) -> Settings:
@@ -352,10 +348,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def broker(generated: Path, tmp_path: Path) -> Iterator[Broker]:
     """A nats-server whose config includes the generated authorization.conf as it is."""
-    directory = tmp_path / "server"
-    directory.mkdir()
-    shutil.copy(generated / "authorization.conf", directory / "authorization.conf")
-    with configured_server(directory, 'include "authorization.conf"\n') as url:
+    with authorized_server(generated, tmp_path / "server") as url:
         yield Broker(url, generated)
 
 
