@@ -18,7 +18,7 @@ Every projection records the envelope ids of the events it applied, by namespace
 taken before a purge that ever applied one of the tenant's events shows it in each of them;
 one taken after the purge point applied the purge (its record holds the purge event's own id as
 the tenant's, and whatever the tenant published since): those are judged by their tables'
-rows below the purge point only (see ``consumers.purge.holds_namespace``).
+rows below the purge point only (see ``consumers.purge_snapshots.holds_namespace``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import duckdb
 
 from engine.errors import ProjectionError
 from engine.events.derived import NamespacePurged
+from engine.settings import Settings, StreamSettings
 from projections.file_names import directory_name
 from projections.learning.projection import LearnerProjection
 from projections.purging import belongs_to
@@ -40,7 +41,7 @@ from projections.vectors.index_set import MANIFEST_NAME
 from projections.vectors.memories import Memory
 from projections.vectors.persistence import read_seen
 
-__all__ = ["dead_letter_rows", "projection_traces"]
+__all__ = ["dead_letter_rows", "projection_traces", "purge_probe"]
 
 _STATE_DIRS = {"patterns": "learner", "sessions": "sessions"}
 
@@ -134,3 +135,18 @@ def projection_traces(files: dict[str, bytes], namespace: str) -> list[str]:
         ):
             found.append("vectors")
     return found
+
+
+def purge_probe(settings: Settings | None, namespace: str) -> NamespacePurged:
+    """A purge's rule for the scans (its counts do not matter there); the default stream's
+    subjects without ``settings``."""
+    subjects = (settings.stream if settings is not None else StreamSettings()).events
+    return NamespacePurged(
+        namespace=namespace,
+        reason="plan",
+        first_sequence=0,
+        last_sequence=0,
+        messages=0,
+        subject_filter=subjects.of_namespace(namespace),
+        legacy_filter=subjects.legacy,
+    )

@@ -25,7 +25,8 @@ from nats.aio.client import Client as NatsClient
 
 from consumers.compaction import compact, plan_compaction
 from consumers.deadletters import dead_letter_stream_name
-from consumers.purge import holds_namespace, purge_namespace
+from consumers.purge import purge_namespace
+from consumers.purge_snapshots import holds_namespace
 from consumers.replay import replay
 from consumers.snapshotting import default_store, restore_latest, take_snapshot, verified_snapshot
 from consumers.tenant_traces import projection_traces
