@@ -26,6 +26,7 @@ from engine.events.derived import (
     SessionCompacted,
     SnapshotCreated,
 )
+from engine.events.items import ItemDeleted, ItemPut
 from engine.subjects import DEFAULT_SUBJECTS
 
 __all__ = [
@@ -75,6 +76,8 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("session.started", SessionStarted, 1, "agent"),
         EventSpec("session.ended", SessionEnded, 1, "agent"),
         EventSpec("knowledge.added", KnowledgeAdded, 1, "agent"),
+        EventSpec("item.put", ItemPut, 1, "agent"),
+        EventSpec("item.deleted", ItemDeleted, 1, "agent"),
         EventSpec("pattern.learned", PatternLearned, 1, "engine"),
         EventSpec("session.compacted", SessionCompacted, 1, "engine"),
         EventSpec("snapshot.created", SnapshotCreated, 1, "engine"),

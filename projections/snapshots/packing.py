@@ -60,6 +60,10 @@ def pack(data_dir: Path, embedder: str) -> dict[str, bytes]:
     return files
 
 
+_LATER = frozenset({"event_ids", "items"})
+"""Tables added after snapshots were first taken: a snapshot without them restores them empty."""
+
+
 def unpack(files: dict[str, bytes], data_dir: Path) -> None:
     """Materialise a verified snapshot into an empty ``data_dir``, all or nothing.
 
@@ -71,8 +75,9 @@ def unpack(files: dict[str, bytes], data_dir: Path) -> None:
     if (data_dir / DATABASE_FILE).exists():
         raise ProjectionError(f"{data_dir} already holds a database: restore into a new one")
     # A snapshot from before event ids were recorded has no event_ids: restored with none (the
-    # tables projection warns that repeats of the events it covers are not recognised).
-    missing = [t for t in TABLES if f"tables/{t}.parquet" not in files and t != "event_ids"]
+    # tables projection warns that repeats of the events it covers are not recognised). One
+    # from before items existed has no items: no event it covers could have made one.
+    missing = [t for t in TABLES if f"tables/{t}.parquet" not in files and t not in _LATER]
     if missing:
         raise ProjectionError(f"snapshot has no table {', '.join(missing)}")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +106,7 @@ def _materialise(files: dict[str, bytes], data_dir: Path) -> None:
             cursor.execute("BEGIN TRANSACTION")
             for table in TABLES.values():
                 body = files.get(f"tables/{table.name}.parquet")
-                if body is None:  # event_ids of an older snapshot (see unpack)
+                if body is None:  # a table an older snapshot lacks (see unpack)
                     continue
                 source = Path(scratch) / f"{table.name}.parquet"
                 source.write_bytes(body)

@@ -1,8 +1,10 @@
 """Pure mapping from a batch of events to table changes (no I/O, no clock, no randomness).
 
-Insert-only tables get one row per event. Keyed tables (decisions, sessions, knowledge) get one
-folded row per key per batch, so a batch never touches a key twice; the store merges each folded
-row with what is already stored (see ``MERGE_RULES``).
+Insert-only tables get one row per event. Keyed tables (decisions, sessions, knowledge, items)
+get one folded row per key per batch, so a batch never touches a key twice; the store merges each
+folded row with what is already stored (see ``MERGE_RULES``). A key deleted in a batch
+(``item.deleted``) is in ``deletes``: the store removes the stored row before it merges the
+batch's rows, so an item deleted and put again in one batch starts afresh (``created_at``).
 
 The envelope id is an event's identity: only its first occurrence changes a table. A repeat
 (same id, later sequence) is not folded at all: the keyed merges would otherwise count it again
@@ -28,8 +30,10 @@ from engine.events import (
     TaskExecuted,
     WorkflowExecuted,
 )
+from engine.events.items import ItemDeleted, ItemPut
 from projections.identity import SeenIds, event_key
 from projections.records import SequencedEvent
+from projections.tables.items import expires_at, join_path, search_text
 from projections.task_types import TaskTypeClassifier
 from projections.workflows import workflow_key
 
@@ -42,6 +46,10 @@ Row = dict[str, Any]
 _METADATA_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
+# An item's value as stored and answered: its keys in the order the publisher gave them.
+_ITEM_VALUE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(value: dict[str, Any]) -> str | None:
     return _METADATA_ENCODER.encode(value) if value else None
 
@@ -51,7 +59,9 @@ class TableChanges:
     """What one batch does to the tables."""
 
     inserts: dict[str, list[Row]] = field(default_factory=dict)
-    upserts: dict[str, dict[tuple[str, str], Row]] = field(default_factory=dict)
+    upserts: dict[str, dict[tuple[str, ...], Row]] = field(default_factory=dict)
+    deletes: dict[str, dict[tuple[str, ...], Row]] = field(default_factory=dict)
+    """Keys whose stored row goes before the upserts are merged (the row: its key columns)."""
     new_keys: list[int] = field(default_factory=list)
     """Keys of the envelope ids first seen in this batch (to record once committed)."""
     duplicates: int = 0
@@ -60,11 +70,16 @@ class TableChanges:
     def insert(self, table: str, row: Row) -> None:
         self.inserts.setdefault(table, []).append(row)
 
-    def keyed(self, table: str, key: tuple[str, str], seed: Row) -> Row:
+    def keyed(self, table: str, key: tuple[str, ...], seed: Row) -> Row:
         rows = self.upserts.setdefault(table, {})
         if key not in rows:
             rows[key] = seed
         return rows[key]
+
+    def delete(self, table: str, key: tuple[str, ...], row: Row) -> None:
+        """Remove ``key``'s stored row, and what this batch folded for it so far."""
+        self.upserts.get(table, {}).pop(key, None)
+        self.deletes.setdefault(table, {})[key] = row
 
 
 # How a folded row merges with the stored one:
@@ -100,6 +115,16 @@ _KNOWLEDGE = (
     "tags",
     "metadata",
 )
+_ITEM = (
+    "value",
+    "text",
+    "updated_at",
+    "expires_at",
+    "ttl_minutes",
+    "sequence",
+    "event_id",
+    "agent_id",
+)
 MERGE_RULES: dict[str, dict[str, str]] = {
     "decisions": {
         **{c: "when:event_id" for c in _LOGGED},
@@ -121,6 +146,11 @@ MERGE_RULES: dict[str, dict[str, str]] = {
     },
     # A knowledge document is replaced whole by a later version with the same id.
     "knowledge": {c: "when:event_id" for c in _KNOWLEDGE},
+    # An item is replaced whole by a later put, but for when it was created.
+    "items": {
+        "created_at": "first",
+        **{c: "when:sequence" for c in _ITEM},
+    },
 }
 
 
@@ -333,5 +363,44 @@ def _fold_event(
                     "metadata": _json(data.metadata),
                 }
             )
+        case ItemPut():
+            _put_item(changes, item, data)
+        case ItemDeleted():
+            path = join_path(data.path)
+            changes.delete(
+                "items",
+                (event.namespace, path, data.key),
+                {"namespace": event.namespace, "path": path, "key": data.key},
+            )
         case _:
             pass  # engine-derived events are projected by their own projections
+
+
+def _put_item(changes: TableChanges, item: SequencedEvent, data: ItemPut) -> None:
+    """Fold a put: the item's row holds the new value; ``created_at`` is this put's time
+    unless the batch holds the item already (then it keeps the batch's first put since the
+    last delete) or the store does (the merge keeps the stored one, see MERGE_RULES)."""
+    event = item.event
+    path = join_path(data.path)
+    row = changes.keyed(
+        "items",
+        (event.namespace, path, data.key),
+        {
+            "namespace": event.namespace,
+            "path": path,
+            "key": data.key,
+            "created_at": event.occurred_at,
+        },
+    )
+    row.update(
+        {
+            "value": _ITEM_VALUE.encode(data.value),
+            "text": search_text(data.value, data.index),
+            "updated_at": event.occurred_at,
+            "expires_at": expires_at(event.occurred_at, data.ttl),
+            "ttl_minutes": data.ttl,
+            "sequence": item.sequence,
+            "event_id": event.id,
+            "agent_id": event.agent_id,
+        }
+    )

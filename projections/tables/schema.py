@@ -167,6 +167,27 @@ TABLES: dict[str, Table] = {
             partition_by_day="occurred_at",
         ),
         Table(
+            # Key-value items (item.put / item.deleted): the newest value of each (namespace,
+            # path, key); a delete removes the row. See projections.tables.items.
+            "items",
+            (
+                _c("namespace", "VARCHAR NOT NULL", pa.string()),
+                _c("path", "VARCHAR NOT NULL", pa.string()),
+                _c("key", "VARCHAR NOT NULL", pa.string()),
+                _c("value", "VARCHAR NOT NULL", pa.string()),
+                _c("text", "VARCHAR", pa.string()),
+                _c("created_at", "TIMESTAMPTZ NOT NULL", TS),
+                _c("updated_at", "TIMESTAMPTZ NOT NULL", TS),
+                _c("expires_at", "TIMESTAMPTZ", TS),
+                _c("ttl_minutes", "DOUBLE", pa.float64()),
+                _c("sequence", "BIGINT NOT NULL", pa.int64()),
+                _c("event_id", "VARCHAR NOT NULL", pa.string()),
+                _c("agent_id", "VARCHAR", pa.string()),
+            ),
+            key=("namespace", "path", "key"),
+            order=("namespace", "path", "key"),
+        ),
+        Table(
             # The envelope ids the tables applied (as 64-bit keys, see projections.identity), one
             # row per event: ``duplicate`` marks a later occurrence of an id, which changed nothing.
             # ``namespace`` is the event's (so a purged tenant's ids go with its rows); NULL in

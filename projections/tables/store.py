@@ -2,7 +2,8 @@
 
 Commit order (the exactly-once effect depends on it):
   1. BEGIN
-  2. insert / merge the batch's rows (Arrow tables, never row by row)
+  2. insert the batch's rows, delete the keys it deleted, merge its keyed rows (Arrow tables,
+     never row by row)
   3. insert the batch's dead letters
   4. upsert the checkpoint to the batch's last sequence
   5. COMMIT            <- only now may the caller ack the messages
@@ -286,6 +287,11 @@ class TableStore:
         changes = batch.changes
         for table, rows in changes.inserts.items():
             self._write(insert.format(table=table), table, rows)
+        for table, doomed in changes.deletes.items():  # before the merges: a re-put is new
+            match = " AND ".join(f"{table}.{c} = _batch.{c}" for c in TABLES[table].key)
+            self._write(
+                f"DELETE FROM {table} USING _batch WHERE {match}", table, list(doomed.values())
+            )
         for table, keyed in changes.upserts.items():
             self._write(_merge_sql(table, "_batch"), table, list(keyed.values()))
         if batch.dead_letters:

@@ -20,6 +20,7 @@ from engine.events import (
     make_event,
 )
 from engine.events.derived import NamespacePurged
+from engine.events.items import ItemDeleted, ItemPut
 from projections.records import SequencedEvent
 
 NAMESPACES = st.sampled_from(["default", "team-a", "team-b"])
@@ -76,6 +77,19 @@ PAYLOADS: st.SearchStrategy[EventData] = st.one_of(
         title=TEXT,
         content=TEXT,
         knowledge_id=st.none() | IDS,
+    ),
+    st.builds(
+        ItemPut,
+        path=st.sampled_from([["a"], ["a", "b"], ["c"]]),
+        key=st.sampled_from(["k1", "k2"]),
+        value=st.fixed_dictionaries({"v": st.integers(0, 3), "text": TEXT}),
+        index=st.none() | st.just(False) | st.just(["text"]),
+        ttl=st.none() | st.sampled_from([1.0, 60.0]),
+    ),
+    st.builds(
+        ItemDeleted,
+        path=st.sampled_from([["a"], ["a", "b"], ["c"]]),
+        key=st.sampled_from(["k1", "k2"]),
     ),
 )
 
