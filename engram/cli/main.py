@@ -8,6 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from engine import __version__
 from engine.errors import EngramError
 from engine.events import EVENT_TYPES
 from engine.logconfig import configure_logging
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         deadletter_verbs,
         demo,
         log_verbs,
+        mcp_verbs,
         purge_verbs,
         rebuild_verbs,
         serve,
@@ -54,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="engram", description="engram: an event-sourced memory engine for AI agents"
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"engram {__version__} (distribution engram-jetstream, wire contract v2)",
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -136,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=rebuild_verbs.cmd_compact)
 
     purge_verbs.add_purge_verb(sub, _verb)
+    mcp_verbs.add_mcp_verb(sub, _verb)
 
     p = _verb(sub, "reindex", "build the vector index with another embedder, then switch")
     p.add_argument(
