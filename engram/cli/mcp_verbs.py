@@ -46,7 +46,7 @@ async def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
         from engram.mcp.stdio import serve_stdio
     except ImportError as exc:  # the mcp extra is not installed
         raise ConfigurationError(
-            f"engram mcp needs the mcp extra (the official MCP SDK, package mcp): {exc}"
+            f"engram mcp needs the mcp extra (pip install 'engram-jetstream[mcp]'): {exc}"
         ) from None
     await serve_stdio(
         settings, namespace=namespace, consistency=args.consistency, agent_id=args.agent_id
