@@ -27,6 +27,7 @@ from consumers.applying import ProjectionStalledError, apply_isolating
 from consumers.deadletters import DeadLetterPublisher
 from consumers.decoding import decode_batch
 from consumers.lease import AnnouncerLease
+from consumers.queries.freshness import Progress
 from engine.backoff import retry_delay, wait_or_stop
 from engine.signing import Verifier
 from engine.stream import AppendResult
@@ -116,8 +117,11 @@ class ProjectionRunner:
         verifier: Verifier | None = None,
         subjects: EventSubjects = DEFAULT_SUBJECTS,
         namespaces: tuple[str, ...] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.js = js
+        self.progress = progress
+        """Told each time the checkpoint moves (queries waiting to read their writes)."""
         self.subjects = subjects
         """The stream's event subjects: the consumer filters on them, events are decoded
         against them (``settings.stream.events``; ``memory.<type>`` by default)."""
@@ -292,6 +296,8 @@ class ProjectionRunner:
         # so a resubscription in the same process resumes there, not at an older saved one.
         saved = await asyncio.to_thread(self.projection.checkpoint)
         self.checkpoint = max(self.checkpoint, saved)
+        if self.progress is not None:
+            self.progress.advanced()
         sub = await self._subscribe()
         log.info(
             "projection started",
@@ -402,6 +408,8 @@ class ProjectionRunner:
                 await self.dead_letters.publish(created)
             self.checkpoint = last
             self.applied_batches += 1
+            if self.progress is not None:
+                self.progress.advanced()
         # AckPolicy.ALL: acking the highest message acknowledges the whole batch.
         await max(msgs, key=lambda m: m.metadata.sequence.stream).ack()
 

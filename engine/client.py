@@ -18,7 +18,7 @@ from nats.aio.client import Client as NatsClient
 from pydantic import ValidationError
 
 from engine.endpoint import open_nats
-from engine.errors import EngramError, ForbiddenEventTypeError, InvalidEventError
+from engine.errors import EngramError, ForbiddenEventTypeError, InvalidEventError, UsageError
 from engine.events import (
     DecisionLogged,
     DecisionOutcome,
@@ -35,7 +35,7 @@ from engine.events import (
 )
 from engine.events.codec import explain_validation_error
 from engine.events.registry import require_agent_type
-from engine.recall import RecallVerbs
+from engine.recall import Consistency_, RecallVerbs
 from engine.settings import Settings
 from engine.stream import AppendResult, EventLog
 
@@ -105,7 +105,14 @@ class MemoryClient(RecallVerbs):
 
     The query methods (``RecallVerbs``: one per verb of ``engine.verbs.CATALOGUE``) ask a
     running engine; an argument the verb's request model refuses raises UsageError before
-    anything is sent.
+    anything is sent. Each takes ``min_sequence`` (read your writes: the engine answers once the
+    projections the verb reads hold that stream sequence, e.g. the one a write returned, or
+    after its bound with ``last_read.stale`` true). ``consistency="read_your_writes"`` passes
+    this client's last written sequence on every query. Its cost: a query right after a write
+    waits for the write's batch to be applied (typically milliseconds, at most the engine's
+    ``query_consistency_wait_s``, 2 s by default), and the engine then holds one of that verb's
+    query workers while it waits; the default, ``eventual``, never waits. ``last_read`` says
+    what the last answer reflected.
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class MemoryClient(RecallVerbs):
         namespace: str = "default",
         agent_id: str | None = None,
         ensure_stream: bool = False,
+        consistency: Consistency_ = "eventual",
     ) -> None:
         base = settings or Settings.load()
         if url is not None:
@@ -124,6 +132,13 @@ class MemoryClient(RecallVerbs):
         self.namespace = namespace
         self.agent_id = agent_id
         self._ensure_stream = ensure_stream
+        if consistency not in ("eventual", "read_your_writes"):
+            raise UsageError(
+                f"consistency must be 'eventual' or 'read_your_writes', got {consistency!r}"
+            )
+        self.consistency = consistency
+        self.last_written = 0
+        self.last_read = None
         self._stack: AsyncExitStack | None = None
         self._log: EventLog | None = None
         self._query_timeout_s = base.nats.request_timeout_s
@@ -191,6 +206,7 @@ class MemoryClient(RecallVerbs):
         """
         require_agent_type(event.type)
         result = await self.log.append(event, expected_last_subject_seq=expected_last_subject_seq)
+        self.last_written = max(self.last_written, result.sequence)
         return result.sequence
 
     async def publish_many(self, events: Iterable[Event]) -> BatchReport:
@@ -208,7 +224,9 @@ class MemoryClient(RecallVerbs):
                 refused[index] = exc
         allowed = [event for index, event in enumerate(batch) if index not in refused]
         sent = iter(await self.log.append_many(allowed))
-        return BatchReport(tuple(refused.get(i) or next(sent) for i in range(len(batch))))
+        report = BatchReport(tuple(refused.get(i) or next(sent) for i in range(len(batch))))
+        self.last_written = max([self.last_written, *filter(None, report.sequences)])
+        return report
 
     async def _send(
         self, model: type[D], fields: Mapping[str, Any], envelope: EnvelopeOptions

@@ -11,8 +11,9 @@ every namespace, and reads the answer with the verb's reply model.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from nats.aio.client import Client as NatsClient
 from pydantic import BaseModel, ValidationError
@@ -30,11 +31,26 @@ from engine.results import (
     WorkflowPattern,
 )
 from engine.subjects import ServiceSubjects
+from engine.verbs import VerbSpec, validate_request, verb
 from engine.verbs import replies as r
-from engine.verbs import validate_request, verb
+from engine.verbs.replies import Consistency
 from engine.verbs.requests import SQL_MAX_ROWS, SearchMode, Target
 
-__all__ = ["RecallVerbs", "SearchMode", "asked_verb", "asks"]
+__all__ = ["Answer", "Consistency", "RecallVerbs", "SearchMode", "asked_verb", "asks"]
+
+Consistency_ = Literal["eventual", "read_your_writes"]
+"""How a client reads: ``eventual`` (answers as the projections are) or ``read_your_writes``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A verb's answer: its reply model and what it reflects."""
+
+    reply: BaseModel
+    consistency: Consistency | None
+    """The stream sequence the answer reflects and whether it is ``stale`` (the request's
+    ``min_sequence`` was not reached in time); None for a verb reading no projection."""
+
 
 R = TypeVar("R", bound=BaseModel)
 M = TypeVar("M", bound=Callable[..., Awaitable[Any]])
@@ -66,11 +82,36 @@ class RecallVerbs:
 
     namespace: str
     _query_timeout_s: float
+    consistency: Consistency_ = "eventual"
+    """``read_your_writes``: every query waits (bounded, see ``Answer.consistency``) until
+    the projections it reads hold this client's last write (``last_written``)."""
+    last_written: int = 0
+    """The stream sequence of this client's last write (0: none yet)."""
+    last_read: Consistency | None = None
+    """What the last answer reflected (None: the verb reads no projection, or an engine too
+    old to say)."""
     _service: ServiceSubjects = ServiceSubjects()
     """Where the engine answers: the service subjects of the client's stream settings."""
 
     def _connection(self) -> NatsClient:
         raise NotImplementedError
+
+    async def ask(
+        self, name: str, arguments: Mapping[str, Any], *, namespace: str | None = None
+    ) -> Answer:
+        """Ask the catalogued verb ``name`` with ``arguments`` (its request model's fields; a
+        bad one raises UsageError naming it, before anything is sent): the generic form of the
+        typed methods, for surfaces derived from the catalogue (HTTP, MCP).
+
+        ``namespace``: the tenant asked about (its subject), else the client's; a tenant verb
+        is always asked on a namespace's subject, an operator verb on the operator's subject
+        when ``namespace`` is None and the client's namespace is not wanted (``scoped``)."""
+        spec = verb(name)
+        fields = dict(arguments)
+        if namespace is not None:
+            fields["namespace"] = namespace
+        scoped = namespace is not None or spec.scope == "tenant"
+        return await self._answer(spec, scoped=scoped, **fields)
 
     async def _ask(self, name: str, reply: type[R], *, scoped: bool = True, **arguments: Any) -> R:
         """Ask verb ``name`` with ``arguments`` (None: not given, the verb's default applies).
@@ -79,10 +120,17 @@ class RecallVerbs:
         client's (which also fills the request's ``namespace``); a namespace that is not one
         subject token raises UsageError naming the pattern. Not ``scoped``: on the operator's
         subject (every namespace)."""
-        spec = verb(name)
+        parsed = (await self._answer(verb(name), scoped=scoped, **arguments)).reply
+        if not isinstance(parsed, reply):  # the catalogue and this method disagree: a bug
+            raise QueryError(f"{name} answers {type(parsed).__name__}, not {reply.__name__}")
+        return parsed
+
+    async def _answer(self, spec: VerbSpec, *, scoped: bool, **arguments: Any) -> Answer:
         payload = {key: value for key, value in arguments.items() if value is not None}
         if scoped and "namespace" in spec.request.model_fields:
             payload.setdefault("namespace", self.namespace)
+        if self.consistency == "read_your_writes" and self.last_written:
+            payload.setdefault("min_sequence", self.last_written)
         request = validate_request(spec.request, payload)
         namespace = (getattr(request, "namespace", None) or self.namespace) if scoped else None
         subject = spec.subject(
@@ -95,41 +143,62 @@ class RecallVerbs:
             self._query_timeout_s,
             subject=subject,
         )
+        consistency = _consistency(spec.name, answer.pop("consistency", None))
         try:
             parsed = spec.reply.model_validate(answer)
         except ValidationError as exc:  # an engine of another version, or a bug: still ours
             raise QueryError(
-                f"the engine's answer to {name} is not a {spec.reply.__name__}: "
+                f"the engine's answer to {spec.name} is not a {spec.reply.__name__}: "
                 f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}"
             ) from None
-        if not isinstance(parsed, reply):  # the catalogue and this method disagree: a bug
-            raise QueryError(f"{name} answers {spec.reply.__name__}, not {reply.__name__}")
-        return parsed
+        self.last_read = consistency
+        return Answer(parsed, consistency)
 
     # -- operators ---------------------------------------------------------------------------
 
     @asks("status")
-    async def status(self) -> r.StatusReply:
+    async def status(
+        self,
+        *,
+        min_sequence: int | None = None,
+    ) -> r.StatusReply:
         """The stream and, per projection, its checkpoint, lag and health."""
-        return await self._ask("status", r.StatusReply)
+        return await self._ask("status", r.StatusReply, min_sequence=min_sequence)
 
     @asks("checkpoints")
-    async def checkpoints(self) -> dict[str, int]:
+    async def checkpoints(
+        self,
+        *,
+        min_sequence: int | None = None,
+    ) -> dict[str, int]:
         """The stored checkpoint (stream sequence) of each table projection."""
-        return (await self._ask("checkpoints", r.CheckpointsReply)).checkpoints
+        return (
+            await self._ask("checkpoints", r.CheckpointsReply, min_sequence=min_sequence)
+        ).checkpoints
 
     @asks("sql")
-    async def sql(self, sql: str, limit: int = SQL_MAX_ROWS) -> r.SqlReply:
+    async def sql(
+        self,
+        sql: str,
+        limit: int = SQL_MAX_ROWS,
+        *,
+        min_sequence: int | None = None,
+    ) -> r.SqlReply:
         """One read-only SELECT over copies of the tables, in a sandbox (at most ``limit`` rows;
         ``truncated`` says when there were more). Off unless the engine runs with
         ``--enable-sql`` (a QueryError saying so otherwise)."""
-        return await self._ask("sql", r.SqlReply, sql=sql, limit=limit)
+        return await self._ask("sql", r.SqlReply, sql=sql, limit=limit, min_sequence=min_sequence)
 
     @asks("export")
-    async def export(self, to: str) -> r.ExportReply:
+    async def export(
+        self,
+        to: str,
+        *,
+        min_sequence: int | None = None,
+    ) -> r.ExportReply:
         """Every table as Parquet (zstd) with a manifest, written by the engine under its
         ``<data dir>/exports/<to>``. Off unless the engine runs with ``--enable-export``."""
-        return await self._ask("export", r.ExportReply, to=to)
+        return await self._ask("export", r.ExportReply, to=to, min_sequence=min_sequence)
 
     # -- the tables ----------------------------------------------------------------------------
 
@@ -140,6 +209,7 @@ class RecallVerbs:
         *,
         namespace: str | None = None,
         every_namespace: bool = False,
+        min_sequence: int | None = None,
     ) -> list[TaskMetrics]:
         """TaskMetrics per task type from the tables, most executed first: of this client's
         namespace (or ``namespace``), or of every namespace with ``every_namespace``."""
@@ -149,6 +219,7 @@ class RecallVerbs:
             scoped=_scoped(namespace, every_namespace),
             task_type=task_type,
             namespace=namespace,
+            min_sequence=min_sequence,
         )
         return [TaskMetrics.model_validate(row) for row in rows.metrics]
 
@@ -159,6 +230,7 @@ class RecallVerbs:
         *,
         namespace: str | None = None,
         every_namespace: bool = False,
+        min_sequence: int | None = None,
     ) -> list[dict[str, Any]]:
         """One row per distinct sequence of steps within a task type (``workflow_steps``,
         ``executions``, ``successes``, ``success_rate``, ``avg_duration``, ``avg_cost``,
@@ -169,6 +241,7 @@ class RecallVerbs:
             scoped=_scoped(namespace, every_namespace),
             task_type=task_type,
             namespace=namespace,
+            min_sequence=min_sequence,
         )
         return reply.workflows
 
@@ -181,6 +254,7 @@ class RecallVerbs:
         min_success_rate: float = 0.7,
         *,
         namespace: str | None = None,
+        min_sequence: int | None = None,
     ) -> list[WorkflowPattern]:
         """Workflow patterns with at least ``min_success_rate``, best first."""
         reply = await self._ask(
@@ -189,6 +263,7 @@ class RecallVerbs:
             task_type=task_type,
             namespace=namespace,
             min_success_rate=min_success_rate,
+            min_sequence=min_sequence,
         )
         return reply.patterns
 
@@ -199,6 +274,7 @@ class RecallVerbs:
         optimization_target: Target = "success_rate",
         *,
         namespace: str | None = None,
+        min_sequence: int | None = None,
     ) -> WorkflowPattern | None:
         """The workflow to use, or None while there is not enough evidence (min samples)."""
         reply = await self._ask(
@@ -207,16 +283,25 @@ class RecallVerbs:
             task_type=task_type,
             optimization_target=optimization_target,
             namespace=namespace,
+            min_sequence=min_sequence,
         )
         return reply.workflow
 
     @asks("task_metrics")
     async def get_task_success_metrics(
-        self, task_type: str, *, namespace: str | None = None
+        self,
+        task_type: str,
+        *,
+        namespace: str | None = None,
+        min_sequence: int | None = None,
     ) -> TaskMetrics | None:
         """TaskMetrics of ``task_type`` (None when it never ran)."""
         reply = await self._ask(
-            "task_metrics", r.TaskMetricsReply, task_type=task_type, namespace=namespace
+            "task_metrics",
+            r.TaskMetricsReply,
+            task_type=task_type,
+            namespace=namespace,
+            min_sequence=min_sequence,
         )
         return reply.metrics[0] if reply.metrics else None
 
@@ -228,6 +313,7 @@ class RecallVerbs:
         limit: int = 10,
         *,
         namespace: str | None = None,
+        min_sequence: int | None = None,
     ) -> list[LearnedPattern]:
         reply = await self._ask(
             "search_patterns",
@@ -236,12 +322,18 @@ class RecallVerbs:
             pattern_type=pattern_type,
             limit=limit,
             namespace=namespace,
+            min_sequence=min_sequence,
         )
         return reply.patterns
 
     @asks("list_patterns")
     async def list_patterns(
-        self, pattern_type: str | None = None, limit: int = 50, *, namespace: str | None = None
+        self,
+        pattern_type: str | None = None,
+        limit: int = 50,
+        *,
+        namespace: str | None = None,
+        min_sequence: int | None = None,
     ) -> list[LearnedPattern]:
         reply = await self._ask(
             "list_patterns",
@@ -249,6 +341,7 @@ class RecallVerbs:
             pattern_type=pattern_type,
             limit=limit,
             namespace=namespace,
+            min_sequence=min_sequence,
         )
         return reply.patterns
 
@@ -260,6 +353,7 @@ class RecallVerbs:
         min_samples: int = 5,
         *,
         namespace: str | None = None,
+        min_sequence: int | None = None,
     ) -> dict[str, Any] | None:
         """Pool every task type ``task_type_pattern`` matches whole (e.g.
         ``.*authentication.*``) into one pattern; None below ``min_samples`` (at least 1).
@@ -275,12 +369,20 @@ class RecallVerbs:
             pattern_type=pattern_type,
             min_samples=min_samples,
             namespace=namespace,
+            min_sequence=min_sequence,
         )
         return reply.pattern
 
     @asks("learning")
-    async def get_learning_metrics(self, *, namespace: str | None = None) -> LearningMetrics:
-        return await self._ask("learning", LearningMetrics, namespace=namespace)
+    async def get_learning_metrics(
+        self,
+        *,
+        namespace: str | None = None,
+        min_sequence: int | None = None,
+    ) -> LearningMetrics:
+        return await self._ask(
+            "learning", LearningMetrics, namespace=namespace, min_sequence=min_sequence
+        )
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -292,6 +394,7 @@ class RecallVerbs:
         summary: bool = True,
         *,
         namespace: str | None = None,
+        min_sequence: int | None = None,
     ) -> r.SessionsReply:
         """Compacted sessions, newest first (each with its metrics, and its compressed summary
         unless ``summary`` is false), or every compacted segment of ``session``; ``overview``
@@ -303,6 +406,7 @@ class RecallVerbs:
             limit=limit,
             summary=summary,
             namespace=namespace,
+            min_sequence=min_sequence,
         )
 
     # -- similar memories and context ----------------------------------------------------------
@@ -322,6 +426,7 @@ class RecallVerbs:
         mode: SearchMode = "hybrid",
         group_duplicates: bool = True,
         duplicate_similarity: float | None = None,
+        min_sequence: int | None = None,
     ) -> list[SearchHit]:
         """Similar past memories by text or by vector, most similar first.
 
@@ -347,6 +452,7 @@ class RecallVerbs:
             mode=mode,
             group_duplicates=group_duplicates,
             duplicate_similarity=duplicate_similarity,
+            min_sequence=min_sequence,
         )
         return reply.hits
 
@@ -357,10 +463,16 @@ class RecallVerbs:
         *,
         namespace: str | None = None,
         mode: SearchMode = "hybrid",
+        min_sequence: int | None = None,
     ) -> list[SearchHit]:
         """Past decisions made in a similar context (``search_similar`` over decisions)."""
         return await self.search_similar(
-            context, top_k=top_k, collections=["decisions"], namespace=namespace, mode=mode
+            context,
+            top_k=top_k,
+            collections=["decisions"],
+            namespace=namespace,
+            mode=mode,
+            min_sequence=min_sequence,
         )
 
     @asks("task_context")
@@ -371,6 +483,7 @@ class RecallVerbs:
         *,
         namespace: str | None = None,
         mode: SearchMode = "hybrid",
+        min_sequence: int | None = None,
     ) -> TaskContext:
         """Similar tasks, matching patterns and recommendations in plain sentences."""
         return await self._ask(
@@ -380,6 +493,7 @@ class RecallVerbs:
             top_k=top_k,
             namespace=namespace,
             mode=mode,
+            min_sequence=min_sequence,
         )
 
     @asks("assemble_context")
@@ -390,6 +504,7 @@ class RecallVerbs:
         tiers: Sequence[str] = ("operational", "working", "longterm"),
         *,
         namespace: str | None = None,
+        min_sequence: int | None = None,
     ) -> AssembledContext:
         """Ranked chunks from the three tiers, never over ``max_tokens``."""
         return await self._ask(
@@ -399,7 +514,17 @@ class RecallVerbs:
             max_tokens=max_tokens,
             tiers=list(tiers),
             namespace=namespace,
+            min_sequence=min_sequence,
         )
+
+
+def _consistency(name: str, found: Any) -> Consistency | None:
+    if found is None:
+        return None
+    try:
+        return Consistency.model_validate(found)
+    except ValidationError:
+        raise QueryError(f"the engine's answer to {name} has a malformed consistency") from None
 
 
 def _scoped(namespace: str | None, every_namespace: bool) -> bool:

@@ -147,6 +147,10 @@ class Settings(BaseModel):
     """Answer the operator verb ``export`` over NATS, writing under ``<data dir>/exports``
     (``ENGRAM_QUERY_EXPORT``, ``serve --enable-export``). Off by default: each export is a full
     copy on the engine's disk. ``engram export --data-dir`` on the engine's host works anyway."""
+    query_consistency_wait_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    """The longest a query with ``min_sequence`` waits for the projections it reads to apply
+    that sequence (``ENGRAM_QUERY_CONSISTENCY_WAIT_S``); past it the answer comes anyway, marked
+    ``consistency.stale``. Each waiting request holds one of the verb's query workers."""
     snapshot_every_events: Annotated[int, Field(ge=0)] = 50_000
     """engram serve snapshots after this many new events (0: never by count)."""
     snapshot_every_s: Annotated[float, Field(ge=0)] = 1_800.0

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from consumers.instance import durable_name, instance_id
 from consumers.lease import AnnouncerLease
 from consumers.outage import ConnectionWatch
 from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broker
+from consumers.queries.freshness import Freshness, Progress
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.queries.session_verbs import register_session_verbs
@@ -82,6 +84,8 @@ class Engine:
         stream whose early history is gone and no snapshot of its namespaces covered it."""
         self.dispatcher: QueryDispatcher | None = None
         """The query verbs this engine answers (set while it runs)."""
+        self.progress = Progress()
+        """Woken by every runner's applied batch: queries reading their writes wait on it."""
         self.appender = Appender(
             nc,
             settings.stream.name,
@@ -107,7 +111,8 @@ class Engine:
         access = OperatorAccess.remote(
             self.settings.data_dir, sql=self.settings.query_sql, export=self.settings.query_export
         )
-        dispatcher = QueryDispatcher(projections.store.reader, access=access)
+        freshness = Freshness(self, self.progress, self.settings.query_consistency_wait_s)
+        dispatcher = QueryDispatcher(projections.store.reader, access=access, freshness=freshness)
         dispatcher.register("status", self.status)
         register_learning_verbs(dispatcher, projections.learner)
         register_session_verbs(dispatcher, projections.sessions)
@@ -138,7 +143,30 @@ class Engine:
             link=self.connection,
             subjects=self.settings.stream.events,
             namespaces=self.settings.namespaces,
+            progress=self.progress,
         )
+
+    # -- what the projections applied (consumers.queries.freshness.Applied) -------------------
+
+    def checkpoints(self) -> dict[str, int]:
+        """The sequence each running projection has applied (what its queries see)."""
+        return {runner.projection.name: runner.checkpoint for runner in self.runners}
+
+    async def settled(self, names: Iterable[str], sequence: int) -> bool:
+        """True when each projection of ``names`` has nothing of its tenants left to apply up
+        to ``sequence`` (owning some namespaces only: see ``_caught_up``)."""
+        if self.settings.namespaces is None:
+            return False  # every event reaches every runner: the checkpoints say it all
+        wanted = set(names)
+        runners = [r for r in self.runners if r.projection.name in wanted]
+        try:
+            return all([await self._caught_up(runner, sequence) for runner in runners])
+        except (NatsError, TimeoutError):  # the server away: not known to be settled
+            return False
+
+    async def last_sequence(self) -> int:
+        """The stream's last sequence."""
+        return (await self.log.state()).last_sequence
 
     async def _watch_embedder(
         self,

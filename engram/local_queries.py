@@ -10,6 +10,7 @@ from consumers.queries.dispatch import OperatorAccess, QueryDispatcher
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.queries.session_verbs import register_session_verbs
+from engine.errors import UsageError
 from engine.settings import Settings
 from engine.verbs import verb as spec
 from projections.context import HeuristicTokenCounter, RecentEvents
@@ -24,8 +25,15 @@ __all__ = ["query_local"]
 async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Answer ``verb`` from ``data_dir``'s database opened read-only (no engine needed).
 
-    Raises StoreLockedError when an engine holds the database (ask it over NATS instead).
+    Raises StoreLockedError when an engine holds the database (ask it over NATS instead), and
+    UsageError for ``min_sequence``: a directory is read as it was last saved, nothing applies
+    events to it meanwhile, so there is nothing to wait for.
     """
+    if payload.get("min_sequence") is not None:
+        raise UsageError(
+            "--after-seq (min_sequence) waits for a running engine's projections; a data "
+            "directory is read as it was last saved (see engram checkpoints --data-dir DIR)"
+        )
     connection = connect_database(data_dir / DATABASE_FILE, read_only=True)
     try:
         # This process reads a directory on its own machine, with its user's rights.

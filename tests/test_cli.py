@@ -569,6 +569,8 @@ async def test_serve_queries_export_and_replay(
             ("a", "testing"): (1, 1, 1.0, 4.0, 0.5),
         }
         live = (await engram("metrics", "--json", *conn, cwd=tmp_path)).json()
+        # An engine's answer says what it reflects; a data directory's has nothing to say.
+        assert live.pop("consistency")["stale"] is False
         assert metric_rows(live) == {
             **metric_rows(only_a.json()),
             ("b", "testing"): (1, 1, 1.0, 5.0, None),
@@ -579,7 +581,9 @@ async def test_serve_queries_export_and_replay(
             "sql", "SELECT count(*) AS n FROM workflows", "--json", *conn, cwd=tmp_path
         )
         assert sql.code == 0, sql.err
-        assert sql.json() == {"columns": ["n"], "rows": [{"n": 6}], "truncated": False}
+        answer = sql.json()
+        assert answer.pop("consistency")["stale"] is False  # what the tables had applied
+        assert answer == {"columns": ["n"], "rows": [{"n": 6}], "truncated": False}
         refused = await engram("sql", "DELETE FROM workflows", *conn, cwd=tmp_path)
         assert refused.code == 2
         assert "read-only" in refused.err
@@ -589,7 +593,9 @@ async def test_serve_queries_export_and_replay(
         exported = await engram("export", "--to", "export", "--json", *conn, cwd=tmp_path)
         assert exported.code == 0, exported.err
         manifest = json.loads((export_dir / "manifest.json").read_text())
-        assert {**manifest, "location": str(export_dir)} == exported.json()
+        written = exported.json()
+        assert written.pop("consistency") == {"sequence": last, "stale": False}
+        assert {**manifest, "location": str(export_dir)} == written
         assert manifest["sequence"] == status["last_sequence"] == last
         for name, info in manifest["tables"].items():
             table = pq.read_table(export_dir / info["path"])

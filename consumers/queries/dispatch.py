@@ -21,6 +21,7 @@ import duckdb
 import structlog
 
 from consumers.queries import readers
+from consumers.queries.freshness import Freshness
 from engine.errors import EngramError, ForbiddenError, QueryError, UsageError
 from engine.events.envelope import check_namespace
 from engine.verbs import CATALOGUE, QUERY_PREFIX, validate_request, verb
@@ -130,10 +131,17 @@ class QueryDispatcher:
     """
 
     def __init__(
-        self, cursor_factory: CursorFactory, *, access: OperatorAccess | None = None
+        self,
+        cursor_factory: CursorFactory,
+        *,
+        access: OperatorAccess | None = None,
+        freshness: Freshness | None = None,
     ) -> None:
         self._cursor = cursor_factory
         self._access = access or OperatorAccess()
+        self.freshness = freshness
+        """Read your writes (``min_sequence``) and the ``consistency`` of every answer; None:
+        neither (a dispatcher without projections to measure)."""
         self._handlers: dict[str, Handler] = {}
         tables: dict[str, Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]]] = {
             "metrics": self._metrics,
@@ -223,7 +231,11 @@ class QueryDispatcher:
         ``namespace``: the one the request's subject names (``engram.query.<namespace>.<verb>``),
         which the request is about: it fills ``namespace`` when the verb has one, and a body
         ``namespace`` that differs is a UsageError naming both. None (the operator's subject,
-        or a local read): the body's ``namespace`` as given."""
+        or a local read): the body's ``namespace`` as given.
+
+        With a ``freshness`` the reply carries ``consistency`` (the sequence it reflects), and
+        a request's ``min_sequence`` is waited for first (bounded; past the bound the answer is
+        ``stale``)."""
         spec = verb(name)
         handler = self._handlers.get(name)
         if handler is None:
@@ -236,10 +248,16 @@ class QueryDispatcher:
         request = validate_request(spec.request, payload)  # the body's own errors first
         if namespace is not None:
             _check_same(name, getattr(request, "namespace", namespace), namespace)
+        consistency = None
+        if self.freshness is not None:  # waits, bounded, for the request's min_sequence
+            consistency = await self.freshness.consistency(spec.reads, request.min_sequence)
         try:
-            return dict(await handler(request))
+            reply = dict(await handler(request))
         except duckdb.Error as exc:
             raise EngramError(f"query {name} failed: {exc}") from None
+        if consistency is not None:
+            reply["consistency"] = consistency.model_dump()
+        return reply
 
 
 def _check_same(name: str, asked: str, namespace: str) -> None:

@@ -39,7 +39,7 @@ class VerbSpec:
 
     name: str
     summary: str
-    request: type[BaseModel]
+    request: type[q.QueryRequest]
     reply: type[BaseModel]
     reads: tuple[Reads, ...]
     """The projections (or other state) its answer comes from."""

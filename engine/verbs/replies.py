@@ -20,6 +20,7 @@ from engine.results import (
 __all__ = [
     "BestWorkflowReply",
     "CheckpointsReply",
+    "Consistency",
     "ExportReply",
     "ExtractPatternReply",
     "PatternListReply",
@@ -40,6 +41,17 @@ class QueryReply(BaseModel):
     """The base of every reply model."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Consistency(QueryReply):
+    """What an answer reflects: every reply of a verb that reads projections carries one, as
+    ``consistency`` beside the verb's own fields."""
+
+    sequence: int
+    """The stream sequence every projection the answer read had applied (the lowest of them)."""
+    stale: bool = False
+    """True when the request's ``min_sequence`` was not reached within the engine's bound
+    (``query_consistency_wait_s``): the answer reflects ``sequence``, not every write asked for."""
 
 
 class ProjectionStatus(QueryReply):

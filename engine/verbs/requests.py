@@ -55,9 +55,20 @@ SQL_MAX_ROWS = 10_000
 
 
 class QueryRequest(BaseModel):
-    """The base of every request model."""
+    """The base of every request model: what every verb accepts."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    min_sequence: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="read your writes: answer once the projections this verb reads have "
+            "applied this stream sequence (the one a write returned), waiting a bounded time, "
+            "else answer with consistency.stale true",
+        ),
+        Cli(flag="--after-seq"),
+    ] = None
 
 
 class StatusRequest(QueryRequest):

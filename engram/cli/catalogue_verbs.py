@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -294,7 +295,14 @@ async def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         emit_json(reply)
     else:
+        consistency = reply.pop("consistency", None)
         RENDERERS.get(spec.name, print_reply)(reply, request)
+        if isinstance(consistency, dict) and consistency.get("stale"):
+            print(
+                f"stale: this answer reflects stream sequence {consistency.get('sequence')}, "
+                f"not yet {request.min_sequence} (the engine's wait bound passed)",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 

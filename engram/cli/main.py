@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         catalogue_verbs,
         deadletter_verbs,
         demo,
+        http_verbs,
         log_verbs,
         mcp_verbs,
         purge_verbs,
@@ -69,10 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream_verbs.add_downgrade_flag(p)
     serve.add_operator_flags(p)
+    http_verbs.add_serve_http_flags(p)
     p.set_defaults(handler=serve.cmd_serve)
 
     stream_verbs.add_stream_verbs(sub, _verb)
     auth_verbs.add_auth_verb(sub, _verb)
+    http_verbs.add_http_verb(sub, _verb)
 
     p = _verb(sub, "publish", "validate and append one event")
     p.add_argument("type", choices=sorted(EVENT_TYPES), metavar="TYPE", help="event type")
@@ -184,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"engram: {exc}", file=sys.stderr)
         return EXIT_USAGE
     # Long-running verbs narrate at info; one-shot verbs only speak up when something is wrong.
-    quiet = args.verb not in {"serve"} and getattr(args, "log_level", None) is None
+    long_running = args.verb == "serve" or (args.verb == "http" and args.http_verb is None)
+    quiet = not long_running and getattr(args, "log_level", None) is None
     configure_logging(json=settings.log_json, level="warning" if quiet else settings.log_level)
     handler: Handler = args.handler
     try:
