@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from engine.errors import EngineUnavailableError, QueryError, UsageError
+from engine.errors import EngineUnavailableError, ForbiddenError, QueryError, UsageError
 from engine.permissions import refused_or
 from engine.verbs import QUERY_PREFIX
 
@@ -23,6 +23,8 @@ def _raise_for(reply: Mapping[str, Any]) -> dict[str, Any]:
     if "error" in reply:
         if reply.get("kind") == "usage":
             raise UsageError(str(reply["error"]))
+        if reply.get("kind") == "forbidden":  # an operator verb that is off (sql, export)
+            raise ForbiddenError(str(reply["error"]))
         raise QueryError(str(reply["error"]))
     return dict(reply)
 

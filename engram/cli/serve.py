@@ -121,11 +121,14 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             namespaces="all" if settings.namespaces is None else ",".join(settings.namespaces),
         )
         watch = asyncio.create_task(_supervise(endpoint.server, stop), name="server-supervisor")
+        http = _http_beside(args, settings, endpoint.url, stop)  # engram serve --http
         try:
             await engine.run(stop)
         finally:
             stop.set()
             failure = await watch
+            if http is not None:
+                await http  # raises what stopped the gateway (and with it the engine)
         log.info("engram stopped")
     if failure is not None:
         raise failure
@@ -147,3 +150,14 @@ async def _supervise(
         stop.set()
         return exc
     return None
+
+
+def _http_beside(
+    args: argparse.Namespace, settings: Settings, nats_url: str, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """The HTTP gateway beside the engine with ``--http`` (the http extra), else None."""
+    if not getattr(args, "http", None):
+        return None
+    from engram.cli.http_verbs import http_beside
+
+    return http_beside(args, settings, nats_url, stop)

@@ -1,0 +1,165 @@
+"""Running the HTTP API: uvicorn on an address, until told to stop.
+
+``engram http`` runs it as a process of its own; ``engram serve --http`` runs it beside the
+engine, in the engine's process and event loop. Either way the gateway talks to the engine over
+NATS only. Signals are the caller's: uvicorn's own handlers are not installed (the caller sets
+``stop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import uvicorn
+from starlette.types import ASGIApp
+
+from engine.errors import ConfigurationError
+from engine.settings import Settings
+from engram.http.app import McpMount, create_app
+from engram.http.gateway import Gateway
+from engram.http.keys import KeyRing
+from engram.http.limits import DEFAULT_MAX_BODY_BYTES
+
+__all__ = [
+    "Prepared",
+    "bind",
+    "mcp_mount",
+    "parse_listen",
+    "prepare_gateway",
+    "run_prepared",
+    "serve_app",
+]
+
+log = structlog.get_logger(__name__)
+
+GRACE_S = 3.0
+"""How long a stop waits for open requests (and event streams) before cutting them."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) as (host, port); ConfigurationError otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host or int(port) > 65_535:
+        raise ConfigurationError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+def bind(listen: str) -> socket.socket:
+    """A listening socket on ``listen`` (port 0: any free port; ``sock.getsockname()`` says
+    which)."""
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {listen}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The caller owns the signals (engram serve stops the engine and the gateway together).
+        yield
+
+
+async def serve_app(
+    app: ASGIApp,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``app`` on ``sock`` until ``stop`` is set (open requests get ``GRACE_S``)."""
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(GRACE_S),
+        server_header=False,
+        proxy_headers=False,
+    )
+    server = _Server(config)
+
+    async def watch() -> None:
+        while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag, not an event
+            await asyncio.sleep(0.02)
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(watch(), name="http-stop")
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+def mcp_mount() -> McpMount | None:
+    """The MCP server's streamable HTTP app for ``/mcp``, when engram/mcp provides one."""
+    try:
+        from engram.mcp import http_app  # type: ignore[attr-defined]  # provided by engram/mcp
+    except ImportError:
+        return None
+    mount: McpMount = http_app()
+    return mount
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A gateway ready to serve: its app, its bound socket and where it listens."""
+
+    app: ASGIApp
+    sock: socket.socket
+    url: str
+    keys: Path
+
+
+def prepare_gateway(
+    settings: Settings,
+    listen: str,
+    keys_path: Path,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    with_mcp: bool = True,
+) -> Prepared:
+    """Read the keys and bind ``listen`` now (ConfigurationError when either fails: before an
+    engine beside it starts); nothing is connected yet."""
+    keys = KeyRing(keys_path)
+    sock = bind(listen)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    app = create_app(
+        Gateway(settings),
+        keys,
+        max_body_bytes=max_body_bytes,
+        mcp=mcp_mount() if with_mcp else None,
+    )
+    return Prepared(app, sock, f"http://{shown}:{port}", keys_path)
+
+
+async def run_prepared(prepared: Prepared, stop: asyncio.Event) -> None:
+    """Serve a prepared gateway until ``stop``."""
+
+    def ready() -> None:
+        log.info("engram http listening", url=prepared.url, keys=str(prepared.keys))
+
+    try:
+        await serve_app(prepared.app, prepared.sock, stop, on_ready=ready)
+    finally:
+        prepared.sock.close()
