@@ -22,10 +22,16 @@ __all__ = ["mcp_stdio", "structured", "text_of"]
 
 @contextlib.asynccontextmanager
 async def mcp_stdio(
-    settings: Settings, workdir: Path, *args: str, log_name: str = "mcp-server.log"
+    settings: Settings,
+    workdir: Path,
+    *args: str,
+    mode: str = "auto",
+    log_name: str = "mcp-server.log",
 ) -> AsyncIterator[Client]:
     """``python -m engram.cli.main mcp ARGS`` with ENGRAM_NATS_URL and the stream of
-    ``settings``, its stderr written to ``workdir/log_name``."""
+    ``settings``, its stderr written to ``workdir/log_name``. ``mode``: the client's protocol
+    negotiation (``auto``: the newest era; ``legacy``: the initialize handshake most hosts use
+    today)."""
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "engram.cli.main", "mcp", *args],
@@ -38,7 +44,8 @@ async def mcp_stdio(
         cwd=str(workdir),
     )
     with (workdir / log_name).open("w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), cache=None) as client:
+        transport = stdio_client(params, errlog=errlog)
+        async with Client(transport, cache=None, mode=mode) as client:
             yield client
 
 

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("mcp")  # a safety net only: CI installs the mcp extra
 
-import httpx
+
 import httpx2
 import mcp_types as types
 import uvicorn
@@ -88,13 +88,15 @@ async def _serving(mcp: McpAsgiApp) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def _client(url: str, key: str, namespace: str | None = None) -> AsyncIterator[Client]:
+async def _client(
+    url: str, key: str, namespace: str | None = None, *, mode: str = "auto"
+) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {key}"}
     if namespace is not None:
         headers["Engram-Namespace"] = namespace
     async with (
         httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), cache=None) as client,
+        Client(streamable_http_client(url, http_client=http), cache=None, mode=mode) as client,
     ):
         yield client
 
@@ -137,7 +139,8 @@ async def test_mcp_over_http_takes_the_namespace_from_the_key(
                     unnamed = await both.call_tool("list_patterns", {})
                     assert unnamed.is_error and "Engram-Namespace" in text_of(unnamed)
 
-                async with _client(url, "both-key", "beta") as beta:
+                async with _client(url, "both-key", "beta", mode="legacy") as beta:
+                    assert beta.protocol_version < "2026"  # the initialize handshake
                     beta_stored = await _store(beta, "beta tuned the kafka lag alarm")
                     assert beta_stored["namespace"] == "beta"
                     hits = structured(
@@ -146,11 +149,11 @@ async def test_mcp_over_http_takes_the_namespace_from_the_key(
                     assert [h["text"] for h in hits] == ["beta tuned the kafka lag alarm"]
 
                 for key, namespace in [("both-key", "gamma"), ("alpha-key", "beta")]:
-                    async with _client(url, key, namespace) as other:
+                    async with _client(url, key, namespace, mode="legacy") as other:
                         result = await other.call_tool("list_patterns", {})
                         assert result.is_error and f"'{namespace}'" in text_of(result)
 
-                async with httpx.AsyncClient() as raw:
+                async with httpx2.AsyncClient() as raw:
                     anonymous = await raw.post(url + "/", json={})
                     assert anonymous.status_code == 401
                     too_big = await raw.post(

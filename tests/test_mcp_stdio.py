@@ -146,12 +146,14 @@ async def test_bad_arguments_and_namespaces_are_tool_errors(
 ) -> None:
     """A bad argument is a tool error naming the field, and the server keeps serving; an
     argument ``namespace`` is refused, so the model can neither read nor write another
-    tenant's memory: what it stores lands in the configured namespace only."""
+    tenant's memory: what it stores lands in the configured namespace only. (Spoken in the
+    handshake era of the protocol, as most hosts do today.)"""
     async with running(settings, nc, tmp_path / "engine") as engine:
         await settle(engine)
         async with MemoryClient(settings=settings, namespace="beta") as beta:
             await beta.store_execution(task_id="b-1", execution_summary=BETA_TEXT, success=True)
-        async with mcp_stdio(settings, tmp_path, "--namespace", "alpha") as client:
+        async with mcp_stdio(settings, tmp_path, "--namespace", "alpha", mode="legacy") as client:
+            assert client.protocol_version < "2026"  # the initialize handshake
             cases: dict[str, tuple[str, dict[str, Any]]] = {
                 "duration": ("store_workflow", {"workflow_steps": ["a"], "success": True,
                                                 "duration": -1}),
