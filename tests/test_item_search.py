@@ -231,8 +231,8 @@ def test_namespaces_prefix_suffix_wildcards_and_depth(store: TableStore) -> None
     ]
 
 
-def _rank(query: str, texts: Sequence[str]) -> Sequence[float]:
-    scores = rank_texts(query, texts, get_embedder("hashing"), ItemTextCache(), 0.6)
+def _rank(query: str, texts: Sequence[str], sequences: Sequence[int]) -> Sequence[float]:
+    scores = rank_texts(query, texts, get_embedder("hashing"), ItemTextCache(), 0.6, sequences)
     return [float(s) for s in scores]
 
 

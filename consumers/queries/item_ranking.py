@@ -38,65 +38,128 @@ from projections.embedders import Embedder
 from projections.lexical.bm25 import BM25Params
 from projections.lexical.tokens import tokenise
 
-__all__ = ["ItemTextCache", "bm25_similarities", "rank_texts"]
+__all__ = ["CachedTexts", "ItemTextCache", "bm25_similarities", "rank_texts"]
+
+
+class _Slab:
+    """One embedder's cached texts: vectors in one matrix (a row per slot), term counts and
+    lengths per slot, slots by content hash in least-recently-used order."""
+
+    def __init__(self, dimension: int) -> None:
+        self.matrix = np.zeros((256, dimension), dtype=np.float32)
+        self.counts: list[dict[str, int]] = []
+        self.lengths = np.zeros(256, dtype=np.float64)
+        self.slots: OrderedDict[bytes, int] = OrderedDict()
+        self.free: list[int] = []
+
+    def place(self, digest: bytes, vector: npt.NDArray[np.float32], terms: list[str]) -> int:
+        if self.free:
+            slot = self.free.pop()
+        else:
+            slot = len(self.counts)
+            self.counts.append({})
+            if slot >= len(self.matrix):
+                grown = np.zeros((2 * len(self.matrix), self.matrix.shape[1]), np.float32)
+                grown[: len(self.matrix)] = self.matrix
+                self.matrix = grown
+                self.lengths = np.concatenate([self.lengths, np.zeros(len(self.lengths))])
+        self.matrix[slot] = vector
+        self.counts[slot] = dict(Counter(terms))
+        self.lengths[slot] = len(terms)
+        self.slots[digest] = slot
+        return slot
+
+    def evict(self, capacity: int, keep: set[int]) -> None:
+        """Free the least recently used slots beyond ``capacity`` (never one in ``keep``)."""
+        while len(self.slots) > capacity:
+            digest, slot = next(iter(self.slots.items()))
+            if slot in keep:
+                break  # this request uses it: evicted by a later one
+            del self.slots[digest]
+            self.counts[slot] = {}
+            self.free.append(slot)
 
 
 @dataclass(frozen=True, slots=True)
-class _Text:
-    counts: dict[str, int]
-    length: int
-    vector: npt.NDArray[np.float32]
+class CachedTexts:
+    """What ``ItemTextCache.get`` returns: per text, its vector, term counts and length."""
+
+    vectors: npt.NDArray[np.float32]
+    counts: list[dict[str, int]]
+    lengths: npt.NDArray[np.float64]
 
 
 class ItemTextCache:
-    """Term counts and vectors of item texts, by (embedder name, SHA-256 of the text); the
-    least recently used go beyond ``capacity`` entries (each about ``4 * dimension`` bytes plus
-    its terms: 32,768 entries of 384-d vectors are about 60 MB). Thread-safe: searches run on
-    worker threads. Embedders are deterministic per text, so a cached vector is the one
-    ``embed`` would return."""
+    """Vectors and term counts of item texts, by the text's content hash (SHA-256) per
+    embedder name, so the same text is embedded once; the least recently used go beyond
+    ``capacity`` texts (each ``4 * dimension`` bytes plus its terms: 32,768 texts of 384-d
+    vectors are about 50 MB of vectors). A text is also remembered by the stream sequence of
+    the put it came from (a row's sequence names its text for good), so a warm search hashes
+    nothing. Thread-safe: searches run on worker threads. Embedders are deterministic per
+    text, so a cached vector is the one ``embed`` would return."""
 
     def __init__(self, capacity: int = 32_768) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
-        self._entries: OrderedDict[tuple[str, bytes], _Text] = OrderedDict()
+        self._slabs: dict[str, _Slab] = {}
+        self._by_sequence: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.embedded = 0
         """Texts embedded so far (cache misses)."""
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(len(slab.slots) for slab in self._slabs.values())
 
-    def get(self, embedder: Embedder, texts: Sequence[str]) -> list[_Text]:
-        """One entry per text, in order."""
+    def get(
+        self, embedder: Embedder, texts: Sequence[str], sequences: Sequence[int] | None = None
+    ) -> CachedTexts:
+        """Every text's entry, in order (``sequences``: the puts the texts come from)."""
         name = embedder.name
-        keys = [
-            (name, hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()) for text in texts
-        ]
-        found: dict[tuple[str, bytes], _Text] = {}
+        digests: list[bytes] = []
         with self._lock:
-            for key in keys:
-                entry = self._entries.get(key)
-                if entry is not None:
-                    self._entries.move_to_end(key)
-                    found[key] = entry
-        missing: dict[tuple[str, bytes], str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            if key not in found:
-                missing.setdefault(key, text)
-        if missing:
-            vectors = embedder.embed(list(missing.values()))
-            fresh = {}
-            for (key, text), vector in zip(missing.items(), vectors, strict=True):
-                terms = tokenise(text)
-                fresh[key] = _Text(dict(Counter(terms)), len(terms), vector.copy())
-            found.update(fresh)
+            for at, text in enumerate(texts):
+                key = None if sequences is None else (name, sequences[at])
+                digest = None if key is None else self._by_sequence.get(key)
+                if digest is None:
+                    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+                    if key is not None:
+                        self._by_sequence[key] = digest
+                digests.append(digest)
+            while len(self._by_sequence) > 4 * self.capacity:
+                self._by_sequence.popitem(last=False)
+        fresh: dict[bytes, tuple[npt.NDArray[np.float32], list[str]]] = {}
+        while True:
+            with self._lock:
+                slab = self._slabs.get(name)
+                if slab is None:
+                    slab = self._slabs[name] = _Slab(embedder.dimension)
+                for digest, (vector, terms) in fresh.items():
+                    if digest not in slab.slots:  # another request may have placed it
+                        slab.place(digest, vector, terms)
+                found = [slab.slots.get(digest) for digest in digests]
+                if all(slot is not None for slot in found):
+                    slots = [slot for slot in found if slot is not None]
+                    for digest in digests:
+                        slab.slots.move_to_end(digest)
+                    where = np.asarray(slots, dtype=np.int64)
+                    cached = CachedTexts(
+                        slab.matrix[where], [slab.counts[s] for s in slots], slab.lengths[where]
+                    )
+                    slab.evict(self.capacity, set(slots))
+                    return cached
+            # Embed outside the lock what is not cached (evicted meanwhile: again).
+            firsts: dict[bytes, str] = {}
+            for digest, slot, text in zip(digests, found, texts, strict=True):
+                if slot is None:
+                    firsts.setdefault(digest, text)
+            vectors = embedder.embed(list(firsts.values()))
+            fresh = {
+                digest: (vector, tokenise(text))
+                for (digest, text), vector in zip(firsts.items(), vectors, strict=True)
+            }
             with self._lock:
                 self.embedded += len(fresh)
-                self._entries.update(fresh)
-                while len(self._entries) > self.capacity:
-                    self._entries.popitem(last=False)
-        return [found[key] for key in keys]
 
 
 def bm25_similarities(
@@ -121,7 +184,7 @@ def bm25_similarities(
     own_norm = k1 * (1.0 - b + b * sum(asked.values()) / average)
     own = 0.0
     for term in sorted(asked):
-        tf = np.fromiter((c.get(term, 0) for c in counts), dtype=np.float64, count=n)
+        tf = np.array([c.get(term, 0) for c in counts], dtype=np.float64)
         df = int(np.count_nonzero(tf))
         idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
         own += idf * asked[term] * (k1 + 1.0) / (asked[term] + own_norm)
@@ -139,17 +202,17 @@ def rank_texts(
     embedder: Embedder,
     cache: ItemTextCache,
     lexical_weight: float,
+    sequences: Sequence[int] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """The hybrid similarity (0..1) of each text to ``query`` (see the module)."""
+    """The hybrid similarity (0..1) of each text to ``query`` (see the module); ``sequences``,
+    the puts the texts come from, let the cache skip hashing them."""
     if not texts:
         return np.zeros(0, dtype=np.float64)
-    entries = cache.get(embedder, texts)
+    cached = cache.get(embedder, texts, sequences)
     terms = tokenise(query)
-    lengths = np.fromiter((e.length for e in entries), dtype=np.float64, count=len(entries))
-    lexical = bm25_similarities(terms, [e.counts for e in entries], lengths)
+    lexical = bm25_similarities(terms, cached.counts, cached.lengths)
     asked = embedder.embed_one(query)
-    matrix = np.vstack([e.vector for e in entries])
-    vector = np.clip(matrix @ asked, 0.0, None).astype(np.float64)
+    vector = np.clip(cached.vectors @ asked, 0.0, None).astype(np.float64)
     weight = lexical_weight if terms else 0.0
     combined: npt.NDArray[np.float64] = weight * lexical + (1.0 - weight) * vector
     return combined

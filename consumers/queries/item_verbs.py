@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from consumers.queries.dispatch import QueryDispatcher
 from consumers.queries.item_ranking import ItemTextCache, rank_texts
@@ -42,6 +43,8 @@ __all__ = [
 
 CursorFactory = Callable[[], duckdb.DuckDBPyConnection]
 Clock = Callable[[], datetime]
+Rank = Callable[[str, Sequence[str], Sequence[int]], Sequence[float]]
+"""Scores texts (of the puts at the sequences given) against a query."""
 
 _COLUMNS = "path, key, value, created_at, updated_at, expires_at, sequence"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -109,10 +112,11 @@ def search_items(
     limit: int,
     offset: int,
     now: datetime,
-    rank: Callable[[str, Sequence[str]], Sequence[float]] | None = None,
+    rank: Rank | None = None,
 ) -> list[dict[str, Any]]:
     """One page of the items under ``prefix`` passing ``filter``, ordered (see the module).
-    ``rank`` scores texts against ``query`` (None: no ranking, newest first)."""
+    ``rank`` scores texts (of the puts at the sequences given) against ``query`` (None: no
+    ranking, newest first)."""
     under, params = _under(prefix)
     where = f"namespace = ? AND {under} AND {_LIVE}"
     params = [namespace, *params, now]
@@ -138,10 +142,13 @@ def search_items(
     if query and rank is not None:
         texts = found["text"].tolist()
         indexed = [i for i in keep if texts[i] is not None]
-        ranked = rank(query, [texts[i] for i in indexed])
+        ranked = rank(query, [texts[i] for i in indexed], [sequences[i] for i in indexed])
         scores = {sequences[i]: float(s) for i, s in zip(indexed, ranked, strict=True)}
-        # Best first (ties: newest first), then the items without text, newest first.
-        keep.sort(key=lambda i: (sequences[i] not in scores, -scores.get(sequences[i], 0.0)))
+        # Best first (ties: newest first: keep is newest first and the sort is stable), then
+        # the items without text, newest first.
+        keep = [indexed[i] for i in np.argsort(-np.asarray(ranked), kind="stable")] + [
+            i for i in keep if texts[i] is None
+        ]
     page = [sequences[i] for i in keep[offset : offset + limit]]
     if not page:
         return []
@@ -232,9 +239,11 @@ class ItemVerbs:
 
         return handler
 
-    def rank(self, query: str, texts: Sequence[str]) -> Sequence[float]:
+    def rank(self, query: str, texts: Sequence[str], sequences: Sequence[int]) -> Sequence[float]:
         """The hybrid similarity of each text to ``query`` (``item_ranking.rank_texts``)."""
-        scores = rank_texts(query, texts, self._embedder(), self.cache, self.lexical_weight)
+        scores = rank_texts(
+            query, texts, self._embedder(), self.cache, self.lexical_weight, sequences
+        )
         return [float(s) for s in scores]
 
     def _get(self, cursor: duckdb.DuckDBPyConnection, r: Any) -> dict[str, Any]:
