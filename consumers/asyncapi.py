@@ -19,6 +19,7 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
+from consumers.queries.freshness import PROJECTION_READS
 from consumers.queries.service import QUEUE_GROUP
 from engine import __version__
 from engine.events import EVENT_TYPES, NAMESPACE_PATTERN, typed_event_model
@@ -74,9 +75,15 @@ def asked_on(spec: VerbSpec) -> list[str]:
 
 def _description(spec: VerbSpec) -> str:
     who = "Operator verb (not for agents): " if spec.operator else ""
+    fresh = (
+        " The reply also carries consistency ({sequence, stale}: the stream sequence it "
+        "reflects); a request's min_sequence is waited for, bounded."
+        if PROJECTION_READS.intersection(spec.reads)
+        else ""
+    )
     return (
         f"{who}{spec.summary}. Request: {spec.request.__name__}; reply: {spec.reply.__name__}, "
-        f"or {QueryErrorReply.__name__} when it is refused or fails."
+        f"or {QueryErrorReply.__name__} when it is refused or fails.{fresh}"
     )
 
 

@@ -121,6 +121,7 @@ async def test_a_catastrophic_task_type_pattern_answers_at_once_while_others_ans
         reply, took, _size = await ask(served.nc, "learning", {}, wait_s=2)
         assert reply["total_workflows_executed"] == 12 and took < 1.0
     reply, took, _size = await hostile
+    assert reply.pop("consistency")["stale"] is False
     assert reply == {"pattern": None} and took < 1.0
 
     reply, _took, _size = await ask(

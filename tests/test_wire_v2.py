@@ -177,7 +177,7 @@ async def test_the_subject_namespace_is_the_request_namespace() -> None:
         await handle("patterns", {"namespace": "beta"}, "alpha")
     with pytest.raises(UsageError, match="min_success_rate"):
         await handle("patterns", {"namespace": "beta", "min_success_rate": "x"}, "alpha")
-    assert await handle("status", {}, "alpha") == {}
+    assert await handle("status", {}, "alpha") == {"min_sequence": None}  # the request echoed
     assert (await handle("metrics", {}, "alpha"))["namespace"] == "alpha"
     assert (await handle("metrics", {}, None))["namespace"] is None  # every namespace
     assert (await handle("metrics", {"namespace": "beta"}, None))["namespace"] == "beta"
