@@ -17,7 +17,6 @@ import pytest
 
 pytest.importorskip("mcp")  # a safety net only: CI installs the mcp extra
 
-
 import httpx2
 import mcp_types as types
 import uvicorn

@@ -146,57 +146,71 @@ async def test_bad_arguments_and_namespaces_are_tool_errors(
 ) -> None:
     """A bad argument is a tool error naming the field, and the server keeps serving; an
     argument ``namespace`` is refused, so the model can neither read nor write another
-    tenant's memory: what it stores lands in the configured namespace only. (Spoken in the
-    handshake era of the protocol, as most hosts do today.)"""
-    async with running(settings, nc, tmp_path / "engine") as engine:
-        await settle(engine)
-        async with MemoryClient(settings=settings, namespace="beta") as beta:
-            await beta.store_execution(task_id="b-1", execution_summary=BETA_TEXT, success=True)
-        async with mcp_stdio(settings, tmp_path, "--namespace", "alpha", mode="legacy") as client:
-            assert client.protocol_version < "2026"  # the initialize handshake
-            cases: dict[str, tuple[str, dict[str, Any]]] = {
-                "duration": ("store_workflow", {"workflow_steps": ["a"], "success": True,
-                                                "duration": -1}),
-                "success": ("store_workflow", {"workflow_steps": ["a"], "duration": 1.0}),
-                "durations": ("store_workflow", {"workflow_steps": ["a"], "success": True,
-                                                 "durations": 1.0}),
-                "top_k": ("search_memory", {"text": "x", "top_k": 0}),
-                "task_type": ("get_best_workflow", {}),
-                "text": ("search_memory", {"top_k": 3}),
-                "min_sequence": ("search_memory", {"text": "x", "min_sequence": 10**9}),
-                "kind": ("add_knowledge", {"kind": "poem", "title": "t", "content": "c"}),
-                "embedding": ("store_execution", {"task_id": "t", "execution_summary": "s",
-                                                  "success": True, "embedding": [0.1]}),
-            }  # fmt: skip
-            for field, (tool, arguments) in cases.items():
-                result = await client.call_tool(tool, arguments)
-                assert result.is_error, (field, text_of(result))
-                assert field in text_of(result), (field, text_of(result))
+    tenant's memory: what it stores lands in the configured namespace only. With the engine
+    stopped, a read is a tool error saying engram is unavailable and a write is still
+    appended. (Spoken in the handshake era of the protocol, as most hosts do today.)"""
+    async with mcp_stdio(settings, tmp_path, "--namespace", "alpha", mode="legacy") as client:
+        assert client.protocol_version < "2026"  # the initialize handshake
+        async with running(settings, nc, tmp_path / "engine") as engine:
+            await settle(engine)
+            await _refusals(client, settings)
 
-            refusals: list[tuple[str, dict[str, Any]]] = [
-                ("search_memory", {"text": BETA_TEXT, "namespace": "beta"}),
-                ("store_execution", {"task_id": "x", "execution_summary": "planted",
-                                     "success": True, "namespace": "beta"}),
-            ]  # fmt: skip
-            for tool, arguments in refusals:
-                refused = await client.call_tool(tool, arguments)
-                assert refused.is_error and "namespace" in text_of(refused)
+        # The engine is gone: a read is a tool error saying so, and a write is still appended.
+        down = await client.call_tool("get_best_workflow", {"task_type": "deploy"})
+        assert down.is_error and "unavailable" in text_of(down)
+        kept = await _call(
+            client, "store_execution", task_id="a-2", execution_summary="while down", success=True
+        )
+        stored = await event_log.js.get_msg(settings.stream.name, kept["sequence"])
+        assert stored.data is not None and b"while down" in stored.data
 
-            mine = await _call(
-                client, "store_execution", task_id="a-1", execution_summary="alpha's own note",
-                success=True,
-            )  # fmt: skip
-            assert mine["namespace"] == "alpha"
-            hits = (await _call(client, "search_memory", text=BETA_TEXT, top_k=20))["hits"]
-            assert {h["namespace"] for h in hits} == {"alpha"}
-            assert BETA_TEXT not in [h["text"] for h in hits]
 
-        async with MemoryClient(settings=settings, namespace="beta") as beta:
-            beta_hits = await beta.search_similar(
-                "alpha's own note planted", top_k=20, min_sequence=mine["sequence"]
-            )
-            assert {h.namespace for h in beta_hits} == {"beta"}
-            assert [h.text for h in beta_hits] == [BETA_TEXT]
+async def _refusals(client: Client, settings: Settings) -> None:
+    async with MemoryClient(settings=settings, namespace="beta") as beta:
+        await beta.store_execution(task_id="b-1", execution_summary=BETA_TEXT, success=True)
+    cases: dict[str, tuple[str, dict[str, Any]]] = {
+        "duration": ("store_workflow", {"workflow_steps": ["a"], "success": True,
+                                        "duration": -1}),
+        "success": ("store_workflow", {"workflow_steps": ["a"], "duration": 1.0}),
+        "durations": ("store_workflow", {"workflow_steps": ["a"], "success": True,
+                                         "durations": 1.0}),
+        "top_k": ("search_memory", {"text": "x", "top_k": 0}),
+        "task_type": ("get_best_workflow", {}),
+        "text": ("search_memory", {"top_k": 3}),
+        "min_sequence": ("search_memory", {"text": "x", "min_sequence": 10**9}),
+        "kind": ("add_knowledge", {"kind": "poem", "title": "t", "content": "c"}),
+        "embedding": ("store_execution", {"task_id": "t", "execution_summary": "s",
+                                          "success": True, "embedding": [0.1]}),
+    }  # fmt: skip
+    for field, (tool, arguments) in cases.items():
+        result = await client.call_tool(tool, arguments)
+        assert result.is_error, (field, text_of(result))
+        assert field in text_of(result), (field, text_of(result))
+
+    refusals: list[tuple[str, dict[str, Any]]] = [
+        ("search_memory", {"text": BETA_TEXT, "namespace": "beta"}),
+        ("store_execution", {"task_id": "x", "execution_summary": "planted",
+                             "success": True, "namespace": "beta"}),
+    ]  # fmt: skip
+    for tool, arguments in refusals:
+        refused = await client.call_tool(tool, arguments)
+        assert refused.is_error and "namespace" in text_of(refused)
+
+    mine = await _call(
+        client, "store_execution", task_id="a-1", execution_summary="alpha's own note",
+        success=True,
+    )  # fmt: skip
+    assert mine["namespace"] == "alpha"
+    hits = (await _call(client, "search_memory", text=BETA_TEXT, top_k=20))["hits"]
+    assert {h["namespace"] for h in hits} == {"alpha"}
+    assert BETA_TEXT not in [h["text"] for h in hits]
+
+    async with MemoryClient(settings=settings, namespace="beta") as beta:
+        beta_hits = await beta.search_similar(
+            "alpha's own note planted", top_k=20, min_sequence=mine["sequence"]
+        )
+        assert {h.namespace for h in beta_hits} == {"beta"}
+        assert [h.text for h in beta_hits] == [BETA_TEXT]
 
 
 async def test_bad_namespace_flag_exits_2(tmp_path: Path) -> None:
