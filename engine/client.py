@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from nats.aio.client import Client as NatsClient
 from pydantic import ValidationError
@@ -34,6 +34,7 @@ from engine.events import (
     make_event,
 )
 from engine.events.codec import explain_validation_error
+from engine.events.items import ItemDeleted, ItemPut
 from engine.events.registry import require_agent_type
 from engine.recall import Consistency_, RecallVerbs
 from engine.settings import Settings
@@ -379,3 +380,33 @@ class MemoryClient(RecallVerbs):
             "metadata": dict(metadata) if metadata else None,
         }
         return await self._send(KnowledgeAdded, fields, envelope)
+
+    async def put_item(
+        self,
+        path: Sequence[str],
+        key: str,
+        value: Mapping[str, Any],
+        *,
+        index: Sequence[str] | Literal[False] | None = None,
+        ttl: float | None = None,
+        **envelope: Unpack[EnvelopeOptions],
+    ) -> int:
+        """Store ``value`` (a JSON object) under ``path`` (labels: no period, not empty) and
+        ``key`` (``item.put``), replacing what was there. ``index``: the value's fields a
+        search's query is matched against (None: all of it; False: none); ``ttl``: minutes
+        until it expires. Read back with ``get_items`` / ``search_items``."""
+        fields = {
+            "path": list(path),
+            "key": key,
+            "value": dict(value),
+            "index": index if index is None or index is False else list(index),
+            "ttl": ttl,
+        }
+        return await self._send(ItemPut, fields, envelope)
+
+    async def delete_item(
+        self, path: Sequence[str], key: str, **envelope: Unpack[EnvelopeOptions]
+    ) -> int:
+        """Remove the item under ``path`` and ``key`` (``item.deleted``; none there: no
+        change)."""
+        return await self._send(ItemDeleted, {"path": list(path), "key": key}, envelope)

@@ -517,6 +517,85 @@ class RecallVerbs:
             min_sequence=min_sequence,
         )
 
+    # -- items (the LangGraph store) -----------------------------------------------------------
+
+    @asks("items_get")
+    async def get_items(
+        self,
+        path: Sequence[str],
+        keys: Sequence[str],
+        *,
+        namespace: str | None = None,
+        min_sequence: int | None = None,
+    ) -> list[r.StoredItem]:
+        """The items stored under ``path`` with these ``keys`` (those that exist and have not
+        expired), in the order of ``keys``. ``truncated`` replies (more than one NATS message)
+        are not completed here: ask for fewer keys."""
+        reply = await self._ask(
+            "items_get",
+            r.ItemsReply,
+            path=list(path),
+            keys=list(keys),
+            namespace=namespace,
+            min_sequence=min_sequence,
+        )
+        return reply.items
+
+    @asks("items_search")
+    async def search_items(
+        self,
+        prefix: Sequence[str] = (),
+        *,
+        filter: Mapping[str, Any] | None = None,
+        query: str | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        namespace: str | None = None,
+        min_sequence: int | None = None,
+    ) -> list[r.StoredItem]:
+        """Items at or below ``prefix`` whose value passes ``filter`` (a value per field, or
+        operators ``$eq $ne $gt $gte $lt $lte``), newest first; with ``query``, most similar
+        first (hybrid: words and vectors), each with its ``score``."""
+        reply = await self._ask(
+            "items_search",
+            r.ItemsReply,
+            prefix=list(prefix),
+            filter=dict(filter) if filter is not None else None,
+            query=query,
+            limit=limit,
+            offset=offset,
+            namespace=namespace,
+            min_sequence=min_sequence,
+        )
+        return reply.items
+
+    @asks("items_namespaces")
+    async def list_item_namespaces(
+        self,
+        *,
+        prefix: Sequence[str] | None = None,
+        suffix: Sequence[str] | None = None,
+        max_depth: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        namespace: str | None = None,
+        min_sequence: int | None = None,
+    ) -> list[list[str]]:
+        """The paths holding items, starting with ``prefix`` and ending with ``suffix`` (``*``
+        matches any one label), cut to ``max_depth`` labels, sorted."""
+        reply = await self._ask(
+            "items_namespaces",
+            r.ItemNamespacesReply,
+            prefix=list(prefix) if prefix is not None else None,
+            suffix=list(suffix) if suffix is not None else None,
+            max_depth=max_depth,
+            limit=limit,
+            offset=offset,
+            namespace=namespace,
+            min_sequence=min_sequence,
+        )
+        return reply.namespaces
+
 
 def _consistency(name: str, found: Any) -> Consistency | None:
     if found is None:

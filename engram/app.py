@@ -26,6 +26,7 @@ from consumers.lease import AnnouncerLease
 from consumers.outage import ConnectionWatch
 from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broker
 from consumers.queries.freshness import Freshness, Progress
+from consumers.queries.item_verbs import ItemVerbs
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.queries.session_verbs import register_session_verbs
@@ -124,6 +125,12 @@ class Engine:
             self._publish,
         )
         self._memory_verbs.register(dispatcher)
+        # The items (LangGraph store) from the tables, ranked with the active embedder.
+        ItemVerbs(
+            projections.store.reader,
+            lambda: projections.vectors.embedder,
+            lexical_weight=self.settings.search_lexical_weight,
+        ).register(dispatcher)
         if dispatcher.unserved():  # every catalogued verb is the engine's to answer
             raise EngramError(f"the engine serves no handler for {dispatcher.unserved()}")
         return dispatcher

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from consumers.queries.dispatch import OperatorAccess, QueryDispatcher
+from consumers.queries.item_verbs import ItemVerbs
 from consumers.queries.learning_verbs import register_learning_verbs
 from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.queries.session_verbs import register_session_verbs
@@ -14,6 +16,7 @@ from engine.errors import UsageError
 from engine.settings import Settings
 from engine.verbs import verb as spec
 from projections.context import HeuristicTokenCounter, RecentEvents
+from projections.embedders import get_embedder
 from projections.learning import LearnerProjection
 from projections.projection_set import active_embedder, vector_projection
 from projections.sessions import SessionCompactor
@@ -52,6 +55,13 @@ async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> 
             vectors = vector_projection(settings, active_embedder(settings))
             MemoryVerbs(
                 vectors, learner, RecentEvents(1), HeuristicTokenCounter(), publish=None
+            ).register(dispatcher)
+        if verb.startswith("items_"):  # ranked with the active embedder, built when asked
+            local = Settings(data_dir=data_dir)
+            ItemVerbs(
+                connection.cursor,
+                functools.cache(lambda: get_embedder(active_embedder(local))),
+                lexical_weight=local.search_lexical_weight,
             ).register(dispatcher)
         return await dispatcher.handle(verb, payload)
     finally:

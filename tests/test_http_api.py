@@ -34,6 +34,7 @@ VERB_BODIES: dict[str, dict[str, Any]] = {
     "search": {"text": "zebra cluster"},
     "task_context": {"task_description": "migrate the zebra cluster"},
     "assemble_context": {"task_description": "migrate the zebra cluster", "max_tokens": 200},
+    "items_get": {"path": ["users", "u1"], "keys": ["prefs"]},  # the LangGraph store's verbs
 }
 
 

@@ -50,6 +50,9 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "search": {"text": "deploy the release"},
     "task_context": {"task_description": "deploy the release"},
     "assemble_context": {"task_description": "deploy the release", "max_tokens": 200},
+    "items_get": {"path": ["users", "u1"], "keys": ["prefs"]},
+    "items_search": {"prefix": ["users"], "query": "dark theme"},
+    "items_namespaces": {"prefix": ["users"]},
 }
 """A valid request for every verb (the test below fails when a verb is added without one)."""
 

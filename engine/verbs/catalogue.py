@@ -255,6 +255,40 @@ CATALOGUE: dict[str, VerbSpec] = _catalogue(
         cli="context",
         lower="lower max_tokens",
     ),
+    VerbSpec(
+        "items_get",
+        "stored items (the LangGraph store) of one path, by key",
+        q.ItemsGetRequest,
+        r.ItemsReply,
+        ("tables",),
+        sdk="get_items",
+        cli="items-get",
+        trim="items",
+        lower="ask for fewer keys",
+    ),
+    VerbSpec(
+        "items_search",
+        "stored items at or below a path, filtered on their values, newest first or ranked by "
+        "a query (words and vectors fused)",
+        q.ItemsSearchRequest,
+        r.ItemsReply,
+        ("tables",),
+        sdk="search_items",
+        cli="items-search",
+        trim="items",
+        lower="lower limit",
+    ),
+    VerbSpec(
+        "items_namespaces",
+        "the paths holding stored items, by prefix and suffix (wildcards allowed), up to a depth",
+        q.ItemNamespacesRequest,
+        r.ItemNamespacesReply,
+        ("tables",),
+        sdk="list_item_namespaces",
+        cli="items-namespaces",
+        trim="namespaces",
+        lower="lower limit",
+    ),
 )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -23,6 +24,8 @@ __all__ = [
     "Consistency",
     "ExportReply",
     "ExtractPatternReply",
+    "ItemNamespacesReply",
+    "ItemsReply",
     "PatternListReply",
     "PatternsReply",
     "ProjectionStatus",
@@ -31,6 +34,7 @@ __all__ = [
     "SessionsReply",
     "SqlReply",
     "StatusReply",
+    "StoredItem",
     "TableMetricsReply",
     "TaskMetricsReply",
     "WorkflowMetricsReply",
@@ -150,3 +154,36 @@ class SearchReply(QueryReply):
 LearningReply = LearningMetrics
 TaskContextReply = TaskContext
 AssembledContextReply = AssembledContext
+
+
+# -- items (the LangGraph store) -----------------------------------------------------------------
+
+
+class StoredItem(QueryReply):
+    """One item: where it is, its value, and when the events that made it happened."""
+
+    path: list[str]
+    key: str
+    value: dict[str, Any]
+    created_at: datetime
+    """The ``occurred_at`` of the first put since the item last did not exist."""
+    updated_at: datetime
+    """The ``occurred_at`` of its newest put."""
+    expires_at: datetime | None = None
+    sequence: int
+    """The stream sequence of its newest put."""
+    score: float | None = None
+    """How similar it is to a search's query (0..1); None without a query, or not indexed."""
+
+
+class ItemsReply(QueryReply):
+    items: list[StoredItem]
+    truncated: bool = False
+    """True when the items were cut to fit one NATS message (ask the rest with an offset)."""
+    note: str | None = None
+
+
+class ItemNamespacesReply(QueryReply):
+    namespaces: list[list[str]]
+    truncated: bool = False
+    note: str | None = None

@@ -7,10 +7,12 @@ false, ``"5"`` is not 5).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from engine.events.items import MAX_LABELS, ItemKey, Label, check_label
+from engine.item_filters import check_filter
 from engine.verbs.fields import (
     Cli,
     Identifier,
@@ -27,6 +29,9 @@ __all__ = [
     "CheckpointsRequest",
     "ExportRequest",
     "ExtractPatternRequest",
+    "ItemNamespacesRequest",
+    "ItemsGetRequest",
+    "ItemsSearchRequest",
     "LearningRequest",
     "ListPatternsRequest",
     "PatternsRequest",
@@ -255,3 +260,78 @@ class AssembleContextRequest(QueryRequest):
         Field(min_length=1, description="operational, working and/or longterm"),
         Cli(repeat="--tier"),
     ] = Field(default_factory=lambda: list(ALL_TIERS))
+
+
+# -- items (the LangGraph store) -----------------------------------------------------------------
+
+
+def _label_or_any(label: str) -> str:
+    return label if label == "*" else check_label(label)
+
+
+def _filter(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(check_filter(value))
+
+
+ItemPath = Annotated[list[Label], Field(max_length=MAX_LABELS)]
+MatchPath = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_label_or_any)]],
+    Field(max_length=MAX_LABELS),
+]
+"""Labels, ``*`` matching any one label."""
+
+
+class ItemsGetRequest(QueryRequest):
+    namespace: Namespace = "default"
+    path: Annotated[
+        ItemPath,
+        Field(min_length=1, description="the items' path (a LangGraph namespace), label by label"),
+        Cli(repeat="--label"),
+    ]
+    keys: Annotated[
+        list[ItemKey],
+        Field(min_length=1, max_length=1_000, description="the keys to read"),
+        Cli(repeat="--key"),
+    ]
+
+
+class ItemsSearchRequest(QueryRequest):
+    namespace: Namespace = "default"
+    prefix: Annotated[
+        ItemPath,
+        Field(description="items at this path or below it (none: every item)"),
+        Cli(repeat="--label"),
+    ] = Field(default_factory=list)
+    filter: Annotated[
+        dict[str, Any] | None,
+        AfterValidator(_filter),
+        Field(
+            description="conditions on the value's fields: a value (equal), or operators $eq, "
+            "$ne, $gt, $gte, $lt, $lte"
+        ),
+        Cli(hidden=True),
+    ] = None
+    query: Annotated[
+        LongText | None, Field(description="rank the items by similarity to this text")
+    ] = None
+    limit: Annotated[int, Field(ge=1, le=1_000, description="how many items at most")] = 10
+    offset: Annotated[int, Field(ge=0, le=1_000_000, description="items to skip first")] = 0
+
+
+class ItemNamespacesRequest(QueryRequest):
+    namespace: Namespace = "default"
+    prefix: Annotated[
+        MatchPath | None,
+        Field(description="paths starting with these labels (* any one)"),
+        Cli(repeat="--prefix"),
+    ] = None
+    suffix: Annotated[
+        MatchPath | None,
+        Field(description="paths ending with these labels (* any one)"),
+        Cli(repeat="--suffix"),
+    ] = None
+    max_depth: Annotated[
+        int | None, Field(ge=1, description="cut the paths to this many labels")
+    ] = None
+    limit: Annotated[int, Field(ge=1, le=1_000, description="how many paths at most")] = 100
+    offset: Annotated[int, Field(ge=0, le=1_000_000, description="paths to skip first")] = 0
