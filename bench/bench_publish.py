@@ -191,6 +191,31 @@ async def run_sdk(client: MemoryClient, specs: Sequence[PayloadSpec], freeze: bo
     return Run(done - start, cpu_done - cpu_start, built - start, encode_s)
 
 
+async def run_concurrent(
+    client: MemoryClient, specs: Sequence[PayloadSpec], in_flight: int, freeze: bool
+) -> Run:
+    """Many agents in one process: ``in_flight`` tasks, each publishing one event at a time
+    with ``MemoryClient.publish`` (what every typed ``store_*`` verb does: build, validate,
+    encode, publish, await its own ack and sequence)."""
+    await recreate_stream(client)
+    settle_heap(freeze)
+    cpu_start, start = time.process_time(), time.perf_counter()
+    todo = iter(specs)
+    sequences: list[int] = []
+
+    async def agent() -> None:
+        for model, fields, envelope in todo:
+            sequences.append(await client.publish(client.event(model(**fields), **envelope)))
+
+    await asyncio.gather(*(agent() for _ in range(in_flight)))
+    done, cpu_done = time.perf_counter(), time.process_time()
+    if len(set(sequences)) != len(specs):
+        raise SystemExit(f"concurrent run: {len(set(sequences))} sequences for {len(specs)}")
+    if (stored := await stored_count(client)) != len(specs):
+        raise SystemExit(f"concurrent run: {stored} stored, expected {len(specs)}")
+    return Run(done - start, cpu_done - cpu_start)
+
+
 async def run_raw(
     client: MemoryClient,
     nc: NatsClient,
@@ -249,13 +274,18 @@ async def bench(args: argparse.Namespace, url: str, data_dir: Path) -> None:
                 f"inputs {gc_note} the GC"
             )
 
-            runs: dict[str, list[Run]] = {"sdk": [], "raw": []}
+            runs: dict[str, list[Run]] = {"sdk": [], "raw": [], "concurrent": []}
             sides: dict[str, Callable[[], Awaitable[Run]]] = {
                 "sdk": lambda: run_sdk(client, specs, args.gc_freeze),
                 "raw": lambda: run_raw(client, nc, batch, args.max_in_flight, args.gc_freeze),
+                "concurrent": lambda: run_concurrent(
+                    client, specs, args.max_in_flight, args.gc_freeze
+                ),
             }
             for round_no in range(args.rounds):
                 order = ["sdk", "raw"] if round_no % 2 == 0 else ["raw", "sdk"]
+                if args.concurrent:
+                    order.insert(1, "concurrent")
                 for side in order:
                     run = await sides[side]()
                     runs[side].append(run)
@@ -276,20 +306,27 @@ async def bench(args: argparse.Namespace, url: str, data_dir: Path) -> None:
             with contextlib.suppress(NotFoundError):
                 await client.log.js.delete_stream(args.stream)
 
-    report(args.n, min(runs["sdk"], key=_wall), min(runs["raw"], key=_wall))
+    concurrent = min(runs["concurrent"], key=_wall) if runs["concurrent"] else None
+    report(args.n, min(runs["sdk"], key=_wall), min(runs["raw"], key=_wall), concurrent)
 
 
 def _wall(run: Run) -> float:
     return run.wall_s
 
 
-def report(n: int, sdk: Run, raw: Run) -> None:
+def report(n: int, sdk: Run, raw: Run, concurrent: Run | None = None) -> None:
     us = 1e6 / n
     print()
-    for label, run in (("raw nats-py publish_async", raw), ("SDK publish_many", sdk)):
+    sides = [("raw nats-py publish_async", raw), ("SDK publish_many", sdk)]
+    if concurrent is not None:
+        sides.append(("SDK publish, concurrent", concurrent))
+    for label, run in sides:
         print(f"{label:<27}{_rate(n, run.wall_s)}   client CPU {run.cpu_s * us:5.1f} us/event")
     ratio = raw.wall_s / sdk.wall_s
     print(f"{'SDK / raw':<27}{ratio:10.0%}   (target >= {TARGET_RATIO:.0%})")
+    if concurrent is not None:
+        ratio = raw.wall_s / concurrent.wall_s
+        print(f"{'concurrent / raw':<27}{ratio:10.0%}   (target >= {TARGET_RATIO:.0%})")
     print("SDK time split (best run):")
     publishing_s = sdk.wall_s - sdk.build_s - sdk.encode_s
     for label, seconds in (
@@ -309,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-in-flight", type=int, default=Settings().publish_max_in_flight)
     parser.add_argument("--rounds", type=int, default=2, help="runs per side, best counts (2)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--concurrent", action="store_true",
+        help="also time single publishes from --max-in-flight concurrent tasks (many agents)",
+    )  # fmt: skip
     parser.add_argument(
         "--no-gc-freeze", dest="gc_freeze", action="store_false",
         help="leave the prepared inputs to the cyclic GC during timed runs (see settle_heap)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -19,7 +20,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import Header
 from nats.js.errors import APIError, NoStreamResponseError
 
-__all__ = ["Ack", "AckWindow", "parse_ack"]
+__all__ = ["Ack", "AckRouter", "AckWindow", "parse_ack"]
 
 Ack = tuple[int, bool]
 """(stream sequence, duplicate): a stored message."""
@@ -118,3 +119,103 @@ class AckWindow:
         self._acked += 1
         if self._sent - self._acked <= self._resume_at:
             self._progress.set()
+
+
+class AckRouter:
+    """Single publishes from many concurrent callers, their acks over one reply subscription.
+
+    What ``AckWindow`` does for one batch, for the life of a connection: message ``n`` asks for
+    its ack on ``<inbox>.<n>`` of one long-lived subscription, whose callback resolves the
+    caller's future. Compared with nats-py's ``js.publish`` (a request: a token, a future and a
+    ``wait_for`` timer per message), a caller pays a future and a dict entry; timeouts are swept
+    by one task that runs only while acks are awaited. At most ``max_in_flight`` acks are
+    awaited at once: further callers wait for room (the bounded window ``append_many`` uses).
+    """
+
+    def __init__(self, nc: NatsClient, *, max_in_flight: int, timeout_s: float) -> None:
+        self._nc = nc
+        self._max_in_flight = max(1, max_in_flight)
+        self._timeout_s = timeout_s
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._opening = asyncio.Lock()
+        self._waiting: dict[int, asyncio.Future[Ack | Exception]] = {}
+        self._deadlines: deque[tuple[float, int]] = deque()
+        self._next = 0
+        self._room = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Ack:
+        """Publish one message and wait for its ack; raises the ack's error, TimeoutError
+        when none came within ``timeout_s``, or what ``nc.publish`` raises."""
+        if self._sub is None:
+            await self._open()
+        loop = asyncio.get_running_loop()
+        if len(self._waiting) >= self._max_in_flight:
+            await self._wait_for_room(loop.time() + self._timeout_s)
+        number = self._next
+        self._next += 1
+        future: asyncio.Future[Ack | Exception] = loop.create_future()
+        self._waiting[number] = future
+        self._deadlines.append((loop.time() + self._timeout_s, number))
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="engram-ack-timeouts")
+        try:
+            await self._nc.publish(subject, body, reply=self._prefix + str(number), headers=headers)
+        except BaseException:
+            self._waiting.pop(number, None)
+            raise
+        outcome = await future
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def _open(self) -> None:
+        async with self._opening:
+            if self._sub is None:
+                self._prefix = self._nc.new_inbox() + "."
+                self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+
+    async def _wait_for_room(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while len(self._waiting) >= self._max_in_flight:
+            self._room.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError("no room in the ack window")
+            try:
+                async with asyncio.timeout(left):
+                    await self._room.wait()
+            except TimeoutError:
+                continue
+
+    async def _on_reply(self, msg: Msg) -> None:
+        try:
+            number = int(msg.subject[len(self._prefix) :])
+        except ValueError:
+            return
+        future = self._waiting.pop(number, None)
+        if future is not None and not future.done():
+            future.set_result(parse_ack(msg))
+        if len(self._waiting) < self._max_in_flight:
+            self._room.set()
+
+    async def _sweep(self) -> None:
+        """Fail the callers whose ack is overdue; ends once no ack is awaited."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                await asyncio.sleep(min(0.25, self._timeout_s / 4))
+                now = loop.time()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    _, number = self._deadlines.popleft()
+                    future = self._waiting.pop(number, None)
+                    if future is not None and not future.done():
+                        future.set_result(TimeoutError())
+                while self._deadlines and self._deadlines[0][1] not in self._waiting:
+                    self._deadlines.popleft()  # answered long ago
+                if len(self._waiting) < self._max_in_flight:
+                    self._room.set()
+            self._deadlines.clear()  # every one of them was answered
+        finally:
+            self._sweeper = None

@@ -27,7 +27,7 @@ from engine.errors import (
 )
 from engine.events import Event, encode_event
 from engine.signing import SIGNATURE_HEADER, EngineKey
-from engine.stream._ack_window import AckWindow
+from engine.stream._ack_window import AckRouter, AckWindow
 from engine.stream.records import AppendResult
 from engine.subjects import DEFAULT_SUBJECTS, EventSubjects
 
@@ -79,6 +79,9 @@ class Appender:
         self._timeout_s = timeout_s
         self._max_in_flight = max_in_flight
         self._js: JetStreamContext = nc.jetstream(timeout=timeout_s)
+        self._router = AckRouter(nc, max_in_flight=max_in_flight, timeout_s=timeout_s)
+        """Single appends of concurrent callers share one bounded ack window (a subscription
+        opened on the first of them)."""
 
     def encode(self, event: Event) -> EncodedEvent:
         """``event`` encoded for this stream (``encode_for_append`` with its subjects)."""
@@ -133,19 +136,19 @@ class Appender:
     async def append(
         self, encoded: EncodedEvent, expected_last_subject_seq: int | None = None
     ) -> AppendResult:
-        """Append one event and wait for its ack. Raises a PublishFailedError subclass."""
+        """Append one event and wait for its ack. Raises a PublishFailedError subclass.
+
+        Concurrent calls share one bounded window of acks in flight (``AckRouter``): many
+        agents in one process get batch throughput, each with its own sequence or error."""
         event_id, subject, body = encoded
         self._check_size(event_id, body)
         try:
-            ack = await self._js.publish(
-                subject,
-                body,
-                timeout=self._timeout_s,
-                headers=self._headers(event_id, subject, body, expected_last_subject_seq),
+            sequence, duplicate = await self._router.publish(
+                subject, body, self._headers(event_id, subject, body, expected_last_subject_seq)
             )
         except Exception as exc:  # every failure becomes one of ours, with its cause named
             raise self._error(event_id, subject, exc) from exc
-        return AppendResult(event_id, ack.seq, bool(ack.duplicate))
+        return AppendResult(event_id, sequence, duplicate)
 
     async def append_many(self, batch: Sequence[EncodedEvent]) -> list[AppendResult | EngramError]:
         """Append many events in order, with at most ``max_in_flight`` acks outstanding.
