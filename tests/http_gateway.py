@@ -38,11 +38,11 @@ def auth(token: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def gateway(
-    settings: Settings, keys_path: Path, *, max_body_bytes: int = 1_048_576
+    settings: Settings, keys_path: Path, *, max_body_bytes: int = 1_048_576, mcp: bool = False
 ) -> AsyncIterator[str]:
     """The gateway on 127.0.0.1 and a free port until the block ends; yields its base URL."""
     prepared = prepare_gateway(
-        settings, "127.0.0.1:0", keys_path, max_body_bytes=max_body_bytes, with_mcp=False
+        settings, "127.0.0.1:0", keys_path, max_body_bytes=max_body_bytes, with_mcp=mcp
     )
     stop = asyncio.Event()
     task = asyncio.create_task(run_prepared(prepared, stop))

@@ -10,16 +10,26 @@ refused too (the namespace never comes from an argument).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Path, Query, Request
 
 from engram.http.authentication import STATE_KEY
 from engram.http.gateway import Gateway
 from engram.http.keys import ApiKey
 from engram.http.problems import ProblemError, field_errors
 
-__all__ = ["body_namespace", "gateway_of", "key_of", "operator_key", "tenant"]
+__all__ = [
+    "OperatorNamespace",
+    "Tenant",
+    "body_namespace",
+    "gateway_of",
+    "key_of",
+    "operator_key",
+    "operator_only",
+    "tenant",
+]
 
 
 def key_of(request: Request) -> ApiKey:
@@ -76,3 +86,43 @@ def gateway_of(request: Request) -> Gateway:
     gateway = request.app.state.gateway
     assert isinstance(gateway, Gateway)
     return gateway
+
+
+def _allowed_namespace(
+    request: Request,
+    namespace: Annotated[
+        str, Path(description="a namespace the API key holds (one NATS subject token)")
+    ],
+) -> str:
+    return tenant(request, namespace)
+
+
+Tenant = Annotated[str, Depends(_allowed_namespace)]
+"""The path's ``{namespace}``, checked against the key before the body is validated (a key
+for alpha gets 403 for beta whatever it sends)."""
+
+
+def _operator_namespace(
+    request: Request,
+    namespace: Annotated[
+        str | None,
+        Query(
+            description="ask the engine owning this namespace (one the key holds) instead of "
+            "the operator's subject"
+        ),
+    ] = None,
+) -> str | None:
+    return None if namespace is None else tenant(request, namespace)
+
+
+OperatorNamespace = Annotated[str | None, Depends(_operator_namespace)]
+
+
+def operator_only(verb: str) -> Callable[[Request], ApiKey]:
+    """A dependency refusing (403) a key that is not an operator's, before the body is read
+    into the verb's model."""
+
+    def dependency(request: Request) -> ApiKey:
+        return operator_key(request, verb)
+
+    return dependency

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,18 +18,19 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from engine.errors import EngramError
 from engram.http.authentication import Authentication
-from engram.http.event_routes import event_router
+from engram.http.event_routes import add_event_routes
 from engram.http.gateway import Gateway
 from engram.http.keys import KeyRing
 from engram.http.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from engram.http.problems import MEDIA_TYPE, ProblemError, field_errors, problem_body, problem_for
-from engram.http.query_routes import json_response, query_router
-from engram.http.seed_routes import seed_router
-from engram.http.sse import sse_router
+from engram.http.query_routes import add_query_routes, json_response
+from engram.http.seed_routes import add_seed_routes
+from engram.http.sse import add_sse_routes
 
 __all__ = ["McpMount", "create_app"]
 
@@ -45,11 +46,11 @@ _STATUS_KINDS = {
 
 @dataclass(frozen=True, slots=True)
 class McpMount:
-    """An ASGI app mounted at ``/mcp`` (the MCP server's streamable HTTP transport), and the
-    context it must run within (its session manager), entered with the gateway's lifespan."""
+    """An ASGI app served at ``/mcp`` (the MCP server's streamable HTTP transport), and the
+    context it must run within (its session manager), entered in the gateway's lifespan."""
 
     app: ASGIApp
-    lifespan: contextlib.AbstractAsyncContextManager[Any] | None = None
+    lifespan: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None
 
 
 def _problem_response(problem: ProblemError, request: Request) -> Response:
@@ -121,14 +122,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.closing = asyncio.Event()
         try:  # warm the connection; a NATS that is away now is a 503 until it is back
             await gateway.client()
         except EngramError as exc:
             log.warning("gateway started without NATS (503 until it is reachable)", error=str(exc))
         async with contextlib.AsyncExitStack() as stack:
             if mcp is not None and mcp.lifespan is not None:
-                await stack.enter_async_context(mcp.lifespan)
+                await stack.enter_async_context(mcp.lifespan())
             try:
                 yield
             finally:
@@ -144,22 +144,23 @@ def create_app(
     )
     app.state.gateway = gateway
     app.state.closing = asyncio.Event()
+    """Set when the gateway stops: open event streams end (engram.http.server sets it first)."""
     _install_handlers(app)
-    app.include_router(event_router())
-    app.include_router(query_router())
-    app.include_router(seed_router())
-    app.include_router(sse_router())
+    add_event_routes(app.router)
+    add_query_routes(app.router)
+    add_seed_routes(app.router)
+    add_sse_routes(app.router)
 
     @app.get("/healthz", tags=["health"], summary="the gateway reaches NATS and the stream")
     async def healthz() -> Response:
         await gateway.client()  # a 503 problem when NATS or the stream is away
         return json_response({"status": "ok"})
 
-    # -- MCP (streamable HTTP) mount point -----------------------------------------------------
-    # engram/mcp provides the ASGI app; engram.http.server.mcp_mount() builds the McpMount.
-    # The Authentication middleware below covers /mcp like every /v1 route.
+    # MCP (streamable HTTP) at /mcp: engram.mcp.http's app, built by engram.http.server's
+    # mcp_mount. A route, not a mount: /mcp itself, no redirect to /mcp/. The Authentication
+    # middleware below covers it like every /v1 route (it reads request.state.engram_key).
     if mcp is not None:
-        app.mount("/mcp", mcp.app)
+        app.router.routes.append(Route("/mcp", mcp.app, include_in_schema=False))
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(Authentication, keys=keys)

@@ -32,11 +32,11 @@ from engine.errors import ForbiddenEventTypeError, UnknownEventTypeError
 from engine.events import EVENT_TYPES, EventData, make_event
 from engine.events.codec import explain_validation_error
 from engine.events.registry import AGENT_TYPES, require_agent_type
-from engram.http.access import gateway_of, tenant
+from engram.http.access import Tenant, gateway_of
 from engram.http.problems import ProblemError, field_errors
 from engram.http.query_routes import json_response
 
-__all__ = ["FRIENDLY", "Friendly", "Stored", "event_router"]
+__all__ = ["FRIENDLY", "Friendly", "Stored", "add_event_routes"]
 
 EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Label = Annotated[str, Field(min_length=1, max_length=256)]
@@ -220,11 +220,7 @@ def _idempotency_param() -> inspect.Parameter:
 def _common(model: type[BaseModel], extra_path: str | None = None) -> list[inspect.Parameter]:
     params = [
         inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
-        inspect.Parameter(
-            "namespace",
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=Annotated[str, Path(description="a namespace the API key holds")],
-        ),
+        inspect.Parameter("namespace", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Tenant),
     ]
     if extra_path is not None:
         params.append(
@@ -247,7 +243,7 @@ def _typed_endpoint(event_type: str) -> Endpoint:
     async def endpoint(
         request: Request, namespace: str, body: Any, idempotency_key: str | None = None
     ) -> Response:
-        ns = tenant(request, namespace)
+        ns = namespace  # checked against the key (Tenant) before the body was validated
         values = body.model_dump(exclude_unset=True)
         data = body.data  # validated by the payload's own model (the body's ``data`` field)
         return await _store(
@@ -272,7 +268,7 @@ def _friendly_endpoint(route: Friendly) -> Endpoint:
     async def endpoint(
         request: Request, namespace: str, body: Any, idempotency_key: str | None = None, **path: str
     ) -> Response:
-        ns = tenant(request, namespace)
+        ns = namespace  # checked against the key (Tenant) before the body was validated
         values = body.model_dump(exclude_unset=True)
         payload = {k: v for k, v in values.items() if k in data_fields}
         payload.update(path)
@@ -295,8 +291,7 @@ def _friendly_endpoint(route: Friendly) -> Endpoint:
     return endpoint
 
 
-async def _refuse_type(request: Request, namespace: str, event_type: str) -> Response:
-    tenant(request, namespace)
+async def _refuse_type(namespace: Tenant, event_type: str) -> Response:
     if event_type not in EVENT_TYPES:
         raise UnknownEventTypeError(
             f"unknown event type {event_type!r}; agents publish {', '.join(sorted(AGENT_TYPES))}",
@@ -306,8 +301,7 @@ async def _refuse_type(request: Request, namespace: str, event_type: str) -> Res
     raise ForbiddenEventTypeError(f"{event_type} has no write route")  # pragma: no cover
 
 
-def event_router() -> APIRouter:
-    router = APIRouter()
+def add_event_routes(router: APIRouter) -> None:
     created: dict[int | str, dict[str, Any]] = {
         201: {"model": Stored, "description": "stored (JetStream acknowledged it)"}
     }
@@ -342,4 +336,3 @@ def event_router() -> APIRouter:
         name="event:refused",
         include_in_schema=False,
     )
-    return router

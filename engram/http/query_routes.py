@@ -21,20 +21,28 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, create_model
 
 from engine.verbs import CATALOGUE, VerbSpec
 from engine.verbs.replies import Consistency
-from engram.http.access import body_namespace, gateway_of, operator_key, tenant
+from engram.http.access import (
+    OperatorNamespace,
+    Tenant,
+    body_namespace,
+    gateway_of,
+    operator_only,
+    tenant,
+)
+from engram.http.keys import ApiKey
 
 __all__ = [
     "MIN_SEQUENCE_HEADER",
+    "add_query_routes",
     "answer_model",
     "ask_verb",
     "json_response",
     "min_sequence_params",
-    "query_router",
     "tenant_endpoint",
 ]
 
@@ -127,6 +135,8 @@ def _fields(body: BaseModel | None) -> dict[str, Any]:
 
 
 def tenant_endpoint(spec: VerbSpec) -> Endpoint:
+    """The endpoint asking a tenant's verb about the path's namespace."""
+
     async def endpoint(
         request: Request,
         namespace: str,
@@ -134,9 +144,8 @@ def tenant_endpoint(spec: VerbSpec) -> Endpoint:
         min_sequence_query: int | None = None,
         min_sequence_header: int | None = None,
     ) -> Response:
-        ns = tenant(request, namespace)
         return await ask_verb(
-            request, spec, _fields(body), ns, (min_sequence_query, min_sequence_header)
+            request, spec, _fields(body), namespace, (min_sequence_query, min_sequence_header)
         )
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -145,9 +154,7 @@ def tenant_endpoint(spec: VerbSpec) -> Endpoint:
                 "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
             ),
             inspect.Parameter(
-                "namespace",
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                annotation=Annotated[str, _namespace_doc()],
+                "namespace", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Tenant
             ),
             _body_param(spec),
             *min_sequence_params(),
@@ -159,16 +166,16 @@ def tenant_endpoint(spec: VerbSpec) -> Endpoint:
 def _operator_endpoint(spec: VerbSpec) -> Endpoint:
     async def endpoint(
         request: Request,
+        key: ApiKey,
         body: BaseModel | None = None,
         namespace: str | None = None,
         min_sequence_query: int | None = None,
         min_sequence_header: int | None = None,
     ) -> Response:
-        operator_key(request, spec.name)
         fields = _fields(body)
-        ns = namespace if namespace is not None else fields.get("namespace")
-        if ns is not None:
-            tenant(request, ns)
+        ns = namespace
+        if ns is None and fields.get("namespace") is not None:  # metrics/workflows of one
+            ns = tenant(request, fields["namespace"])
         return await ask_verb(request, spec, fields, ns, (min_sequence_query, min_sequence_header))
 
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -176,18 +183,17 @@ def _operator_endpoint(spec: VerbSpec) -> Endpoint:
             inspect.Parameter(
                 "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
             ),
+            inspect.Parameter(
+                "key",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Annotated[ApiKey, Depends(operator_only(spec.name))],
+            ),
             _body_param(spec),
             inspect.Parameter(
                 "namespace",
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None,
-                annotation=Annotated[
-                    str | None,
-                    Query(
-                        description="ask the engine owning this namespace (one the key holds) "
-                        "instead of the operator's subject"
-                    ),
-                ],
+                annotation=OperatorNamespace,
             ),
             *min_sequence_params(),
         ]
@@ -195,19 +201,12 @@ def _operator_endpoint(spec: VerbSpec) -> Endpoint:
     return endpoint
 
 
-def _namespace_doc() -> Any:
-    from fastapi import Path
-
-    return Path(description="a namespace the API key holds (one NATS subject token)")
-
-
 def _responses(spec: VerbSpec) -> dict[int | str, dict[str, Any]]:
     return {200: {"model": answer_model(spec.reply), "description": spec.summary}}
 
 
-def query_router() -> APIRouter:
+def add_query_routes(router: APIRouter) -> None:
     """The routes of every catalogued verb (a test checks that none is missing)."""
-    router = APIRouter()
     for spec in CATALOGUE.values():
         if spec.scope in ("tenant", "either"):
             router.add_api_route(
@@ -231,4 +230,3 @@ def query_router() -> APIRouter:
                 responses=_responses(spec),
                 response_class=Response,
             )
-    return router

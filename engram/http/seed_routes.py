@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from engine.verbs import verb
-from engram.http.access import tenant
+from engram.http.access import Tenant
 from engram.http.query_routes import (
     MIN_SEQUENCE_HEADER,
     answer_model,
@@ -24,7 +24,7 @@ from engram.http.query_routes import (
     tenant_endpoint,
 )
 
-__all__ = ["SEED_QUERIES", "seed_router"]
+__all__ = ["SEED_QUERIES", "add_seed_routes"]
 
 SEED_QUERIES: dict[str, str] = {
     "/memory/search": "search",
@@ -36,23 +36,21 @@ SEED_QUERIES: dict[str, str] = {
 
 async def _list_patterns(
     request: Request,
-    namespace: str,
+    namespace: Tenant,
     pattern_type: Annotated[str | None, Query(description="workflow, success or failure")] = None,
     limit: Annotated[int, Query(ge=1)] = 50,
     min_sequence: Annotated[int | None, Query(ge=1)] = None,
     min_sequence_header: Annotated[int | None, Header(alias=MIN_SEQUENCE_HEADER, ge=1)] = None,
 ) -> Response:
-    ns = tenant(request, namespace)
     fields: dict[str, object] = {"limit": limit}
     if pattern_type is not None:
         fields["pattern_type"] = pattern_type
     return await ask_verb(
-        request, verb("list_patterns"), fields, ns, (min_sequence, min_sequence_header)
+        request, verb("list_patterns"), fields, namespace, (min_sequence, min_sequence_header)
     )
 
 
-def seed_router() -> APIRouter:
-    router = APIRouter()
+def add_seed_routes(router: APIRouter) -> None:
     for path, name in SEED_QUERIES.items():
         spec = verb(name)
         router.add_api_route(
@@ -75,4 +73,3 @@ def seed_router() -> APIRouter:
         responses={200: {"model": answer_model(verb("list_patterns").reply)}},
         response_class=Response,
     )
-    return router

@@ -55,7 +55,9 @@ def bind(listen: str) -> socket.socket:
     which)."""
     host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it a response's body waits for the client's delayed ACK of its headers (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -80,8 +82,10 @@ async def serve_app(
     stop: asyncio.Event,
     *,
     on_ready: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` on ``sock`` until ``stop`` is set (open requests get ``GRACE_S``)."""
+    """Serve ``app`` on ``sock`` until ``stop`` is set (``on_stop`` is called then, before
+    the server closes; open requests get ``GRACE_S``)."""
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -99,6 +103,8 @@ async def serve_app(
         if on_ready is not None:
             on_ready()
         await stop.wait()
+        if on_stop is not None:
+            on_stop()
         server.should_exit = True
 
     watcher = asyncio.create_task(watch(), name="http-stop")
@@ -110,14 +116,16 @@ async def serve_app(
             await watcher
 
 
-def mcp_mount() -> McpMount | None:
-    """The MCP server's streamable HTTP app for ``/mcp``, when engram/mcp provides one."""
+def mcp_mount(gateway: Gateway) -> McpMount | None:
+    """The MCP server's streamable HTTP app for ``/mcp`` on the gateway's client, or None
+    when the ``mcp`` extra is not installed (then ``/mcp`` is a 404)."""
     try:
-        from engram.mcp import http_app  # type: ignore[attr-defined]  # provided by engram/mcp
-    except ImportError:
+        from engram.mcp.http import mcp_asgi_app
+    except ImportError as exc:
+        log.info("no MCP at /mcp: the mcp extra is not installed", error=str(exc))
         return None
-    mount: McpMount = http_app()
-    return mount
+    mcp = mcp_asgi_app(gateway.client)
+    return McpMount(mcp, mcp.lifespan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,8 @@ class Prepared:
     sock: socket.socket
     url: str
     keys: Path
+    closing: asyncio.Event
+    """Set on stop: the open event streams end at once instead of holding the stop."""
 
 
 def prepare_gateway(
@@ -144,13 +154,11 @@ def prepare_gateway(
     sock = bind(listen)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
+    gateway = Gateway(settings)
     app = create_app(
-        Gateway(settings),
-        keys,
-        max_body_bytes=max_body_bytes,
-        mcp=mcp_mount() if with_mcp else None,
+        gateway, keys, max_body_bytes=max_body_bytes, mcp=mcp_mount(gateway) if with_mcp else None
     )
-    return Prepared(app, sock, f"http://{shown}:{port}", keys_path)
+    return Prepared(app, sock, f"http://{shown}:{port}", keys_path, app.state.closing)
 
 
 async def run_prepared(prepared: Prepared, stop: asyncio.Event) -> None:
@@ -160,6 +168,8 @@ async def run_prepared(prepared: Prepared, stop: asyncio.Event) -> None:
         log.info("engram http listening", url=prepared.url, keys=str(prepared.keys))
 
     try:
-        await serve_app(prepared.app, prepared.sock, stop, on_ready=ready)
+        await serve_app(
+            prepared.app, prepared.sock, stop, on_ready=ready, on_stop=prepared.closing.set
+        )
     finally:
         prepared.sock.close()

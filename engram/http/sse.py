@@ -20,11 +20,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from engram.http.access import gateway_of, tenant
+from engram.http.access import Tenant, gateway_of
 from engram.http.gateway import PATTERN_LEARNED, Announcement, Announcements
 from engram.http.problems import ProblemError, field_errors
 
-__all__ = ["PING_S", "sse_router"]
+__all__ = ["PING_S", "add_sse_routes"]
 
 PING_S = 15.0
 """Seconds between keep-alive comments on an idle stream."""
@@ -84,7 +84,7 @@ async def _frames(
 
 async def pattern_stream(
     request: Request,
-    namespace: str,
+    namespace: Tenant,
     last_event_id: Annotated[
         str | None,
         Header(alias="Last-Event-ID", description="resume after this stream sequence"),
@@ -93,7 +93,7 @@ async def pattern_stream(
         int | None, Query(ge=0, description="resume after this stream sequence")
     ] = None,
 ) -> StreamingResponse:
-    ns = tenant(request, namespace)
+    ns = namespace
     start = _resume_after(last_event_id, after)
     subscription = await gateway_of(request).announcements(ns, start)
     closing: asyncio.Event = request.app.state.closing
@@ -104,8 +104,7 @@ async def pattern_stream(
     )
 
 
-def sse_router() -> APIRouter:
-    router = APIRouter()
+def add_sse_routes(router: APIRouter) -> None:
     router.add_api_route(
         "/v1/namespaces/{namespace}/patterns/stream",
         pattern_stream,
@@ -121,4 +120,3 @@ def sse_router() -> APIRouter:
             }
         },
     )
-    return router
