@@ -109,7 +109,7 @@ def run(count: int, embedder_name: str, calls: int) -> None:
             finally:
                 cursor.close()
 
-        where = {"kind": "note", "n": {"$gte": 50}}
+        where: dict[str, object] = {"kind": "note", "n": {"$gte": 50}}
         started = time.perf_counter()
         search(QUERIES[0])
         cold = (time.perf_counter() - started) * 1000

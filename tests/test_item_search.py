@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consumers.queries.item_ranking import ItemTextCache, bm25_similarities, rank_texts
@@ -242,3 +242,39 @@ def test_values_keep_their_order_and_unicode() -> None:
     store = _store([(ItemPut(path=["p"], key="k", value=value), timedelta(0))])
     [item] = get_items(store.reader(), "alpha", ["p"], ["k"], NOW)
     assert json.dumps(item["value"]) == json.dumps(value)
+
+
+FIELD_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(-1e6, 1e6, allow_nan=False)
+    | st.sampled_from(["a", "b", "é", "\u00e9\u0301", 'a"b', "5", ""])
+)
+ROWS = st.lists(st.dictionaries(st.sampled_from(["f", "g", "h-1"]), FIELD_VALUES), max_size=12)
+PUSHED = st.dictionaries(
+    st.sampled_from(["f", "g", "h-1"]),
+    FIELD_VALUES
+    | st.dictionaries(
+        st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]), FIELD_VALUES, min_size=1
+    ),
+    max_size=2,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=ROWS, filter=PUSHED)
+@example(rows=[{"f": 2**53 + 1}], filter={"f": {"$gt": 2**53}})  # equal as doubles
+@example(rows=[{"f": "\u00e9"}, {"f": "e\u0301"}], filter={"f": "\u00e9"})
+def test_a_search_with_a_filter_finds_exactly_what_the_filter_matches(
+    rows: list[dict[str, Any]], filter: dict[str, Any]
+) -> None:
+    """The SQL pre-filter only narrows: a search returns every stored value the filter matches
+    and no other (big integers, floats, unicode, quotes, texts that look like numbers)."""
+    store = _store(
+        [(ItemPut(path=["p"], key=f"k{i}", value=row), timedelta(0)) for i, row in enumerate(rows)]
+    )
+    found = search_items(store.reader(), "alpha", ["p"], filter, None, 1000, 0, NOW)
+    assert sorted(_keys(found)) == sorted(
+        f"k{i}" for i, row in enumerate(rows) if matches(row, filter)
+    )

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -83,6 +85,43 @@ def _under(prefix: Sequence[str]) -> tuple[str, list[Any]]:
     return "(path = ? OR starts_with(path, ?))", [joined, joined + "."]
 
 
+_PLAIN_FIELD = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_WIDENED = {"$eq": "=", "$gt": ">=", "$gte": ">=", "$lt": "<=", "$lte": "<="}
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def prefilter(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """A SQL condition every value that passes ``filter`` meets (DuckDB's JSON functions), so
+    fewer values are decoded and tested in Python: the exact test (``engine.item_filters``)
+    still decides. Only plainly named top-level fields, a text's equality and comparisons of
+    numbers and texts are pushed down, each widened to hold whatever rounding to a double does
+    (``>`` as ``>=``); everything else is left to Python (``TRUE``)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for field, condition in filter.items():
+        if not _PLAIN_FIELD.fullmatch(field):
+            continue
+        path = f'$."{field}"'
+        if isinstance(condition, str):
+            condition = {"$eq": condition}
+        if not isinstance(condition, Mapping):
+            continue
+        for operator, operand in condition.items():
+            sql = _WIDENED.get(operator)
+            if sql is None:
+                continue
+            if isinstance(operand, str):
+                clauses.append(f"json_extract_string(value, ?) {sql} ?")
+                params += [path, operand]
+            elif _number(operand) and math.isfinite(operand):
+                clauses.append(f"TRY_CAST(json_extract_string(value, ?) AS DOUBLE) {sql} ?")
+                params += [path, float(operand)]
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
 def get_items(
     cursor: duckdb.DuckDBPyConnection,
     namespace: str,
@@ -129,9 +168,11 @@ def search_items(
         return [_record(row) for row in rows]
     # Candidates first (only the columns the filter and the ranking need), the page's rows last.
     columns = ["sequence", *(["value"] if filter else []), *(["text"] if query else [])]
+    narrowed, more = prefilter(filter) if filter else ("TRUE", [])
     found = cursor.sql(
-        f"SELECT {', '.join(columns)} FROM items WHERE {where} ORDER BY sequence DESC",
-        params=params,
+        f"SELECT {', '.join(columns)} FROM items WHERE {where} AND {narrowed} "
+        "ORDER BY sequence DESC",
+        params=[*params, *more],
     ).fetchnumpy()
     sequences: list[int] = found["sequence"].tolist()
     keep = list(range(len(sequences)))
