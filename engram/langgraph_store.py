@@ -64,7 +64,6 @@ from langgraph.store.base import (
     SearchItem,
     SearchOp,
     TTLConfig,
-    validate_op_namespace,
 )
 from pydantic import ValidationError
 
@@ -72,7 +71,7 @@ from engine.client import MemoryClient
 from engine.errors import QueryError, UsageError
 from engine.events import Event, make_event
 from engine.events.codec import explain_validation_error
-from engine.events.items import ItemDeleted, ItemPut
+from engine.events.items import ItemDeleted, ItemPut, check_label
 from engine.settings import Settings
 from engine.verbs.replies import ItemNamespacesReply, ItemsReply, StoredItem
 
@@ -179,7 +178,7 @@ class EngramStore(BaseStore):
         the batch), then the batch's puts (the last per key wins), appended in order."""
         listed = list(ops)
         for op in listed:
-            validate_op_namespace(op)
+            _check_labels(op)
             if isinstance(op, PutOp) and not op.namespace:
                 raise InvalidNamespaceError("Namespace cannot be empty.")
             if not isinstance(op, GetOp | SearchOp | ListNamespacesOp | PutOp):
@@ -339,6 +338,30 @@ class EngramStore(BaseStore):
                 break
             offset += len(reply.namespaces)
         return found
+
+
+def _check_labels(op: Op) -> None:
+    """Raise InvalidNamespaceError for a label LangGraph refuses (not a string, empty, a period,
+    a NUL; ``*`` is a label too, a wildcard only in a namespace listing's conditions): what
+    ``BaseStore``'s methods check before they batch, checked here for ops batched directly."""
+    if isinstance(op, GetOp | PutOp):
+        paths: list[tuple[Any, ...]] = [op.namespace]
+    elif isinstance(op, SearchOp):
+        paths = [op.namespace_prefix]
+    elif isinstance(op, ListNamespacesOp):
+        paths = [condition.path for condition in op.match_conditions or ()]
+    else:
+        return
+    for path in paths:
+        for label in path:
+            if not isinstance(label, str):
+                raise InvalidNamespaceError(
+                    f"Invalid namespace label {label!r} found in {path}: labels must be strings"
+                )
+            try:
+                check_label(label)
+            except ValueError as exc:
+                raise InvalidNamespaceError(f"Invalid namespace {path}: {exc}") from None
 
 
 def _check_page(limit: int, offset: int) -> None:
