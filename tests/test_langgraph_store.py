@@ -436,3 +436,17 @@ async def test_memory_client_writes_items_a_store_reads(engine: tuple[Engine, Se
         gone = await memory.delete_item(["notes"], "n1")
         assert await memory.get_items(["notes"], ["n1"], min_sequence=gone) == []
         assert json.dumps(await memory.list_item_namespaces(min_sequence=gone)) == "[]"
+
+
+async def test_items_larger_than_one_reply_come_back_whole(engine: tuple[Engine, Settings]) -> None:
+    """Six items of 200 KB cannot share one NATS message (1 MB): the engine cuts its replies
+    (truncated) and the store asks again for the rest, so get, batch and search return all."""
+    _, settings = engine
+    async with store_on(settings, "t-large") as store:
+        blob = "x" * 200_000
+        await store.abatch([PutOp(("big",), f"k{i}", {"i": i, "blob": blob}) for i in range(6)])
+        got = await store.abatch([GetOp(("big",), f"k{i}") for i in range(6)])
+        assert [cast(Item, g).value["i"] for g in got] == list(range(6))
+        found = await store.asearch(("big",), limit=10)
+        assert sorted(item.value["i"] for item in found) == list(range(6))
+        assert {len(item.value["blob"]) for item in found} == {200_000}
