@@ -37,6 +37,7 @@ import nats
 from bench_item_search import KINDS, QUERIES, _text
 from langgraph.store.base import PutOp
 
+from engine.errors import EngineUnavailableError
 from engine.logconfig import configure_logging
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
@@ -86,9 +87,12 @@ async def run(count: int, calls: int) -> None:
                 ]
                 for at in range(0, count, 500):
                     await store.abatch(ops[at : at + 500])
-                while engine.dispatcher is None:  # the engine's query service is up
-                    await asyncio.sleep(0.05)
-                await store.aget(("users", "u0"), "k0")  # waits until every put is applied
+                while True:  # until the engine's query service answers
+                    try:
+                        await store.aget(("users", "u0"), "k0")  # waits for every put
+                        break
+                    except EngineUnavailableError:
+                        await asyncio.sleep(0.1)
                 fill = time.perf_counter() - started
                 where = {"kind": "note", "n": {"$gte": 50}}
                 started = time.perf_counter()
