@@ -450,3 +450,21 @@ async def test_items_larger_than_one_reply_come_back_whole(engine: tuple[Engine,
         found = await store.asearch(("big",), limit=10)
         assert sorted(item.value["i"] for item in found) == list(range(6))
         assert {len(item.value["blob"]) for item in found} == {200_000}
+
+
+async def test_items_stay_out_of_the_operational_context(engine: tuple[Engine, Settings]) -> None:
+    """An agent's many item puts do not crowd what it did out of assemble_context's operational
+    tier (items are read with items_search, not recalled as events)."""
+    _, settings = engine
+    async with MemoryClient(settings=settings, namespace="t-context") as memory:
+        await memory.store_workflow(
+            task_type="deployment", workflow_steps=["plan", "ship"], success=True, duration=2.0
+        )
+        async with store_on(settings, "t-context") as store:
+            await store.abatch([PutOp(("notes",), f"n{i}", {"v": i}) for i in range(60)])
+            context = await memory.assemble_context(
+                "ship the deployment", tiers=["operational"], min_sequence=store.last_written
+            )
+    texts = [chunk.text for chunk in context.chunks]
+    assert any("plan -> ship" in text for text in texts), texts
+    assert not any("item." in text for text in texts), texts

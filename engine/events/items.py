@@ -31,6 +31,7 @@ __all__ = [
     "MAX_LABEL_CHARS",
     "MAX_TTL_MINUTES",
     "MAX_VALUE_BYTES",
+    "ITEM_TYPES",
     "IndexPath",
     "ItemDeleted",
     "ItemKey",
@@ -39,6 +40,8 @@ __all__ = [
     "check_label",
 ]
 
+ITEM_TYPES = frozenset({"item.put", "item.deleted"})
+"""The event types of items (``engine.events.registry`` declares them)."""
 MAX_LABELS = 32
 MAX_LABEL_CHARS = 256
 MAX_KEY_CHARS = 1_024

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from engine.events import EVENT_TYPES
+from engine.events.items import ITEM_TYPES
 from projections.context.assembly import Candidate
 from projections.context.describe import describe_event
 from projections.context.recent import RecentEvents
@@ -48,11 +49,12 @@ def gather_candidates(
     # Embedded once for both the operational tier and the vector search.
     query = vectors.embedder.embed([description])[0]
     if "operational" in tiers:
-        # What agents did; the engine's own events (announcements, usage) are not context.
+        # What agents did; the engine's own events (announcements, usage) are not context, nor
+        # the key-value items agents keep (a LangGraph store's puts: items_search reads them).
         latest = [
             e
             for e in recent.recent(namespace, limit=RECENT_SCANNED)
-            if EVENT_TYPES[e.event.type].publisher == "agent"
+            if EVENT_TYPES[e.event.type].publisher == "agent" and e.event.type not in ITEM_TYPES
         ][:RECENT_KEPT]
         sessions = recent.active_sessions(namespace)
         texts = [describe_event(e.event) for e in latest]
