@@ -25,13 +25,13 @@ from pydantic import AfterValidator, Field, StrictBool, field_validator
 from engine.events._base import EventData, JsonObject
 
 __all__ = [
+    "ITEM_TYPES",
     "MAX_INDEX_PATHS",
     "MAX_KEY_CHARS",
     "MAX_LABELS",
     "MAX_LABEL_CHARS",
     "MAX_TTL_MINUTES",
     "MAX_VALUE_BYTES",
-    "ITEM_TYPES",
     "IndexPath",
     "ItemDeleted",
     "ItemKey",
