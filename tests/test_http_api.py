@@ -226,3 +226,9 @@ async def test_openapi_lists_every_verb_and_event_type(
         assert data_ref == EVENT_TYPES[event_type].model.__name__, event_type
     stream = paths["/v1/namespaces/{namespace}/patterns/stream"]["get"]
     assert "text/event-stream" in stream["responses"]["200"]["content"]
+    assert "HTTPValidationError" not in schemas and "Problem" in schemas
+    for path, operations in paths.items():
+        for operation in operations.values():
+            assert "422" not in operation["responses"], path
+            if path.startswith("/v1/"):
+                assert "application/problem+json" in operation["responses"]["4XX"]["content"]

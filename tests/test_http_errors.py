@@ -192,3 +192,35 @@ async def test_nats_away_is_503_with_retry_after(tmp_path: Path) -> None:
         ):
             _problem(reply, 503, "nats_unavailable")
             assert int(reply.headers["retry-after"]) >= 1
+
+
+async def test_an_unacknowledged_write_is_503_naming_the_event_id_to_retry_with(
+    settings: Settings, event_log: EventLog, tmp_path: Path
+) -> None:
+    """The stream is gone under a running gateway: a write is not acknowledged, so it is 503
+    publish_failed with Retry-After and the event id it was sent with; once the stream is
+    back, retrying with that id (Idempotency-Key) stores it, once."""
+    keys = make_keys(tmp_path / "keys.json")
+    async with (
+        gateway(settings, tmp_path / "keys.json") as url,
+        httpx.AsyncClient(base_url=url, headers=auth(keys["alpha"])) as http,
+    ):
+        assert (await http.post("/v1/namespaces/alpha/workflows", json=WORKFLOW)).status_code == 201
+        await event_log.js.delete_stream(settings.stream.name)
+        try:
+            failed = await http.post("/v1/namespaces/alpha/workflows", json=WORKFLOW)
+            body = _problem(failed, 503, "publish_failed")
+            assert int(failed.headers["retry-after"]) >= 1
+            event_id = body["event_id"]
+            assert event_id in body["detail"]
+        finally:
+            await event_log.ensure()
+        retried = await http.post(
+            "/v1/namespaces/alpha/workflows", json=WORKFLOW, headers={"Idempotency-Key": event_id}
+        )
+        assert retried.status_code == 201 and retried.json()["event_id"] == event_id
+        again = await http.post(
+            "/v1/namespaces/alpha/workflows", json=WORKFLOW, headers={"Idempotency-Key": event_id}
+        )
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert (await event_log.state()).messages == 1

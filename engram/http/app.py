@@ -27,7 +27,14 @@ from engram.http.event_routes import add_event_routes
 from engram.http.gateway import Gateway
 from engram.http.keys import KeyRing
 from engram.http.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
-from engram.http.problems import MEDIA_TYPE, ProblemError, field_errors, problem_body, problem_for
+from engram.http.problems import (
+    MEDIA_TYPE,
+    Problem,
+    ProblemError,
+    field_errors,
+    problem_body,
+    problem_for,
+)
 from engram.http.query_routes import add_query_routes, json_response
 from engram.http.seed_routes import add_seed_routes
 from engram.http.sse import add_sse_routes
@@ -79,6 +86,35 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> Proble
     fields = field_errors(items)
     detail = "; ".join(f"{f['field'] or 'body'}: {f['detail']}" for f in fields)
     return ProblemError(422, kind, detail, errors=fields)
+
+
+def _documented_problems(app: FastAPI) -> None:
+    """The OpenAPI document says what refusals are: every 4XX and 5XX a Problem in
+    application/problem+json (instead of FastAPI's own 422 shape, which is never sent)."""
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = default()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(problem.pop("$defs", {}))
+        schemas["Problem"] = problem
+        content = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, operations in document.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                if path.startswith("/v1/"):
+                    responses["4XX"] = {"description": "refused (RFC 9457)", "content": content}
+                responses["5XX"] = {"description": "failed (RFC 9457)", "content": content}
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -146,8 +182,9 @@ def create_app(
     app.state.closing = asyncio.Event()
     """Set when the gateway stops: open event streams end (engram.http.server sets it first)."""
     _install_handlers(app)
+    _documented_problems(app)
+    add_query_routes(app.router)  # first: queries are the most frequent requests
     add_event_routes(app.router)
-    add_query_routes(app.router)
     add_seed_routes(app.router)
     add_sse_routes(app.router)
 

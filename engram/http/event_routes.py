@@ -28,7 +28,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Path, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from engine.errors import ForbiddenEventTypeError, UnknownEventTypeError
+from engine.errors import (
+    ConcurrencyConflictError,
+    ForbiddenEventTypeError,
+    PayloadTooLargeError,
+    PublishFailedError,
+    UnknownEventTypeError,
+)
 from engine.events import EVENT_TYPES, EventData, make_event
 from engine.events.codec import explain_validation_error
 from engine.events.registry import AGENT_TYPES, require_agent_type
@@ -190,7 +196,18 @@ async def _store(
         occurred_at=occurred_at,
         event_id=event_id,
     )
-    result = await gateway_of(request).append(event)
+    try:
+        result = await gateway_of(request).append(event)
+    except PublishFailedError as exc:
+        if isinstance(exc, ConcurrencyConflictError | PayloadTooLargeError):
+            raise
+        # Not acknowledged: maybe stored, maybe not. The same event id again is stored once.
+        raise ProblemError(
+            503,
+            "publish_failed",
+            f"{exc}; retry with event_id {event.id!r} (stored once)",
+            extra={"event_id": event.id},
+        ) from exc
     stored = Stored(
         sequence=result.sequence,
         event_id=result.event_id,

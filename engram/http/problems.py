@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.types import Send
 
 from engine.errors import (
@@ -37,6 +38,8 @@ from engine.errors import (
 __all__ = [
     "MEDIA_TYPE",
     "RETRY_AFTER_S",
+    "FieldProblem",
+    "Problem",
     "ProblemError",
     "field_errors",
     "problem_body",
@@ -83,6 +86,32 @@ _BY_CLASS: tuple[tuple[type[EngramError], int, str], ...] = (
     (ConfigurationError, 500, "configuration"),
 )
 _RETRY = {503}
+
+
+class FieldProblem(BaseModel):
+    """One offending field of a request."""
+
+    pointer: str
+    """A JSON Pointer (RFC 6901) into the body, as a URI fragment: ``#/data/success``."""
+    field: str
+    """The same, dotted: ``data.success`` (``query.min_sequence`` for a query parameter)."""
+    detail: str
+
+
+class Problem(BaseModel):
+    """Problem details (RFC 9457), as every refusal of the API answers them
+    (``application/problem+json``; documentation only)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    kind: str
+    """engram's error kind: ``usage``, ``invalid_event``, ``unauthorized``,
+    ``namespace_forbidden``, ``operator_only``, ``forbidden_event_type``, ``payload_too_large``,
+    ``engine_unavailable``, ``nats_unavailable``, ..."""
+    errors: list[FieldProblem] | None = None
 
 
 def type_uri(kind: str) -> str:
