@@ -118,6 +118,12 @@ class AnnouncerLease:
         """True when this engine took the lease (it may have expired since)."""
         return self._revision is not None
 
+    @property
+    def held_now(self) -> bool:
+        """True while this engine holds the lease and renewed it within its TTL (no I/O: what
+        a metric may read at any time)."""
+        return self._revision is not None and time.monotonic() - self._renewed < self._ttl_s
+
     async def keep(self, stop: asyncio.Event, healthy: Callable[[], bool]) -> None:
         """Renew a lease this engine holds every third of its TTL until ``stop``, independently
         of the runners (which renew it only when they announce, and not while they apply or

@@ -27,6 +27,7 @@ from consumers.applying import ProjectionStalledError, apply_isolating
 from consumers.deadletters import DeadLetterPublisher
 from consumers.decoding import decode_batch
 from consumers.lease import AnnouncerLease
+from consumers.observer import RunnerObserver
 from consumers.queries.freshness import Progress
 from engine.backoff import retry_delay, wait_or_stop
 from engine.signing import Verifier
@@ -118,8 +119,12 @@ class ProjectionRunner:
         subjects: EventSubjects = DEFAULT_SUBJECTS,
         namespaces: tuple[str, ...] | None = None,
         progress: Progress | None = None,
+        observer: RunnerObserver | None = None,
     ) -> None:
         self.js = js
+        self.observer = observer
+        """Told of each batch applied, dead letter and announcement (metrics); None: nobody."""
+        self._apply_s = 0.0
         self.progress = progress
         """Told each time the checkpoint moves (queries waiting to read their writes)."""
         self.subjects = subjects
@@ -376,6 +381,9 @@ class ProjectionRunner:
         }
         failed = [r for r in results if not isinstance(r, AppendResult)]
         fresh = sum(1 for r in results if isinstance(r, AppendResult) and not r.duplicate)
+        if self.observer is not None:
+            stored = len(results) - len(failed)
+            self.observer.announced(self.projection.name, fresh, stored - fresh, len(failed))
         log.info(
             "announced",
             projection=self.projection.name,
@@ -387,6 +395,7 @@ class ProjectionRunner:
             log.warning("announcement failed (retried when caught up again)", error=str(error))
 
     async def _handle(self, msgs: list) -> None:  # type: ignore[type-arg]
+        arrived = time.perf_counter()
         stored = [to_stored(m) for m in msgs]
         stored.sort(key=lambda s: s.sequence)
         fresh = [s for s in stored if s.sequence > self.checkpoint]
@@ -400,18 +409,27 @@ class ProjectionRunner:
             )
             if dead and self.dead_letters is not None:
                 await self.dead_letters.publish(dead)
+                self._dead_lettered(dead)
             last = fresh[-1].sequence
             created = await self._apply(events, dead, last)
             if created is None:
                 return  # stopped while the projection could not go on: nothing acked
             if created and self.dead_letters is not None:
                 await self.dead_letters.publish(created)
+                self._dead_lettered(created)
             self.checkpoint = last
             self.applied_batches += 1
             if self.progress is not None:
                 self.progress.advanced()
         # AckPolicy.ALL: acking the highest message acknowledges the whole batch.
         await max(msgs, key=lambda m: m.metadata.sequence.stream).ack()
+        if self.observer is not None and fresh:
+            commit_s = time.perf_counter() - arrived
+            self.observer.batch_applied(self.projection.name, len(events), self._apply_s, commit_s)
+
+    def _dead_lettered(self, letters: list[DeadLetter]) -> None:
+        if self.observer is not None:
+            self.observer.dead_lettered(self.projection.name, [d.kind for d in letters])
 
     async def _apply(
         self, events: list[SequencedEvent], dead: list[DeadLetter], last: int
@@ -420,13 +438,17 @@ class ProjectionRunner:
         the dead letters its events' content caused, or None when stopped before it went in."""
         attempt = 0
         while True:
+            started = time.perf_counter()
             try:
-                return await asyncio.to_thread(
+                created = await asyncio.to_thread(
                     apply_isolating, self.projection, events, dead, last, self.subjects
                 )
+                self._apply_s = time.perf_counter() - started
+                return created
             except ProjectionStalledError as stalled:
                 if stalled.dead_letters and self.dead_letters is not None:
                     await self.dead_letters.publish(stalled.dead_letters)
+                    self._dead_lettered(stalled.dead_letters)
                 attempt += 1
                 self._failures += 1
                 delay = self._pause_s(attempt)

@@ -155,6 +155,20 @@ class Settings(BaseModel):
     """engram serve snapshots after this many new events (0: never by count)."""
     snapshot_every_s: Annotated[float, Field(ge=0)] = 1_800.0
     """... or after this many seconds with new events (0: never by time)."""
+    metrics_listen: (
+        Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):\d{1,5}$")] | None
+    ) = None
+    """``host:port`` of the engine's HTTP endpoint for ``/metrics`` (Prometheus), ``/healthz``
+    and ``/readyz`` (``ENGRAM_METRICS_LISTEN``, ``engram serve --metrics``); None: none. Port 0
+    picks a free one. Bind to loopback unless a firewall guards the port: no authentication."""
+    metrics_max_namespaces: Annotated[int, Field(ge=0)] = 50
+    """Per-namespace metrics carry a ``namespace`` label while the engine holds at most this many
+    namespaces; above it they are reported as totals only (``namespace="_all"``)."""
+    metrics_memory_refresh_s: Annotated[float, Field(ge=0)] = 30.0
+    """The memory sizes (rows, vectors, bytes on disk) are counted at a scrape at most this often
+    (0: at every scrape); between two counts a scrape serves the last one."""
+    ready_max_lag: Annotated[int, Field(ge=0)] = 10_000
+    """``/readyz`` and ``engram status`` say not ready while a projection lags more events."""
     engine_key: Annotated[SecretStr, Field(min_length=32)] | None = None
     """The key engines sign derived events with (``ENGRAM_ENGINE_KEY``, 32+ characters, e.g.
     ``openssl rand -hex 32``): set it identically on every engine and operator command of a

@@ -40,7 +40,14 @@ from engine.signing import EngineKey
 from engine.stream import EventLog
 from engine.stream.append import Appender
 from engine.stream.engine_key import signing_key
+from engine.verbs.replies import StreamDurability
 from engine.verbs.requests import StatusRequest
+from engram.observability import (
+    EngineMetrics,
+    MetricsEndpoint,
+    server_sync_interval,
+    stream_durability,
+)
 from projections.base import Announcer, Projection
 from projections.context import HeuristicTokenCounter
 from projections.faults import describe, is_environmental
@@ -101,6 +108,15 @@ class Engine:
         self.key: EngineKey | None = None
         """The stream's engine key, loaded by ``run``: signs what this engine publishes (the
         appender's signer) and verifies every derived event its runners read."""
+        self.metrics = EngineMetrics(self) if settings.metrics_listen is not None else None
+        """Prometheus metrics (``settings.metrics_listen``): the runners' and the query
+        service's observer, served by ``metrics_endpoint`` while the engine runs."""
+        self.metrics_endpoint: MetricsEndpoint | None = None
+
+    @property
+    def lease(self) -> AnnouncerLease | None:
+        """The announcer lease of this engine's namespace set (None: nothing to announce)."""
+        return self._lease
 
     @property
     def set(self) -> ProjectionSet:
@@ -151,6 +167,7 @@ class Engine:
             subjects=self.settings.stream.events,
             namespaces=self.settings.namespaces,
             progress=self.progress,
+            observer=self.metrics,
         )
 
     # -- what the projections applied (consumers.queries.freshness.Applied) -------------------
@@ -238,6 +255,13 @@ class Engine:
             return behind
         return behind if pending is None else min(pending, behind)
 
+    async def durability(self) -> StreamDurability:
+        """The stream's replicas, storage and limits, and the server's fsync interval (known
+        for the embedded server only), with a warning when acknowledged events can be lost."""
+        info = await self.log.js.stream_info(self.settings.stream.name)
+        sync = server_sync_interval(self.settings.server_dir, self.url)
+        return stream_durability(info.config, sync, info.state.messages)
+
     async def status(self, _request: StatusRequest | None = None) -> dict[str, Any]:
         """Stream state and, per projection, its checkpoint and lag; the namespaces this
         engine owns (None: every one) and the key naming their set."""
@@ -271,6 +295,9 @@ class Engine:
             "history_from": self.history_from,
             "namespaces": None if self.settings.namespaces is None else [*self.settings.namespaces],
             "namespace_set": set_key(self.settings.namespaces),
+            "nats_connected": self.connection.is_up(),
+            "ready_max_lag": self.settings.ready_max_lag,
+            "durability": (await self.durability()).model_dump(),
         }
 
     def _announcing(self, projection: Projection) -> dict[str, Any]:
@@ -362,11 +389,40 @@ class Engine:
             covered, since = manifest.sequence + 1, time.monotonic()  # +1: its own event
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set; then stop consuming and close the stores."""
+        """Run until ``stop`` is set; then stop consuming and close the stores. With
+        ``settings.metrics_listen`` the metrics endpoint listens from the start (``/readyz``
+        says not ready until the projections run) to the end."""
+        if self.metrics is not None and self.settings.metrics_listen is not None:
+            self.metrics_endpoint = MetricsEndpoint(self.metrics, self.settings.metrics_listen)
+            await self.metrics_endpoint.start()
+        try:
+            await self._run(stop)
+        finally:
+            if self.metrics_endpoint is not None:
+                await self.metrics_endpoint.stop()
+
+    def _warn_durability(self, durability: StreamDurability) -> None:
+        """Say once, at start, when acknowledged events of the stream can be lost on a power
+        failure: a warning when the server is known to fsync only now and then, a notice when
+        its sync_interval cannot be seen (a server engram did not start)."""
+        if durability.warning is None:
+            return
+        log.log(
+            logging.INFO if durability.sync_interval == "unknown" else logging.WARNING,
+            "acknowledged events can be lost on a power failure",
+            stream=self.settings.stream.name,
+            replicas=durability.replicas,
+            sync_interval=durability.sync_interval,
+            detail=durability.warning,
+        )
+
+    async def _run(self, stop: asyncio.Event) -> None:
         # The key first: every precondition is checked before the broker is changed (a refusal
         # for a missing ENGRAM_ENGINE_KEY must not leave a new stream behind).
         self.key = self.appender.signer = await signing_key(self.log.js, self.settings)
         info = await self.log.ensure()
+        sync = server_sync_interval(self.settings.server_dir, self.url)
+        self._warn_durability(stream_durability(info.config, sync, info.state.messages))
         dead_letters = DeadLetterPublisher(self.log.js, self.settings.stream)
         await dead_letters.ensure()
         fresh = not (self.settings.data_dir / DATABASE_FILE).exists()
@@ -396,6 +452,7 @@ class Engine:
             self.settings.nats,
             self.settings.stream.service,
             namespaces=self.settings.namespaces,
+            observer=self.metrics,
         )
         await broker.start()
         tasks = {r.projection.name: asyncio.create_task(r.run(stop)) for r in self.runners}

@@ -26,6 +26,7 @@ handlers run in threads), so one slow request does not hold up the next.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from faststream.message import StreamMessage
 from faststream.nats import NatsBroker
 from faststream.security import BaseSecurity, SASLPlaintext
 
+from consumers.observer import QueryObserver
 from consumers.queries.dispatch import QUERY_PREFIX, QueryDispatcher, error_reply
 from consumers.queries.wire import HEADROOM, encode_reply, parse_request
 from engine.connection import connect_kwargs, split_urls
@@ -108,17 +110,19 @@ def build_query_broker(
     settings: NatsSettings,
     prefix: str | ServiceSubjects = QUERY_PREFIX,
     namespaces: Sequence[str] | None = None,
+    observer: QueryObserver | None = None,
 ) -> NatsBroker:
     """A faststream broker with one request-reply subscriber per subject of
     ``query_subscriptions`` (``prefix``: the stream settings' ``service``, or its
-    ``query_prefix``); each request's verb, and its namespace if any, come from its subject."""
+    ``query_prefix``); each request's verb, and its namespace if any, come from its subject.
+    ``observer`` is told of every request answered (verb, time, error kind)."""
     services = _services(prefix)
     broker = NatsBroker(split_urls(url), logger=None, **broker_options(settings, url))
     for subject in query_subscriptions(dispatcher.verbs, services, namespaces):
         asked = services.parse_query(subject)
         one_verb = asked is not None and "*" not in asked[1]
         workers = QUERY_WORKERS if one_verb else QUERY_WORKERS * len(dispatcher.verbs)
-        _register(broker, dispatcher, subject, services, workers)
+        _register(broker, dispatcher, subject, services, workers, observer)
     return broker
 
 
@@ -169,6 +173,7 @@ def _register(
     subject: str,
     services: ServiceSubjects,
     workers: int,
+    observer: QueryObserver | None = None,
 ) -> None:
     @broker.subscriber(
         subject,
@@ -182,19 +187,24 @@ def _register(
         reply_to = _answerable(asked, services, subject)
         if reply_to is None:
             return
-        body = await reply_of(asked)
+        started = time.perf_counter()
+        body, verb, kind = await reply_of(asked)
+        if observer is not None:
+            observer.answered(verb, time.perf_counter() - started, kind)
         try:
             await broker.connection.publish(reply_to, body)
         except Exception as exc:  # the connection is away or closing: the asker times out
             log.warning("query reply not sent", subscription=subject, error=_describe(exc))
 
-    async def reply_of(asked: Any) -> bytes:
+    async def reply_of(asked: Any) -> tuple[bytes, str, str | None]:
+        """The reply's body, the verb asked and the error reply's kind (None: an answer)."""
         max_bytes = broker.connection.max_payload - HEADROOM
         verb = subject
         try:
             namespace, verb = _asked_of(asked, services)
             request = parse_request(asked.body)
-            return encode_reply(verb, await dispatcher.handle(verb, request, namespace), max_bytes)
+            answer = await dispatcher.handle(verb, request, namespace)
+            return encode_reply(verb, answer, max_bytes), verb, None
         except EngramError as exc:
             reply = error_reply(exc)
             if isinstance(exc, UsageError | ForbiddenError):  # the asker's doing, not ours
@@ -206,7 +216,7 @@ def _register(
         except Exception as exc:  # a bug or the environment: the asker still gets an answer
             reply = {"error": f"{verb} failed on the engine: {_describe(exc)}", "kind": "failure"}
             log.error("query failed unexpectedly", verb=verb, error=_describe(exc))
-        return encode_reply(verb, reply, max_bytes)
+        return encode_reply(verb, reply, max_bytes), verb, str(reply["kind"])
 
 
 def _asked_of(asked: Any, services: ServiceSubjects) -> tuple[str | None, str]:

@@ -35,6 +35,7 @@ __all__ = [
     "SqlReply",
     "StatusReply",
     "StoredItem",
+    "StreamDurability",
     "TableMetricsReply",
     "TaskMetricsReply",
     "WorkflowMetricsReply",
@@ -68,6 +69,29 @@ class ProjectionStatus(QueryReply):
     duplicates: int = 0
 
 
+class StreamDurability(QueryReply):
+    """The stream's replication, storage and limits, and the server's fsync interval."""
+
+    replicas: int
+    storage: str
+    """``file`` or ``memory``."""
+    max_age_s: float
+    """0: events are kept forever."""
+    max_bytes: int
+    """-1: no limit."""
+    max_msg_size: int
+    """-1: no limit (the server's max_payload still bounds a message)."""
+    duplicate_window_s: float
+    sync_interval: str
+    """``always`` (fsync before every ack), ``2m (nats-server default)``, or ``unknown`` (a
+    server engram did not start: its configuration is not visible to clients)."""
+    persist_mode: str | None = None
+    """The stream's persist mode when set (nats-server 2.12+; ``async`` acks before writing)."""
+    warning: str | None = None
+    """Set when acknowledged events can be lost on a power failure (one replica, no fsync per
+    write), saying how to fix it."""
+
+
 class StatusReply(QueryReply):
     """The stream and, per projection, its checkpoint and lag."""
 
@@ -85,6 +109,12 @@ class StatusReply(QueryReply):
     namespaces: list[str] | None = None
     """The namespaces the engine owns (None: every one)."""
     namespace_set: str | None = None
+    nats_connected: bool | None = None
+    """The engine's own NATS connection is up (None: an engine that does not say)."""
+    ready_max_lag: int | None = None
+    """The lag above which the engine calls a projection not ready (``Settings.ready_max_lag``)."""
+    durability: StreamDurability | None = None
+    """How safely the stream keeps what it acknowledged (None: an engine that does not say)."""
 
 
 class CheckpointsReply(QueryReply):

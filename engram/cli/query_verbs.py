@@ -13,11 +13,12 @@ import argparse
 from typing import Any
 
 from engine.connection import redact_url
-from engine.endpoint import open_nats
+from engine.endpoint import NatsEndpoint, open_nats
 from engine.errors import EngramError, StoreLockedError
 from engine.events.envelope import check_namespace
 from engine.settings import Settings
 from engine.verbs import verb as catalogued
+from engine.verbs.replies import StreamDurability
 from engram.cli._common import EXIT_OK, emit_json
 from engram.cli.log_verbs import stream_status
 
@@ -160,9 +161,13 @@ def print_export(manifest: dict[str, Any], _request: Any) -> None:
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """engram status: the stream, and per projection its checkpoint and lag (of the engine
-    owning every namespace, or with ``--namespace`` of the one owning that namespace)."""
+    owning every namespace, or with ``--namespace`` of the one owning that namespace); the
+    stream's durability; and the readiness verdict ``/readyz`` gives (one function, from the
+    engine's status reply: not ready when no engine answers)."""
     from engine.errors import EngineUnavailableError
     from engine.query_client import query_remote
+    from engine.verbs.replies import StatusReply
+    from engram.observability.readiness import readiness
 
     namespace: str | None = getattr(args, "namespace", None)
     subject = query_subject(settings, "status", {}, namespace)
@@ -180,6 +185,9 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             )
             status["engine"] = "running"
             status["projections"] = engine["projections"]
+            reply = StatusReply.model_validate(engine)
+            verdict = readiness(reply, max_lag=settings.ready_max_lag)
+            durability = reply.durability or await _durability(settings, endpoint)
         except EngineUnavailableError:
             status["engine"] = "stopped"
             try:
@@ -196,15 +204,63 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 }
                 for name, seq in checkpoints.items()
             }
+            verdict = readiness(None, problem=f"no engine answers on {subject}")
+            durability = await _durability(settings, endpoint)
+        status["durability"] = durability.model_dump()
+        status.update(verdict.as_json())
     if args.json:
         emit_json(status)
     else:
-        for key, value in status.items():
-            if key != "projections":
-                print(f"{key:>16}: {value}")
-        for name, info in status["projections"].items():
-            lag = f"lag {info['lag']}"
-            if info.get("duplicates"):  # repeated envelope ids it ignored
-                lag += f", {info['duplicates']} duplicates"
-            print(f"{'projection':>16}: {name} at {info['checkpoint']} ({lag})")
+        _print_status(status)
     return EXIT_OK
+
+
+async def _durability(settings: Settings, endpoint: NatsEndpoint) -> StreamDurability:
+    """The stream's durability as this command sees it (the embedded server's sync interval
+    when this data directory's server is the one connected to, else unknown)."""
+    from engram.observability.durability import server_sync_interval, stream_durability
+
+    info = await endpoint.nc.jetstream().stream_info(settings.stream.name)
+    sync = server_sync_interval(settings.server_dir, endpoint.url)
+    return stream_durability(info.config, sync, info.state.messages)
+
+
+_SECTIONS = ("projections", "durability", "ready", "reasons")
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    for key, value in status.items():
+        if key not in _SECTIONS:
+            print(f"{key:>16}: {value}")
+    for name, info in status["projections"].items():
+        lag = f"lag {info['lag']}"
+        if info.get("duplicates"):  # repeated envelope ids it ignored
+            lag += f", {info['duplicates']} duplicates"
+        if info.get("degraded"):
+            lag += f", degraded: {info.get('reason')}"
+        print(f"{'projection':>16}: {name} at {info['checkpoint']} ({lag})")
+    durability = status["durability"]
+    limits = ", ".join(
+        f"{name} {_limit(durability[key], unit)}"
+        for name, key, unit in (
+            ("max_age", "max_age_s", "s"),
+            ("max_bytes", "max_bytes", ""),
+            ("max_msg_size", "max_msg_size", ""),
+        )
+    )
+    copies, storage = durability["replicas"], durability["storage"]
+    print(f"{'durability':>16}: {copies} replica(s), {storage} storage")
+    print(f"{'':>16}  {limits}, duplicate window {durability['duplicate_window_s']:g}s")
+    print(f"{'sync_interval':>16}: {durability['sync_interval']}")
+    if durability.get("persist_mode"):
+        print(f"{'persist_mode':>16}: {durability['persist_mode']}")
+    if durability.get("warning"):
+        print(f"{'warning':>16}: {durability['warning']}")
+    print(f"{'ready':>16}: {'yes' if status['ready'] else 'no'}")
+    for reason in status["reasons"]:
+        print(f"{'':>16}  - {reason}")
+
+
+def _limit(value: float, unit: str) -> str:
+    """A stream limit as printed: 0 / -1 mean none."""
+    return "none" if value <= 0 else f"{value:g}{unit}"

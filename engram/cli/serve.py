@@ -24,6 +24,7 @@ __all__ = [
     "add_operator_flags",
     "cmd_serve",
     "serve_command",
+    "with_metrics",
     "with_namespaces",
 ]
 
@@ -62,6 +63,13 @@ def add_operator_flags(parser: argparse.ArgumentParser) -> None:
         "(default: ENGRAM_QUERY_EXPORT, else off)",
     )
     add_namespaces_flag(parser, "project and answer only these tenants")
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. "
+        "127.0.0.1:9464 (default: ENGRAM_METRICS_LISTEN, else none; no authentication: "
+        "keep it on loopback or behind a firewall)",
+    )
 
 
 def add_namespaces_flag(parser: argparse.ArgumentParser, what: str) -> None:
@@ -89,6 +97,18 @@ def with_namespaces(args: argparse.Namespace, settings: Settings) -> Settings:
     return settings.model_copy(update={"namespaces": namespaces})
 
 
+def with_metrics(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``settings`` listening for metrics where ``--metrics`` says (ConfigurationError, exit
+    2, for an address that is not HOST:PORT)."""
+    listen = getattr(args, "metrics", None)
+    if listen is None:
+        return settings
+    from engram.observability.endpoint import parse_listen
+
+    parse_listen(listen)
+    return settings.model_copy(update={"metrics_listen": listen})
+
+
 async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Start (or connect to) NATS, run the engine, stop cleanly on SIGINT/SIGTERM.
 
@@ -103,6 +123,7 @@ async def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "enable_export", None):
         settings = settings.model_copy(update={"query_export": True})
     settings = with_namespaces(args, settings)
+    settings = with_metrics(args, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
