@@ -43,6 +43,7 @@ def _verb(
 def build_parser() -> argparse.ArgumentParser:
     from engram.cli import (
         auth_verbs,
+        backup_verbs,
         catalogue_verbs,
         deadletter_verbs,
         demo,
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=rebuild_verbs.cmd_compact)
 
     purge_verbs.add_purge_verb(sub, _verb)
+    backup_verbs.add_backup_verbs(sub, _verb)
     mcp_verbs.add_mcp_verb(sub, _verb)
 
     p = _verb(sub, "reindex", "build the vector index with another embedder, then switch")
