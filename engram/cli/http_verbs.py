@@ -88,7 +88,9 @@ def add_http_verb(sub: Any, verb: Any) -> None:
         (revoke, cmd_keys_revoke),
     ):
         _keys_flag(parser, argparse.SUPPRESS)
-        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        parser.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+        )
         parser.set_defaults(handler=handler)
 
 
