@@ -35,12 +35,14 @@ from consumers.backup import (
 from consumers.backup.manifest import MANIFEST
 from consumers.backup.verify import read_segment
 from consumers.replay import replay
+from consumers.snapshotting import restore_latest, take_snapshot
 from engine.connection import connect
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog, ReadRange
 from engine.subjects import EventSubjects
 from projections.projection_set import open_projections
+from projections.snapshots.directory import DirectorySnapshots
 from projections.tables import table_digests
 from tests.cli_runs import engram
 from tests.engines import running, settle
@@ -87,6 +89,9 @@ async def source(
     await log.append_many(realistic_history(0, 600))
     async with running(settings, nc, root / "engine") as engine:
         await settle(engine)
+    # An operator's snapshot kept beside the backups (engram snapshot --to DIR): its
+    # snapshot.created is in the stream before any backup is taken.
+    await take_snapshot(nc, settings, DirectorySnapshots(root / "snapshots"))
     yield Source(settings, nc, root)
     for name in (SOURCE, SOURCE + "_DLQ"):
         with contextlib.suppress(NotFoundError):
@@ -113,12 +118,21 @@ async def _streams(js: JetStreamContext, *names: str) -> AsyncIterator[None]:
 
 
 async def _replayed(
-    js: JetStreamContext, directory: Path, stream: str, prefix: str, until_seq: int | None = None
+    js: JetStreamContext,
+    directory: Path,
+    stream: str,
+    prefix: str,
+    until_seq: int | None = None,
+    snapshots: Path | None = None,
 ) -> dict[str, Any]:
-    """Every projection rebuilt from ``stream`` (up to ``until_seq``), as comparable state:
-    everything a replay must reproduce except the stream timestamps a restore cannot keep
+    """Every projection rebuilt from ``stream`` (up to ``until_seq``; from the newest valid
+    snapshot in ``snapshots`` and the tail, if given), as comparable state: everything a replay
+    must reproduce except the stream timestamps a restore cannot keep
     (``checkpoints.stored_at``, ``dead_letters.stored_at``) and the subjects it moved."""
     settings = Settings(data_dir=directory, stream=StreamSettings(name=stream))
+    if snapshots is not None:
+        restored = await restore_latest(js, settings, DirectorySnapshots(snapshots), directory)
+        assert restored is not None, "the snapshot must be valid for the restored stream"
     projections = open_projections(settings)
     try:
         await replay(
@@ -238,7 +252,9 @@ async def test_restore_into_a_fresh_server_with_the_included_key(
     """Disaster recovery: a backup taken with --include-engine-key (the key in clear, mode
     0600, its checksum in the manifest) restores into a fresh server under the original name
     and subjects, and that server's engines verify the restored derived events with the key
-    the restore recorded (no forged dead letter; the same state as the original)."""
+    the restore recorded (no forged dead letter; the same state as the original). Since the
+    sequences are the original's, a snapshot of the original kept in a directory restores
+    onto the restored stream, and it plus the tail equals the full replay."""
     directory = tmp_path / "with-key"
     await take_backup(source.js, source.settings, directory, include_engine_key=True)
     key_file = directory / "engine-key.json"
@@ -255,12 +271,16 @@ async def test_restore_into_a_fresh_server_with_the_included_key(
             assert "backup key file" in restored.key
             js = nc.jetstream()
             copy_state = await _replayed(js, tmp_path / "b", SOURCE, PREFIX)
+            from_snapshot = await _replayed(
+                js, tmp_path / "c", SOURCE, PREFIX, snapshots=source.root / "snapshots"
+            )
         finally:
             await nc.drain()
     finally:
         server.stop()
     original = await _replayed(source.js, tmp_path / "a", SOURCE, PREFIX)
     assert copy_state == original
+    assert from_snapshot == original
 
 
 async def test_a_corrupt_segment_fails_verify_and_restore_naming_it(
@@ -297,13 +317,24 @@ async def test_restore_refuses_an_existing_stream_and_overlapping_subjects(
     source: Source, full_backup: Path
 ) -> None:
     """Restoring over the original's name, or onto its subjects on the same server, is refused
-    with what to do instead, and creates nothing."""
+    with what to do instead, and creates nothing; an existing stream is replaced only with
+    ``replace``."""
     with pytest.raises(RestoreRefusedError, match="--replace"):
         await restore_backup(source.nc, source.settings, full_backup, stream=SOURCE)
     with pytest.raises(RestoreRefusedError, match="--subject-prefix"):
         await restore_backup(source.nc, source.settings, full_backup, stream="BKOVERLAP")
     with pytest.raises(NotFoundError):
         await source.js.stream_info("BKOVERLAP")
+    async with _streams(source.js, "BKREP"):
+        options: dict[str, Any] = {"stream": "BKREP", "subject_prefix": "bkrep.memory"}
+        await restore_backup(source.nc, source.settings, full_backup, until_seq=10, **options)
+        with pytest.raises(RestoreRefusedError, match="already exists"):
+            await restore_backup(source.nc, source.settings, full_backup, **options)
+        again = await restore_backup(
+            source.nc, source.settings, full_backup, replace=True, **options
+        )
+        info = await source.js.stream_info("BKREP")
+        assert info.state.last_seq == again.last_seq > 10
 
 
 async def test_incremental_backup_holds_exactly_the_new_events_and_reports_gaps(

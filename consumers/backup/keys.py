@@ -11,9 +11,10 @@ replays to the same state only if its engines verify those signatures with the s
 - A restore into stream NEW writes ``signing.NEW`` *before* creating the stream, so no engine
   of NEW can ever generate a key of its own and take the restored derived events for forgeries:
   with the key when it has it (from the backup's key file, or from the original stream's record
-  on the same server) and the original kept it on the broker; with the fingerprint only when
-  the key comes from ``ENGRAM_ENGINE_KEY`` or is not at hand (engines of NEW then need
-  ``ENGRAM_ENGINE_KEY``, and refuse to start with another key).
+  on the same server), the original kept it on the broker and this broker has no credentials
+  (a secured broker never keeps it); with the fingerprint only otherwise, or when the key comes
+  from ``ENGRAM_ENGINE_KEY`` or is not at hand (engines of NEW then need ``ENGRAM_ENGINE_KEY``,
+  and refuse to start with another key).
 
 The record's format is engine.stream.engine_key's: ``{"scheme": "v1", "fingerprint": ...,
 "secret": ...}`` (the secret only for a key kept on the broker).
@@ -27,6 +28,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
@@ -190,16 +192,28 @@ async def choose_restore_key(
         key = EngineKey(settings.engine_key.get_secret_value())
         check(key.fingerprint, "ENGRAM_ENGINE_KEY")
         return KeyChoice(wanted, None, "ENGRAM_ENGINE_KEY")
+    # On a broker with credentials the key is never kept on it (engine.stream.engine_key).
+    keep = not _secured(settings)
     included = _key_file(directory, manifest)
     if included is not None:
         check(included.fingerprint, KEY_FILE)
         check(EngineKey(included.secret or "").fingerprint, f"the key in {KEY_FILE}")
-        secret = included.secret if included.on_broker else None
+        secret = included.secret if included.on_broker and keep else None
         return KeyChoice(wanted, secret, "backup key file")
     original = await _read_record(js, manifest.stream)
     if original is not None and original.get("fingerprint") == wanted:
-        return KeyChoice(wanted, original.get("secret"), "original stream's record")
+        secret = original.get("secret") if keep else None
+        return KeyChoice(wanted, secret, "original stream's record")
     return KeyChoice(wanted, None, "none")
+
+
+def _secured(settings: Settings) -> bool:
+    """True when the connection presents credentials (as engine.stream.engine_key decides)."""
+    nats = settings.nats
+    given = (nats.user, nats.password, nats.token, nats.creds_file, nats.tls_cert)
+    if any(value is not None for value in given):
+        return True
+    return any(urlsplit(url.strip()).username for url in (nats.url or "").split(","))
 
 
 async def write_restore_key(
