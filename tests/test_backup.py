@@ -10,6 +10,7 @@ streams of other modules never overlap on the shared server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import shutil
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from consumers.backup import (
@@ -397,6 +399,35 @@ async def test_incremental_backup_holds_exactly_the_new_events_and_reports_gaps(
         assert (info.state.messages, info.state.last_seq) == (550, 600)
         with pytest.raises(NotFoundError):
             await js.get_msg("BKINC2", 520)
+
+
+async def test_a_message_id_stored_twice_is_restored_twice(
+    nc: NatsClient, nats_url: str, tmp_path: Path
+) -> None:
+    """A Nats-Msg-Id the original stored twice (the repeat came after its duplicate window)
+    is restored twice, each at its own sequence: the repeat goes without the header (else the
+    restore's quick succession would make JetStream drop it), and the report counts it."""
+    settings = _settings(nats_url, tmp_path, "BKDUP", "bkdup.memory")
+    js = nc.jetstream()
+    await js.add_stream(
+        StreamConfig(name="BKDUP", subjects=["bkdup.memory.>"], duplicate_window=0.1)
+    )
+    async with _streams(js, "BKDUP", "BKDUP2"):
+        body = b'{"not": "an event: a backup keeps whatever the stream holds"}'
+        first = await js.publish("bkdup.memory.x.y", body, headers={"Nats-Msg-Id": "same"})
+        await asyncio.sleep(0.3)
+        second = await js.publish("bkdup.memory.x.y", body, headers={"Nats-Msg-Id": "same"})
+        assert (first.seq, second.seq, second.duplicate) == (1, 2, None)
+        await take_backup(js, settings, tmp_path / "backup")
+        report = await restore_backup(
+            nc, settings, tmp_path / "backup", stream="BKDUP2", subject_prefix="bkdup2.memory"
+        )
+        assert (report.messages, report.msg_ids_dropped) == (2, 1)
+        restored = [await js.get_msg("BKDUP2", seq) for seq in (1, 2)]
+        assert [m.data for m in restored] == [body, body]
+        assert restored[0].headers == {"Nats-Msg-Id": "same"}
+        info = await js.stream_info("BKDUP2")
+        assert info.config.duplicate_window == 0.1
 
 
 async def test_an_interrupted_backup_leaves_no_complete_looking_manifest(

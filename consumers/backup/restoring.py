@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,11 +47,11 @@ from nats.js.errors import APIError, NotFoundError
 from consumers.backup.errors import BackupCorruptError, BackupError, RestoreRefusedError
 from consumers.backup.keys import KeyChoice, choose_restore_key, write_restore_key
 from consumers.backup.manifest import BackupManifest
+from consumers.backup.republishing import Publisher, RecentIds, restored_headers
 from consumers.backup.segments import StoredCopy
 from consumers.backup.verify import read_segment, verify_backup
 from engine.errors import UsageError
 from engine.settings import Settings
-from engine.stream._ack_window import AckWindow
 from engine.subjects import check_prefix
 
 __all__ = ["HOLE_TOKEN", "RestoreReport", "restore_backup"]
@@ -61,9 +60,7 @@ log = structlog.get_logger(__name__)
 
 HOLE_TOKEN = "_restore.hole"
 """Placeholders go to ``<prefix>._restore.hole`` and are purged before the restore ends."""
-_DROPPED_HEADERS = ("nats-expected-", "nats-batch-")
 _RESTORE_DUPLICATE_WINDOW_S = 0.1  # the server's minimum
-_REPEAT_HORIZON_S = 1.0
 _OVERLAP = 10065  # "subjects overlap with an existing stream"
 _KEPT_FIELDS = (
     "retention",
@@ -103,25 +100,6 @@ class RestoreReport:
     @property
     def messages_per_second(self) -> float:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
-
-
-class _RecentIds:
-    """Message ids published within the last ``horizon`` seconds of the restore."""
-
-    def __init__(self, horizon: float) -> None:
-        self.horizon = horizon
-        self.seen: dict[str, float] = {}
-        self.order: deque[tuple[float, str]] = deque()
-
-    def repeated(self, msg_id: str, now: float) -> bool:
-        while self.order and self.order[0][0] < now - self.horizon:
-            at, old = self.order.popleft()
-            if self.seen.get(old) == at:
-                del self.seen[old]
-        repeat = msg_id in self.seen
-        self.seen[msg_id] = now
-        self.order.append((now, msg_id))
-        return repeat
 
 
 def _subject_mapper(manifest: BackupManifest, prefix: str) -> Callable[[str], str]:
@@ -196,71 +174,6 @@ async def _messages(
             yield chunk
 
 
-class _Publisher:
-    """Publishes in order and checks that each message lands at its expected sequence."""
-
-    def __init__(self, nc: NatsClient, stream: str, hole_subject: str, chunk: int) -> None:
-        self.nc = nc
-        self.stream = stream
-        self.hole_subject = hole_subject
-        self.chunk = chunk
-        self.next_seq = 0
-        self.pending: list[tuple[str, bytes, dict[str, str] | None, int]] = []
-        self.placeholders = 0
-        self.messages = 0
-
-    def hole_until(self, sequence: int) -> None:
-        while self.next_seq < sequence:
-            self.pending.append((self.hole_subject, b"", None, self.next_seq))
-            self.next_seq += 1
-            self.placeholders += 1
-
-    def message(self, subject: str, body: bytes, headers: dict[str, str] | None) -> None:
-        self.pending.append((subject, body, headers, self.next_seq))
-        self.next_seq += 1
-        self.messages += 1
-
-    async def flush(self, max_in_flight: int, timeout_s: float, force: bool = False) -> None:
-        if not self.pending or (len(self.pending) < self.chunk and not force):
-            return
-        batch, self.pending = self.pending, []
-        async with AckWindow(
-            self.nc, len(batch), max_in_flight=max_in_flight, timeout_s=timeout_s
-        ) as window:
-            for index, (subject, body, headers, _) in enumerate(batch):
-                if not await window.publish(index, subject, body, headers or {}):
-                    break
-            else:
-                await window.drain()
-        for (_, _, _, expected), outcome in zip(batch, window.outcomes, strict=True):
-            if isinstance(outcome, tuple) and outcome == (expected, False):
-                continue
-            what = (
-                "no acknowledgement"
-                if outcome is None
-                else f"stored as {outcome[0]}{' (a duplicate)' if outcome[1] else ''}"
-                if isinstance(outcome, tuple)
-                else repr(outcome)
-            )
-            raise BackupError(
-                f"restoring into stream {self.stream} stopped at sequence {expected}: {what}. "
-                f"The stream is incomplete (its metadata says engram.restore: in-progress): "
-                "run the restore again with --replace (did something else publish into it?)"
-            )
-
-
-def _headers(
-    headers: tuple[tuple[str, str], ...], recent: _RecentIds, now: float
-) -> tuple[dict[str, str] | None, bool]:
-    kept = {k: v for k, v in headers if not k.lower().startswith(_DROPPED_HEADERS)}
-    msg_id = kept.get("Nats-Msg-Id")
-    dropped = False
-    if msg_id is not None and recent.repeated(msg_id, now):
-        del kept["Nats-Msg-Id"]
-        dropped = True
-    return kept or None, dropped
-
-
 async def restore_backup(
     nc: NatsClient,
     settings: Settings,
@@ -324,9 +237,9 @@ async def restore_backup(
             ) from None
         raise BackupError(f"cannot create stream {stream}: {exc.description}") from None
 
-    publisher = _Publisher(nc, stream, f"{prefix}.{HOLE_TOKEN}", chunk)
+    publisher = Publisher(nc, stream, f"{prefix}.{HOLE_TOKEN}", chunk)
     publisher.next_seq = start
-    recent = _RecentIds(_REPEAT_HORIZON_S)
+    recent = RecentIds()
     dropped = 0
     max_in_flight = settings.publish_max_in_flight
     timeout_s = settings.nats.request_timeout_s
@@ -335,7 +248,7 @@ async def restore_backup(
         now = time.monotonic()
         for message in batch:
             publisher.hole_until(message.sequence)
-            headers, was_dropped = _headers(message.headers, recent, now)
+            headers, was_dropped = restored_headers(message.headers, recent, now)
             dropped += was_dropped
             publisher.message(mapper(message.subject), message.data, headers)
             last_message = message.sequence
