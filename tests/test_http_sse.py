@@ -111,7 +111,8 @@ async def test_a_tenant_hears_its_own_patterns_and_resumes_by_sequence(
     """alpha's stream and beta's are open while both tenants' workflows are written: each
     hears pattern.learned events of its own namespace only (the data is the stored event, the
     id its stream sequence, whose subject is memory.pattern.learned.<ns>). Reconnecting with
-    Last-Event-ID = a sequence replays exactly the announcements after it, then new ones."""
+    Last-Event-ID = a sequence replays exactly the announcements after it, then new ones; one
+    that is not a sequence is a 422."""
     keys = make_keys(tmp_path / "keys.json")
     async with (
         running(settings, nc, tmp_path / "engine") as engine,
@@ -163,6 +164,11 @@ async def test_a_tenant_hears_its_own_patterns_and_resumes_by_sequence(
             headers={**auth(keys["alpha"]), "Last-Event-ID": "yesterday"},
         )
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Last-Event-ID"
+        huge = await http.get(
+            "/v1/namespaces/alpha/patterns/stream",
+            headers={**auth(keys["alpha"]), "Last-Event-ID": str(2**64)},
+        )
+        assert huge.status_code == 422 and huge.json()["kind"] == "usage"
 
 
 async def test_stopping_the_gateway_ends_open_streams_at_once(

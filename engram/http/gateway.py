@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -125,13 +126,16 @@ class Gateway:
         policy = DeliverPolicy.NEW
         if after is not None:
             policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, after + 1
-        sub = await client.log.js.subscribe(
-            subject,
-            stream=self.settings.stream.name,
-            ordered_consumer=True,
-            deliver_policy=policy,
-            config=config,
-        )
+        try:
+            sub = await client.log.js.subscribe(
+                subject,
+                stream=self.settings.stream.name,
+                ordered_consumer=True,
+                deliver_policy=policy,
+                config=config,
+            )
+        except (NatsError, TimeoutError) as exc:  # refused, or the stream is gone
+            raise ConnectionFailedError(f"cannot follow {subject}: {exc!r}") from None
         return Announcements(sub)
 
 

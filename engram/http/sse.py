@@ -31,13 +31,15 @@ PING_S = 15.0
 _POLL_S = 1.0
 """How often an idle stream looks whether the gateway is shutting down."""
 RETRY_MS = 2_000
+MAX_SEQUENCE = 2**63 - 1
+"""The largest stream sequence JetStream can be asked to start after."""
 
 
 def _resume_after(last_event_id: str | None, after: int | None) -> int | None:
     if last_event_id is None:
         return after
     text = last_event_id.strip()
-    if not text.isdigit():
+    if not text.isdigit() or int(text) > MAX_SEQUENCE:
         detail = f"Last-Event-ID must be a stream sequence (a whole number), not {text!r}"
         raise ProblemError(422, "usage", detail, errors=field_errors([(["Last-Event-ID"], detail)]))
     return max(int(text), after or 0)
@@ -90,7 +92,7 @@ async def pattern_stream(
         Header(alias="Last-Event-ID", description="resume after this stream sequence"),
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="resume after this stream sequence")
+        int | None, Query(ge=0, le=MAX_SEQUENCE, description="resume after this stream sequence")
     ] = None,
 ) -> StreamingResponse:
     ns = namespace
