@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -42,13 +43,18 @@ from engine.connection import connect
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog, ReadRange
+from engine.stream.engine_key import signing_key
 from engine.subjects import EventSubjects
+from engram.auth import plan_users
+from engram.cli.auth_verbs import write_authorization
+from engram.cli.main import main
 from projections.projection_set import open_projections
 from projections.snapshots.directory import DirectorySnapshots
 from projections.tables import table_digests
 from tests.cli_runs import engram
 from tests.engines import running, settle
 from tests.histories import realistic_history
+from tests.servers import authorized_server, credentials
 from tests.states import state_of
 
 SOURCE = "BKSRC"
@@ -527,3 +533,57 @@ async def test_cli_backup_verify_restore(source: Source, tmp_path: Path) -> None
         assert restored.json()["last_seq"] == 100
         info = await source.js.stream_info("BKCLI")
         assert info.state.last_seq == 100
+
+
+async def test_operator_backs_up_and_engine_user_restores_on_a_secured_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a broker configured by `engram auth`, the `operator` user takes a backup (it may read
+    the stream and the key's fingerprint) and the `engine` user restores it (it may create a
+    stream and write the key bucket); with credentials the restored stream's key record holds
+    the fingerprint only, never the key, exactly as engines record ENGRAM_ENGINE_KEY."""
+    out = tmp_path / "auth"
+    write_authorization(out, plan_users(["alpha"]))
+    with authorized_server(out, tmp_path / "server") as url:
+
+        def environ(user: str) -> dict[str, str]:
+            return {
+                **credentials(out, user),
+                "ENGRAM_NATS__URL": url,
+                "ENGRAM_ENGINE_KEY": "an engine key of at least thirty-two characters",
+            }
+
+        engine_settings = Settings.load(environ("engine"))
+        client = await connect(engine_settings.nats, url)
+        try:
+            log = EventLog(client, engine_settings.stream)
+            await log.ensure()
+            await log.append_many(realistic_history(0, 50))
+            key = await signing_key(client.jetstream(), engine_settings)  # records its print
+
+            async def cli(user: str, *argv: str | Path) -> int:
+                with monkeypatch.context() as patched:
+                    for name, value in environ(user).items():
+                        patched.setenv(name, value)
+                    patched.setattr("engram.cli.main.configure_logging", lambda **_: None)
+                    return await asyncio.to_thread(main, [str(a) for a in argv])
+
+            directory = tmp_path / "backup"
+            assert await cli("operator", "backup", "--to", directory) == 0
+            manifest = load_manifest(directory)
+            assert manifest.messages == 50
+            assert manifest.engine_key.fingerprint == key.fingerprint
+            code = await cli(
+                "engine", "restore", "--from", directory, "--stream", "SECURED",
+                "--subject-prefix", "secured.memory",
+            )  # fmt: skip
+            assert code == 0
+            js = client.jetstream()
+            assert (await js.stream_info("SECURED")).state.messages == 50
+            record = await (await js.key_value("ENGRAM_ENGINE")).get("signing.SECURED")
+            assert json.loads(record.value or b"") == {
+                "scheme": "v1",
+                "fingerprint": key.fingerprint,
+            }
+        finally:
+            await client.close()
