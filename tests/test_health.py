@@ -214,3 +214,20 @@ async def test_readyz_is_503_while_nats_is_away_and_200_once_it_is_back(tmp_path
     finally:
         await engine_nc.close()
         server.stop()
+
+
+async def test_readyz_is_503_when_the_stream_is_gone(
+    settings: Settings, nc: NatsClient, event_log: EventLog
+) -> None:
+    """Delete the stream under a running engine: /readyz is 503 saying the stream's state
+    cannot be read (the server's own words), while NATS itself is connected."""
+    async with metered(settings, nc, settings.data_dir / "engine") as engine:
+        assert (await get(engine, "/readyz")).status_code == 200
+        await nc.jetstream().delete_stream(settings.stream.name)
+        gone = await get(engine, "/readyz")
+        assert gone.status_code == 503
+        reasons = gone.json()["reasons"]
+        assert len(reasons) == 1, reasons
+        assert reasons[0].startswith(f"the state of stream {settings.stream.name} cannot be read")
+        assert "not found" in reasons[0].lower(), reasons
+        await event_log.ensure()  # back, for a clean stop

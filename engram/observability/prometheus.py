@@ -238,10 +238,12 @@ class EngineMetrics:
 
     async def _count(self) -> None:
         engine = self.engine
-        try:
-            self.snapshot = await newest_snapshot(engine.log.js, engine.settings)
-        except (NatsError, TimeoutError, EngramError) as exc:
-            log.debug("snapshot age not read", error=repr(exc))
+        if engine.connection.is_up():  # else the last one read stands (its age still grows)
+            try:
+                async with asyncio.timeout(STATUS_TIMEOUT_S):
+                    self.snapshot = await newest_snapshot(engine.log.js, engine.settings)
+            except (NatsError, TimeoutError, EngramError) as exc:
+                log.debug("snapshot age not read", error=repr(exc))
         try:
             self.sizes = await asyncio.to_thread(self._measure)
         except (EngramError, OSError) as exc:  # not running (yet), or the disk refuses
