@@ -215,6 +215,13 @@ async def restore_backup(
         raise UsageError(f"--until-seq {until_seq} is before the backup's first sequence {start}")
     end = manifest.last_seq if until_seq is None else min(until_seq, manifest.last_seq)
     until_us = None if until_time is None else _us(until_time)
+    if until_time is not None and until_us is not None:
+        first_time = next((s.first_stored_at_ns for s in manifest.segments if s.messages), None)
+        if first_time is not None and until_us < first_time // 1_000:
+            raise UsageError(
+                f"--until {until_time.isoformat()} is before the backup's first message "
+                f"(stored at {_iso(first_time)}): nothing would be restored"
+            )
     mapper = _subject_mapper(manifest, prefix)
     config, recorded = _new_config(manifest, stream, prefix, start, replicas)
     js = nc.jetstream(timeout=settings.nats.request_timeout_s)
@@ -283,6 +290,11 @@ async def restore_backup(
         seconds=time.monotonic() - began,
         cut=cut,
     )
+
+
+def _iso(stored_ns: int) -> str:
+    moment = datetime.fromtimestamp(stored_ns // 1_000_000_000, UTC)
+    return moment.replace(microsecond=stored_ns % 1_000_000_000 // 1_000).isoformat()
 
 
 def _us(moment: datetime) -> int:

@@ -221,18 +221,21 @@ def verify_backup(directory: Path) -> VerifyReport:
     segments = messages = 0
     for run in manifest.runs:
         last: tuple[int, str] | None = None
+        damaged = False
         for entry in run.segments:
             try:
                 content = read_segment(directory, entry)
             except BackupCorruptError as exc:
                 problems.append(Problem(exc.where, exc.problem))
-                last = None
+                damaged = True
                 continue
             segments += 1
             messages += len(content)
             final = content.last()
             if final is not None:
                 last = (final.sequence, final.digest())
+        if damaged:
+            continue  # named above; its last message cannot be told
         if run.last_message_seq is not None and last != (run.last_message_seq, run.last_message):
             problems.append(
                 Problem(f"{run.directory} (manifest)", "its last message is not the one recorded")

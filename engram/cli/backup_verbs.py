@@ -96,6 +96,10 @@ def add_backup_verbs(sub: Any, verb: Any) -> None:
     r.set_defaults(handler=cmd_restore)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 async def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.backup import take_backup
     from engine.errors import UsageError
@@ -142,8 +146,9 @@ async def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     size = sum(s.size for s in run.segments)
     print(
         f"backup of stream {manifest.stream}: run {run.number} ({run.kind}), sequences "
-        f"{run.first_seq}..{run.last_seq}: {run.messages:,} messages in {len(run.segments)} "
-        f"segments ({size:,} bytes) into {directory} in {result.seconds:.2f}s "
+        f"{run.first_seq}..{run.last_seq}: {run.messages:,} messages in "
+        f"{_count(len(run.segments), 'segment')} ({size:,} bytes) into {directory} in "
+        f"{result.seconds:.2f}s "
         f"({result.messages_per_second:,.0f} messages/s)"
     )
     if run.gap is not None:
@@ -195,8 +200,9 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILURE
     assert manifest is not None
     print(
-        f"backup {args.directory} of stream {manifest.stream}: OK: {len(manifest.runs)} runs, "
-        f"{report.segments_checked} segments, {report.messages_checked:,} messages, sequences "
+        f"backup {args.directory} of stream {manifest.stream}: OK: "
+        f"{_count(len(manifest.runs), 'run')}, {_count(report.segments_checked, 'segment')}, "
+        f"{report.messages_checked:,} messages, sequences "
         f"{manifest.first_seq}..{manifest.last_seq}, every SHA-256 and sequence checked"
     )
     return EXIT_OK
