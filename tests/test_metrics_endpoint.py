@@ -5,9 +5,14 @@ Prometheus' conventions with bounded labels."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
+import socket
+from pathlib import Path
 
+import httpx
 from nats.aio.client import Client as NatsClient
 
 from consumers.snapshotting import default_store, take_snapshot
@@ -17,8 +22,10 @@ from engine.events import WorkflowExecuted, make_event
 from engine.settings import Settings
 from engine.stream import EventLog
 from engine.verbs import CATALOGUE
+from engram.cli.serve import serve_command
 from engram.observability.prometheus import UNKNOWN_VERB
 from engram.observability.sizes import ALL_NAMESPACES
+from tests.cli_runs import cli_env, engram
 from tests.engines import settle
 from tests.metrics_scrapes import Scrape, metered, scrape
 
@@ -216,3 +223,50 @@ async def test_snapshot_age_and_size_follow_the_newest_snapshot(
     assert not before.values("engram_snapshot_age_seconds")
     assert 0 <= after.value("engram_snapshot_age_seconds") < 60
     assert after.value("engram_snapshot_size_bytes") >= manifest.total_bytes > 0
+
+
+async def test_engram_serve_metrics_flag_serves_the_endpoint(
+    settings: Settings, event_log: EventLog, tmp_path: Path
+) -> None:
+    """``engram serve --metrics 127.0.0.1:PORT`` as a real process: /readyz turns 200 once its
+    projections run and /metrics names the engine; SIGTERM stops it with exit 0. A
+    ``--metrics`` that is not HOST:PORT is a usage error (exit 2) naming the form."""
+    port = _free_port()
+    argv = serve_command(str(settings.nats.url), settings.stream.name, tmp_path / "data")
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        "--metrics",
+        f"127.0.0.1:{port}",
+        env=cli_env(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client, asyncio.timeout(60):
+            while True:
+                try:
+                    ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+                    if ready.status_code == 200:
+                        break
+                except httpx.TransportError:  # not listening yet
+                    pass
+                await asyncio.sleep(0.1)
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert ready.json() == {"ready": True, "reasons": []}
+        assert 'engram_engine_info{instance="' in text
+        assert "engram_ready 1.0" in text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+
+    bad = await engram(
+        "serve", "--metrics", "9464", "--nats-url", "nats://127.0.0.1:1", cwd=tmp_path
+    )
+    assert bad.code == 2 and "expected HOST:PORT" in bad.err, bad
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
