@@ -40,6 +40,7 @@ from consumers.backup.verify import read_segment
 from consumers.replay import replay
 from consumers.snapshotting import restore_latest, take_snapshot
 from engine.connection import connect
+from engine.errors import UsageError
 from engine.server import EmbeddedServer
 from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog, ReadRange
@@ -333,6 +334,7 @@ async def test_restore_refuses_an_existing_stream_and_overlapping_subjects(
         await restore_backup(source.nc, source.settings, full_backup, stream="BKOVERLAP")
     with pytest.raises(NotFoundError):
         await source.js.stream_info("BKOVERLAP")
+    # An existing stream is replaced only when told, and never before every check passed.
     async with _streams(source.js, "BKREP"):
         options: dict[str, Any] = {"stream": "BKREP", "subject_prefix": "bkrep.memory"}
         await restore_backup(source.nc, source.settings, full_backup, until_seq=10, **options)
@@ -343,6 +345,11 @@ async def test_restore_refuses_an_existing_stream_and_overlapping_subjects(
         )
         info = await source.js.stream_info("BKREP")
         assert info.state.last_seq == again.last_seq > 10
+        with pytest.raises(RestoreRefusedError, match="BKSRC"):  # refused before deleting
+            await restore_backup(
+                source.nc, source.settings, full_backup, stream="BKREP", replace=True
+            )
+        assert (await source.js.stream_info("BKREP")).state.last_seq == again.last_seq
 
 
 async def test_incremental_backup_holds_exactly_the_new_events_and_reports_gaps(
@@ -494,8 +501,8 @@ async def test_an_interrupted_backup_leaves_no_complete_looking_manifest(
 
 async def test_cli_backup_verify_restore(source: Source, tmp_path: Path) -> None:
     """The three verbs end to end as a user runs them: `engram backup --to`, `engram backup
-    verify`, `engram restore --until-seq` (JSON outputs), and a full backup refused into a
-    directory that already holds one (exit 2)."""
+    verify`, `engram restore --until-seq` (JSON outputs); a full backup is refused into a
+    directory that already holds one."""
     url = str(source.settings.nats.url)
     directory = tmp_path / "cli-backup"
     run = await engram(
@@ -505,10 +512,8 @@ async def test_cli_backup_verify_restore(source: Source, tmp_path: Path) -> None
     taken = run.json()
     assert taken["run"]["kind"] == "full" and taken["messages"] > 600
 
-    again = await engram(
-        "backup", "--to", directory, "--nats-url", url, "--stream", SOURCE, cwd=tmp_path
-    )
-    assert again.code == 2 and "--incremental" in again.err
+    with pytest.raises(UsageError, match="--incremental"):  # exit 2 on the command line
+        await take_backup(source.js, source.settings, directory)
 
     checked = await engram("backup", "verify", directory, "--json", cwd=tmp_path)
     assert checked.code == 0 and checked.json()["ok"]

@@ -226,22 +226,22 @@ async def restore_backup(
     config, recorded = _new_config(manifest, stream, prefix, start, replicas)
     js = nc.jetstream(timeout=settings.nats.request_timeout_s)
 
-    await _make_room(js, stream, replace)
+    # Everything that can refuse is asked before an existing stream is deleted (--replace).
     choice = (
         KeyChoice(None, None, "none")
         if without_engine_key
         else await choose_restore_key(js, settings, directory, manifest)
     )
+    overlap = await _capturing(js, f"{prefix}.>", besides=stream)
+    if overlap is not None:
+        raise _overlap_error(prefix, manifest, overlap)
+    await _make_room(js, stream, replace)
     await write_restore_key(js, stream, choice, replicas=config.num_replicas or 1, replace=replace)
     try:
         await js.add_stream(config)
     except APIError as exc:
         if exc.err_code == _OVERLAP:
-            raise RestoreRefusedError(
-                f"another stream on this server already captures {prefix}.>: restore into a "
-                "fresh server, or beside the original with --subject-prefix (e.g. "
-                f"restored.{manifest.subject_prefix}), or delete that stream first"
-            ) from None
+            raise _overlap_error(prefix, manifest, "another stream") from None
         raise BackupError(f"cannot create stream {stream}: {exc.description}") from None
 
     publisher = Publisher(nc, stream, f"{prefix}.{HOLE_TOKEN}", chunk)
@@ -300,6 +300,40 @@ def _iso(stored_ns: int) -> str:
 def _us(moment: datetime) -> int:
     delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _overlap_error(prefix: str, manifest: BackupManifest, other: str) -> RestoreRefusedError:
+    return RestoreRefusedError(
+        f"{other} on this server already captures {prefix}.>: restore into a fresh server, or "
+        f"beside the original with --subject-prefix (e.g. restored.{manifest.subject_prefix}), "
+        "or delete that stream first"
+    )
+
+
+def _subjects_overlap(a: str, b: str) -> bool:
+    """True when some subject matches both NATS subject patterns."""
+    left, right = a.split("."), b.split(".")
+    for x, y in zip(left, right, strict=False):
+        if ">" in (x, y):
+            return True
+        if x != y and "*" not in (x, y):
+            return False
+    return len(left) == len(right)
+
+
+async def _capturing(js: JetStreamContext, subject: str, *, besides: str) -> str | None:
+    """The name of a stream other than ``besides`` capturing a subject that ``subject`` may
+    match, as ``stream X``; None when there is none."""
+    offset = 0
+    while page := await js.streams_info(offset):  # pages of up to 256 streams
+        offset += len(page)
+        for info in page:
+            name = info.config.name
+            if name == besides:
+                continue
+            if any(_subjects_overlap(subject, s) for s in info.config.subjects or ()):
+                return f"stream {name}"
+    return None
 
 
 async def _make_room(js: JetStreamContext, stream: str, replace: bool) -> None:
