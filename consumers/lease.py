@@ -52,8 +52,13 @@ class AnnouncerLease:
         ttl_s: float = 10.0,
         *,
         namespaces: tuple[str, ...] | None = None,
+        replicas: int = 1,
     ) -> None:
         self._js = js
+        self._replicas = replicas
+        """Replicas of the bucket when this engine creates it: the stream's, so that in a
+        cluster the lease survives the loss of a node (an R1 bucket on a dead node stops
+        every engine announcing until that node is back)."""
         self._key = lease_key(stream, namespaces)
         self._holder = holder.encode()
         self._ttl_s = ttl_s
@@ -67,7 +72,9 @@ class AnnouncerLease:
             try:
                 self._kv = await self._js.key_value(BUCKET)
             except BucketNotFoundError:
-                self._kv = await self._js.create_key_value(bucket=BUCKET, ttl=self._ttl_s)
+                self._kv = await self._js.create_key_value(
+                    bucket=BUCKET, ttl=self._ttl_s, replicas=self._replicas
+                )
         return self._kv
 
     async def held(self) -> bool:

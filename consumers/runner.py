@@ -19,9 +19,10 @@ from typing import Protocol
 
 import structlog
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from consumers.applying import ProjectionStalledError, apply_isolating
 from consumers.deadletters import DeadLetterPublisher
@@ -29,7 +30,10 @@ from consumers.decoding import decode_batch
 from consumers.lease import AnnouncerLease
 from consumers.observer import RunnerObserver
 from consumers.queries.freshness import Progress
+from consumers.unavailable import is_unavailable
 from engine.backoff import retry_delay, wait_or_stop
+from engine.errors import EngramError
+from engine.events import Event
 from engine.signing import Verifier
 from engine.stream import AppendResult
 from engine.stream.append import Appender
@@ -66,9 +70,21 @@ class RunnerSettings:
     """The first pause after a failure; each further failure in a row doubles it ..."""
     max_backoff_s: float = 30.0
     """... up to this."""
+    api_timeout_s: float = 2.0
+    """How long the engine's runners wait for a JetStream API answer (consumer info, delete,
+    create; the stream's info; the announcer lease): the engine gives them a JetStream context
+    with this timeout. A request sent while its stream or consumer has no leader is never
+    answered, so a short wait asks again soon after the election, not 5 s later."""
+    unavailable_retry_s: float = 0.25
+    """The first pause when JetStream is briefly unavailable (``consumers.unavailable``: a
+    leader election, no answer); it doubles while that lasts ..."""
+    max_unavailable_retry_s: float = 1.0
+    """... up to this (never the 30 s of ``max_backoff_s``)."""
 
 
 _NATS_AWAY = "NATS connection lost"
+_INVALID_RESET = 10204  # JSConsumerInvalidResetErr
+_NO_LEADER = "JetStream unavailable (a leader election in the cluster?)"
 
 
 class _DeliveriesLostError(Exception):
@@ -153,6 +169,8 @@ class ProjectionRunner:
         """Why the projection does not progress (None while it does)."""
         self.degraded_since: float | None = None
         self._failures = 0
+        self._unavailable = 0
+        self._announce_failed = False
         self._delivered = 0
         self._stop = asyncio.Event()
         self._subscribed = False
@@ -172,6 +190,10 @@ class ProjectionRunner:
     def _pause_s(self, attempt: int) -> float:
         return retry_delay(attempt, self.settings.retry_backoff_s, self.settings.max_backoff_s)
 
+    def _unavailable_pause_s(self, attempt: int) -> float:
+        first, cap = self.settings.unavailable_retry_s, self.settings.max_unavailable_retry_s
+        return retry_delay(attempt, first, cap)
+
     async def _pause(self, stop: asyncio.Event, seconds: float) -> bool:
         """Wait ``seconds`` or until ``stop``; True when stopped."""
         return await wait_or_stop(stop, seconds)
@@ -185,7 +207,7 @@ class ProjectionRunner:
         """A batch went through: the series of failures, if any, is over."""
         if self.reason is not None and self.degraded_since is not None:
             # After an outage the connection watch has said it all; a stall is news.
-            level = logging.INFO if self.reason == _NATS_AWAY else logging.WARNING
+            level = logging.INFO if self.reason in (_NATS_AWAY, _NO_LEADER) else logging.WARNING
             log.log(
                 level,
                 "projection resumed",
@@ -197,10 +219,17 @@ class ProjectionRunner:
         self.reason = None
         self.degraded_since = None
         self._failures = 0
+        self._unavailable = 0
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        """The durable consumer, created anew at ``checkpoint + 1`` on every (re)subscription:
-        the store's checkpoint is the truth, not the consumer's ack floor."""
+        """The durable consumer, created anew at ``checkpoint + 1`` on the first subscription
+        of this runner, and reset to ``checkpoint + 1`` on a resubscription (created anew when
+        the server cannot reset it): the store's checkpoint is the truth, not the consumer's
+        ack floor."""
+        if self._subscribed and _can_reset(self.js):
+            resumed = await self._reset()
+            if resumed is not None:
+                return resumed
         with contextlib.suppress(NotFoundError):
             await self._retire(await self.js.consumer_info(self.stream, self.durable))
             await self.js.delete_consumer(self.stream, self.durable)
@@ -221,6 +250,30 @@ class ProjectionRunner:
         )
         self._delivered = 0  # a new consumer numbers its deliveries from 1
         self._subscribed = True
+        return sub
+
+    async def _reset(self) -> JetStreamContext.PullSubscription | None:
+        """The consumer this runner created, reset in place to ``checkpoint + 1`` (ADR-60,
+        nats-server 2.14+): its next delivery is numbered 1, nothing before is pending. Unlike
+        delete and create, a reset needs neither the meta leader nor a new Raft group, whose
+        first election in a cluster missing a node takes 4-9 s.
+
+        None (the consumer is then created anew) when it is gone, refuses the reset, or does
+        not answer the reset although it answered its info (a leader too old to know the
+        call). Raised when its info does not answer (no leader yet: retried soon)."""
+        try:
+            await self.js.consumer_info(self.stream, self.durable)
+        except NotFoundError:
+            return None  # a missing consumer's reset is never answered: no need to ask
+        try:
+            await self.js.reset_consumer(self.stream, self.durable, seq=self.checkpoint + 1)
+        except (NatsError, TimeoutError) as exc:
+            if isinstance(exc, APIError) and exc.err_code != _INVALID_RESET:
+                raise
+            log.info("consumer not reset: created anew", durable=self.durable, error=repr(exc))
+            return None
+        sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        self._delivered = 0
         return sub
 
     async def _retire(self, existing: ConsumerInfo) -> None:
@@ -283,10 +336,15 @@ class ProjectionRunner:
             return
         self._failures += 1
         delay = self._pause_s(self._failures)
+        level = logging.ERROR
+        if is_unavailable(exc):
+            # No answer, or no leader: asked again soon, not after the failure backoff.
+            delay = self._unavailable_pause_s(self._failures)
+            level = logging.WARNING
         self._degrade(describe(exc))
         quiet = self._failures > 1 or (self.link is not None and self.link.settling())
         log.log(
-            logging.DEBUG if quiet else logging.ERROR,
+            logging.DEBUG if quiet else level,
             "projection failed, resuming from checkpoint",
             projection=self.projection.name,
             checkpoint=self.checkpoint,
@@ -330,6 +388,10 @@ class ProjectionRunner:
                     if self.reason is not None and not self._failures:
                         self._recover()
                     continue
+                except ServiceUnavailableError:
+                    await self._await_consumer_leader(stop)
+                    upcoming = fetch()
+                    continue
                 upcoming = fetch()
                 if not msgs:  # nats-py returns [] when the pull expires with a status reply
                     continue
@@ -345,6 +407,34 @@ class ProjectionRunner:
             upcoming.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _await_consumer_leader(self, stop: asyncio.Event) -> None:
+        """The pull request found nobody on the consumer's subject (a 503): in a cluster, the
+        consumer's leader died and its followers elect another (4-9 s). Fetch again on this
+        subscription as soon as the consumer answers, rather than resubscribing: that would
+        delete and create the consumer, which needs the meta leader too and fails the same way
+        meanwhile. Lost deliveries are still caught (``_check_deliveries``). A consumer that is
+        gone (NotFoundError) is resubscribed from the checkpoint at once."""
+        self._unavailable += 1
+        if self._unavailable == 1:
+            log.warning(
+                "projection waits for its consumer's leader",
+                projection=self.projection.name,
+                checkpoint=self.checkpoint,
+            )
+        self._degrade(_NO_LEADER)
+        # The consumer's info, waiting at most the pause: an answer means a leader is back
+        # (fetch at once); a request sent before the election ends is never answered.
+        pause = self._unavailable_pause_s(self._unavailable)
+        started = time.monotonic()
+        try:
+            await self.js.consumer_info(self.stream, self.durable, timeout=pause)
+            return
+        except NotFoundError:
+            raise
+        except (NatsError, TimeoutError):
+            pass
+        await self._pause(stop, pause - (time.monotonic() - started))
 
     def _check_deliveries(self, msgs: list[Msg]) -> None:
         """Raise _DeliveriesLostError unless ``msgs`` continue the deliveries seen so far.
@@ -365,7 +455,7 @@ class ProjectionRunner:
         stream, so every earlier announcement of the same versions has been seen)."""
         if self.announcer is None or self.appender is None:
             return
-        if self.lease is not None and not await self.lease.held():
+        if self.lease is not None and not await self._lease_held():
             return  # another engine announces; ours are the same events, deterministically
         pending = await asyncio.to_thread(self.announcer.take_pending)
         # Published but not read back yet: publishing again would be heard again by plain
@@ -375,11 +465,14 @@ class ProjectionRunner:
         pending = [e for e in pending if e.id not in self._published]
         if not pending:
             return
-        results = await self.appender.append_many([self.appender.encode(e) for e in pending])
+        if self._announce_failed and not await self._stream_answers():
+            return  # still no stream leader: what it cannot store would only be heard
+        results = await self._append_announcements(pending)
         self._published |= {
-            e.id for e, r in zip(pending, results, strict=True) if isinstance(r, AppendResult)
+            e.id for e, r in zip(pending, results, strict=False) if isinstance(r, AppendResult)
         }
         failed = [r for r in results if not isinstance(r, AppendResult)]
+        self._announce_failed = bool(failed)
         fresh = sum(1 for r in results if isinstance(r, AppendResult) and not r.duplicate)
         if self.observer is not None:
             stored = len(results) - len(failed)
@@ -390,9 +483,47 @@ class ProjectionRunner:
             events=len(pending),
             new=fresh,
             failed=len(failed),
+            not_sent=len(pending) - len(results),
         )
-        for error in failed:
-            log.warning("announcement failed (retried when caught up again)", error=str(error))
+        if failed:
+            log.warning(
+                "announcements not acknowledged (published again once the stream answers)",
+                projection=self.projection.name,
+                failed=len(failed),
+                error=str(failed[0]),
+            )
+
+    async def _append_announcements(self, pending: list[Event]) -> list[AppendResult | EngramError]:
+        """Append ``pending`` in order, the first one alone: a plain subscriber hears every
+        publish, stored or not, and hears it again when it is retried. When the stream cannot
+        store (its leader just died), only that first one is heard before the round stops; the
+        others are not sent (fewer results than ``pending``)."""
+        assert self.appender is not None
+        encoded = [self.appender.encode(e) for e in pending]
+        results = await self.appender.append_many(encoded[:1])
+        if len(encoded) > 1 and isinstance(results[0], AppendResult):
+            results += await self.appender.append_many(encoded[1:])
+        return results
+
+    async def _lease_held(self) -> bool:
+        """The lease, or False while its bucket does not answer (its leader is being elected,
+        the server is away): announcing can wait, the projection must not fail for it."""
+        assert self.lease is not None
+        try:
+            return await self.lease.held()
+        except (NatsError, TimeoutError) as exc:
+            log.debug(
+                "announcer lease not answered", projection=self.projection.name, error=repr(exc)
+            )
+            return False
+
+    async def _stream_answers(self) -> bool:
+        """True when the stream's leader answers its info (after announcements failed)."""
+        try:
+            await self.js.stream_info(self.stream)
+        except (NatsError, TimeoutError):
+            return False
+        return True
 
     async def _handle(self, msgs: list) -> None:  # type: ignore[type-arg]
         arrived = time.perf_counter()
@@ -470,6 +601,18 @@ class ProjectionRunner:
                 self._degrade(stalled.reason)
                 if await self._pause(self._stop, delay):
                     return None
+
+
+def _can_reset(js: JetStreamContext) -> bool:
+    """True when the connected server (2.14+) and nats-py can reset a consumer in place."""
+    # nats-py keeps its client there; the context exposes no public accessor for it.
+    version = getattr(getattr(js, "_nc", None), "connected_server_version", None)
+    if version is None or not hasattr(js, "reset_consumer"):
+        return False
+    try:
+        return (int(version.major), int(version.minor)) >= (2, 14)
+    except ValueError:  # a version string nats-py cannot parse: do not rely on it
+        return False
 
 
 def _consume_outcome(task: asyncio.Task[list[Msg]]) -> None:
