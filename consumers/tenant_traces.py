@@ -10,7 +10,8 @@ more places hold a tenant's state and are checked here:
 - the projections whose files are not tables (``projection_traces``): the learner's state file
   (``LearnerState.holds``), the session compactor's state file and record log
   (``SessionState.holds``), and the vector projection's files (its index set's indexes of the
-  tenant, its memory records, its lexical files and its record of envelope ids by namespace).
+  tenant, its memory records, its lexical files and its record of envelope ids by namespace),
+  and the semantic cache's files (``projections.cache.holds_namespace``).
   Each is read with the projection's own loader where it has one, so what "holds" means is what
   the projection's ``forget`` removes.
 
@@ -33,6 +34,7 @@ import duckdb
 from engine.errors import ProjectionError
 from engine.events.derived import NamespacePurged
 from engine.settings import Settings, StreamSettings
+from projections.cache import holds_namespace as cache_holds
 from projections.file_names import directory_name
 from projections.learning.projection import LearnerProjection
 from projections.purging import belongs_to
@@ -110,14 +112,14 @@ def _vector_traces(directory: Path, namespace: str) -> bool:
 
 
 def projection_traces(files: dict[str, bytes], namespace: str) -> list[str]:
-    """The projections beside the tables (``learner``, ``sessions``, ``vectors``) whose files in
-    a snapshot's ``files`` hold anything of ``namespace``. Raises ProjectionError (or
-    IndexCorruptError) when a file cannot be read to tell."""
+    """The projections beside the tables (``learner``, ``sessions``, ``vectors``, ``cache``)
+    whose files in a snapshot's ``files`` hold anything of ``namespace``. Raises ProjectionError
+    (or IndexCorruptError) when a file cannot be read to tell."""
     found: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         for name, body in files.items():
-            if name.split("/", 1)[0] in (*_STATE_DIRS, "vectors"):
+            if name.split("/", 1)[0] in (*_STATE_DIRS, "vectors", "cache"):
                 _place(root, name, body)
         if (root / "patterns").is_dir():
             learner = LearnerProjection(root / "patterns")
@@ -134,6 +136,8 @@ def projection_traces(files: dict[str, bytes], namespace: str) -> list[str]:
             if embedder.is_dir()
         ):
             found.append("vectors")
+        if (root / "cache").is_dir() and cache_holds(root / "cache", namespace):
+            found.append("cache")
     return found
 
 

@@ -33,6 +33,7 @@ from engine.events import (
     WorkflowExecuted,
     make_event,
 )
+from engine.events.cache import DEFAULT_TTL_SECONDS, CacheEvicted, CachePut
 from engine.events.codec import explain_validation_error
 from engine.events.items import ItemDeleted, ItemPut
 from engine.events.registry import require_agent_type
@@ -410,3 +411,39 @@ class MemoryClient(RecallVerbs):
         """Remove the item under ``path`` and ``key`` (``item.deleted``; none there: no
         change)."""
         return await self._send(ItemDeleted, {"path": list(path), "key": key}, envelope)
+
+    async def cache_put(
+        self,
+        prompt: str,
+        response: Any,
+        *,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        model: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **envelope: Unpack[EnvelopeOptions],
+    ) -> int:
+        """Cache ``response`` (text, or any JSON value) for ``prompt`` (``cache.put``) for
+        ``ttl`` seconds after the event's ``occurred_at`` (at most a year), replacing what the
+        same prompt (and ``model``) had. ``cache_lookup`` finds it for similar prompts of the
+        namespace until it expires."""
+        fields = {
+            "prompt": prompt,
+            "response": response,
+            "ttl": ttl,
+            "model": model,
+            "metadata": dict(metadata) if metadata is not None else None,
+        }
+        return await self._send(CachePut, fields, envelope)
+
+    async def cache_evict(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        reason: str | None = None,
+        **envelope: Unpack[EnvelopeOptions],
+    ) -> int:
+        """Remove the cached response of ``prompt`` (and ``model``) before it expires
+        (``cache.evicted``; none cached: no change)."""
+        fields = {"prompt": prompt, "model": model, "reason": reason}
+        return await self._send(CacheEvicted, fields, envelope)

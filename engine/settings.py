@@ -138,6 +138,9 @@ class Settings(BaseModel):
     """Weight of the lexical (BM25) similarity in a hybrid search; the vector one has the rest."""
     search_duplicate_similarity: Annotated[float, Field(gt=0, le=1)] = 0.9
     """Term cosine at which two search hits are near-duplicates, grouped under the best one."""
+    cache_similarity: Annotated[float, Field(gt=0, le=1)] = 0.85
+    """The similarity (0..1] at which a cached prompt answers a ``cache_lookup`` (a lookup may
+    ask for another threshold; ``ENGRAM_CACHE_SIMILARITY``)."""
     recent_capacity: Annotated[int, Field(ge=1)] = 10_000
     """Events kept by the operational tier (the in-memory ring buffer)."""
     query_sql: bool = False

@@ -9,6 +9,7 @@ import structlog
 
 from engine.settings import Settings
 from projections.base import Projection
+from projections.cache import IndexParams, SemanticCache
 from projections.context import RecentEvents
 from projections.embedders import get_embedder
 from projections.learning import LearnerProjection
@@ -39,12 +40,13 @@ class ProjectionSet:
     vectors: VectorProjection
     recent: RecentEvents
     sessions: SessionCompactor
+    cache: SemanticCache
 
     @property
     def persistent(self) -> list[Projection]:
         """The projections kept on disk (what a replay rebuilds and a snapshot holds); the
         operational tier (``recent``) lives in memory only."""
-        return [self.tables, self.learner, self.vectors, self.sessions]
+        return [self.tables, self.learner, self.vectors, self.sessions, self.cache]
 
     @property
     def live(self) -> list[Projection]:
@@ -92,17 +94,28 @@ def open_projections(settings: Settings, stream_last_sequence: int = 0) -> Proje
     store = TableStore.open(settings.data_dir)
     try:
         tables = TablesProjection(store)
+        vectors = vector_projection(settings, active_embedder(settings))
         return ProjectionSet(
             store=store,
             tables=tables,
             learner=LearnerProjection(settings.data_dir / "patterns"),
-            vectors=vector_projection(settings, active_embedder(settings)),
+            vectors=vectors,
             recent=RecentEvents(
                 settings.recent_capacity,
                 stream_last_sequence=stream_last_sequence,
                 history=tables,  # the ids first seen before the tail it starts from
             ),
             sessions=SessionCompactor(settings.data_dir / "sessions"),
+            # The prompts are embedded by the embedder searches use (one model loaded, not two).
+            cache=SemanticCache(
+                settings.data_dir / "cache",
+                vectors.embedder,
+                params=IndexParams(
+                    m=settings.index_m,
+                    ef_construction=settings.index_ef_construction,
+                    ef=settings.index_ef,
+                ),
+            ),
         )
     except BaseException:
         store.close()

@@ -3,7 +3,8 @@
 
 A fingerprint is a canonical dump of everything the events decide (table hashes, the learner's
 and the sessions' state, memory records, vector and lexical indexes, search answers with their
-scores, the ring buffer), the repeats ignored and the announcements pending; it leaves out the
+scores, the ring buffer, the semantic cache's entries, clocks, counters and lookup answers), the
+repeats ignored and the announcements pending; it leaves out the
 checkpoint, which the suite compares on its own (an in-memory whole-state projection never
 saves, so its checkpoint stays 0).
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from projections.base import Announcer, Projection
+from projections.cache import CacheState, SemanticCache
 from projections.context import RecentEvents
 from projections.embedders import HashingEmbedder
 from projections.identity import duplicates_seen
@@ -25,6 +27,7 @@ from projections.save_policy import SavePolicy
 from projections.sessions import SessionCompactor, SessionConfig, state_digest
 from projections.tables import TablesProjection, TableStore, table_digests
 from projections.vectors.projection import VectorProjection, VectorState
+from tests.strategies.events import BASE_TIME
 
 __all__ = ["ADAPTERS", "PERSISTENT", "ProjectionAdapter", "fingerprint"]
 
@@ -151,11 +154,48 @@ def _recent_state(projection: RecentEvents) -> dict[str, Any]:
     }
 
 
+def _cache(directory: Path | None) -> SemanticCache:
+    return SemanticCache(directory, HashingEmbedder(dimension=32), save_policy=_saving())
+
+
+def _cache_records(state: CacheState) -> dict[str, Any]:
+    return {
+        "watermark": state.applied,
+        "clocks": dict(sorted(state.clocks.items())),
+        "namespaces": {
+            ns: {
+                "entries": sorted((e.sequence, repr(e.to_json())) for e in cache.entries.values()),
+                "counters": cache.stats(),
+                "vectors": None if cache.index is None else cache.index.live,
+            }
+            for ns, cache in sorted(state.namespaces.items())
+        },
+        "seen": state.seen.to_bytes().hex(),
+        "owners": {ns: state.seen.owned(ns).tobytes().hex() for ns in state.seen.owners()},
+    }
+
+
+def _cache_state(projection: SemanticCache) -> dict[str, Any]:
+    # Lookups at three moments of the histories' time (they step 1 s from BASE_TIME).
+    moments = [(BASE_TIME.timestamp() + s) for s in (0, 10, 40)]
+    return {
+        **projection.read(_cache_records),
+        "answers": [
+            projection.lookup(ns, prompt, at=at, threshold=0.5, model=model)
+            for ns in NAMESPACES
+            for prompt in ("plan code", "abc xyz")
+            for at in moments
+            for model in (None, "m1")
+        ],
+    }
+
+
 ADAPTERS = [
     ProjectionAdapter("tables", _tables, _tables_state),
     ProjectionAdapter("patterns", _learner, _learner_state),
     ProjectionAdapter("sessions", _sessions, _sessions_state),
     ProjectionAdapter("vectors", _vectors, _vectors_state),
     ProjectionAdapter("recent", _recent, _recent_state, persistent=False),
+    ProjectionAdapter("cache", _cache, _cache_state),
 ]
 PERSISTENT = [a for a in ADAPTERS if a.persistent]

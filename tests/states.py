@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 
 from consumers.replay import replay
 from engine.settings import Settings
+from projections.cache import state_digest as cache_digest
 from projections.learning.persistence import dump_state
 from projections.projection_set import ProjectionSet, open_projections
 from projections.sessions import state_digest
@@ -21,12 +22,14 @@ QUERIES = ("did thing 7", "did thing 1234", "go")
 
 def state_of(projections: ProjectionSet) -> dict[str, Any]:
     """Everything a replay must reproduce: table hashes, learner and session state, memories,
-    the lexical index (its saved bytes) and search answers with their scores in every mode."""
+    the lexical index (its saved bytes), search answers with their scores in every mode and the
+    semantic cache's state."""
     vectors = projections.vectors
     return {
         "tables": table_digests(projections.store.reader()),
         "learner": dump_state(projections.learner.state),
         "sessions": state_digest(projections.sessions.state),
+        "cache": projections.cache.read(cache_digest),
         "memories": {k: m.to_json() for k, m in vectors.memories.items()},
         "lexical": vectors.lexical.encoded(),
         "answers": [

@@ -32,6 +32,8 @@ from engine.events import (
     WorkflowExecuted,
     decode_event,
 )
+from engine.events.cache import CacheEvicted, CachePut
+from engine.events.items import ItemDeleted, ItemPut
 from engine.stream import AppendResult, EventLog, ReadRange
 
 VERBS: list[tuple[str, dict[str, Any], type[EventData]]] = [
@@ -98,6 +100,30 @@ VERBS: list[tuple[str, dict[str, Any], type[EventData]]] = [
         },
         KnowledgeAdded,
     ),
+    (
+        "put_item",
+        {
+            "path": ("users", "u1"),
+            "key": "prefs",
+            "value": {"theme": "dark"},
+            "index": ["theme"],
+            "ttl": 60.0,
+        },
+        ItemPut,
+    ),
+    ("delete_item", {"path": ("users", "u1"), "key": "prefs"}, ItemDeleted),
+    (
+        "cache_put",
+        {
+            "prompt": "What is the capital of France?",
+            "response": {"answer": "Paris"},
+            "ttl": 120.0,
+            "model": "m-1",
+            "metadata": {"tokens": 7},
+        },
+        CachePut,
+    ),
+    ("cache_evict", {"prompt": "What is the capital of France?", "reason": "stale"}, CacheEvicted),
 ]
 
 

@@ -21,7 +21,7 @@ from engine.stream import EventLog
 from tests.engines import running, settle
 
 REPO = Path(__file__).resolve().parent.parent
-EVERY_PROJECTION = {"tables", "patterns", "vectors", "sessions", "recent"}
+EVERY_PROJECTION = {"tables", "patterns", "vectors", "sessions", "recent", "cache"}
 
 
 async def dead_letters(settings: Settings, *flags: str) -> dict[str, Any]:

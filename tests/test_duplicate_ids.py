@@ -427,7 +427,7 @@ async def test_a_repeated_id_counts_once_everywhere_live_after_restart_and_repla
     assert live["metrics_runs"] == live["learning_runs"] == 1
     assert live["hits"] == ["task-repeated"]
     assert live["duplicates"] == dict.fromkeys(
-        ["tables", "patterns", "vectors", "sessions", "recent"], 4
+        ["tables", "patterns", "vectors", "sessions", "recent", "cache"], 4
     )
 
     await _send_copies(event_log, workflow, range(3, 4))

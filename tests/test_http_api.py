@@ -35,6 +35,7 @@ VERB_BODIES: dict[str, dict[str, Any]] = {
     "task_context": {"task_description": "migrate the zebra cluster"},
     "assemble_context": {"task_description": "migrate the zebra cluster", "max_tokens": 200},
     "items_get": {"path": ["users", "u1"], "keys": ["prefs"]},  # the LangGraph store's verbs
+    "cache_lookup": {"prompt": "migrate the zebra cluster"},
 }
 
 
@@ -155,6 +156,8 @@ async def test_every_write_route_stores_its_event(
         "knowledge.added": {"kind": "procedure", "title": "deploy", "content": "run it"},
         "item.put": {"path": ["prefs"], "key": "k1", "value": {"tone": "terse"}},
         "item.deleted": {"path": ["prefs"], "key": "k1"},
+        "cache.put": {"prompt": "what is zebra?", "response": "a cluster", "ttl": 60},
+        "cache.evicted": {"prompt": "what is zebra?"},
     }
     async with (
         gateway(settings, tmp_path / "keys.json") as url,

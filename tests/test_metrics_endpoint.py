@@ -29,7 +29,7 @@ from tests.cli_runs import cli_env, engram
 from tests.engines import settle
 from tests.metrics_scrapes import Scrape, metered, scrape
 
-PROJECTIONS = {"tables", "patterns", "vectors", "sessions", "recent"}
+PROJECTIONS = {"tables", "patterns", "vectors", "sessions", "recent", "cache"}
 
 
 def _total(scraped: Scrape, name: str, **labels: str) -> float:

@@ -246,6 +246,7 @@ def test_the_suite_covers_every_projection_an_engine_runs(tmp_path: Path) -> Non
         ("sessions", True, True),
         ("vectors", True, False),
         ("recent", False, False),
+        ("cache", True, False),
     ],
 )
 def test_each_projection_is_of_the_kind_it_declares(

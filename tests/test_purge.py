@@ -653,7 +653,8 @@ async def test_a_snapshot_holds_a_tenant_by_any_projections_files(
     event_log: EventLog, settings: Settings, nc: NatsClient, tmp_path: Path
 ) -> None:
     """A snapshot whose tables hold no row of beta still holds beta when its learner, its
-    session compactor or its vector projection does (each alone), or its tables' dead letters
+    session compactor, its vector projection or its semantic cache does (each alone; the cache
+    by the clock and the ids of beta's events), or its tables' dead letters
     do: holds_namespace says so for each, and says no when none does, or for a namespace the
     snapshot never saw; an unreadable projection file means "cannot tell" (None)."""
     operator = settings.model_copy(update={"data_dir": tmp_path / "operator"})
@@ -661,12 +662,17 @@ async def test_a_snapshot_holds_a_tenant_by_any_projections_files(
     await _publish(event_log, nc, datetime(2026, 11, 20, 9, 0, tzinfo=UTC), v1=False)
     taken = await take_snapshot(nc, operator, store)
     manifest, files = await _stored(store, taken.snapshot_id)
-    assert projection_traces(files, "beta") == ["learner", "sessions", "vectors"]
+    assert projection_traces(files, "beta") == ["learner", "sessions", "vectors", "cache"]
     assert projection_traces(files, "delta") == []
     assert await holds_namespace(store, taken.snapshot_id, "delta") is False
 
     stripped = _without_beta_rows(files, tmp_path / "scratch")
-    prefixes = {"learner": "patterns/", "sessions": "sessions/", "vectors": "vectors/"}
+    prefixes = {
+        "learner": "patterns/",
+        "sessions": "sessions/",
+        "vectors": "vectors/",
+        "cache": "cache/",
+    }
     variants: dict[str, dict[str, bytes]] = {
         "none": {n: b for n, b in stripped.items() if n.startswith("tables/")},
         "dead letters": {
@@ -697,6 +703,7 @@ async def test_a_snapshot_holds_a_tenant_by_any_projections_files(
         "learner": True,
         "sessions": True,
         "vectors": True,
+        "cache": True,
         "unreadable": None,
     }
 

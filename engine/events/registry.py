@@ -17,6 +17,7 @@ from engine.events.agent import (
     TaskExecuted,
     WorkflowExecuted,
 )
+from engine.events.cache import CacheEvicted, CachePut
 from engine.events.derived import (
     ContextSuggested,
     MemoryRecalled,
@@ -78,6 +79,8 @@ EVENT_TYPES: dict[str, EventSpec] = {
         EventSpec("knowledge.added", KnowledgeAdded, 1, "agent"),
         EventSpec("item.put", ItemPut, 1, "agent"),
         EventSpec("item.deleted", ItemDeleted, 1, "agent"),
+        EventSpec("cache.put", CachePut, 1, "agent"),
+        EventSpec("cache.evicted", CacheEvicted, 1, "agent"),
         EventSpec("pattern.learned", PatternLearned, 1, "engine"),
         EventSpec("session.compacted", SessionCompacted, 1, "engine"),
         EventSpec("snapshot.created", SnapshotCreated, 1, "engine"),

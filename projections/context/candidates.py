@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from engine.events import EVENT_TYPES
+from engine.events.cache import CACHE_TYPES
 from engine.events.items import ITEM_TYPES
 from projections.context.assembly import Candidate
 from projections.context.describe import describe_event
@@ -23,6 +24,9 @@ from projections.learning import queries as q
 from projections.vectors.projection import VectorProjection
 
 __all__ = ["gather_candidates"]
+
+_NOT_CONTEXT = ITEM_TYPES | CACHE_TYPES
+"""Agent events that are stores of their own (items, cached answers), not what agents did."""
 
 RECENT_SCANNED = 200
 """Recent events looked at (the engine's own events among them are skipped)."""
@@ -50,11 +54,12 @@ def gather_candidates(
     query = vectors.embedder.embed([description])[0]
     if "operational" in tiers:
         # What agents did; the engine's own events (announcements, usage) are not context, nor
-        # the key-value items agents keep (a LangGraph store's puts: items_search reads them).
+        # the key-value items agents keep (a LangGraph store's puts: items_search reads them),
+        # nor the semantic cache's puts (cache_lookup reads them).
         latest = [
             e
             for e in recent.recent(namespace, limit=RECENT_SCANNED)
-            if EVENT_TYPES[e.event.type].publisher == "agent" and e.event.type not in ITEM_TYPES
+            if EVENT_TYPES[e.event.type].publisher == "agent" and e.event.type not in _NOT_CONTEXT
         ][:RECENT_KEPT]
         sessions = recent.active_sessions(namespace)
         texts = [describe_event(e.event) for e in latest]

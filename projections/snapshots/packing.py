@@ -1,11 +1,12 @@
 """Turning a projection directory into snapshot files and back.
 
 A snapshot holds: each DuckDB table as one Parquet file (zstd), the vector index directory of
-the active embedder as it was saved (index files, memories, manifest), and the learner's state
-file. Packing reads a directory whose projections were all flushed at one sequence. Each
-projection's record of the envelope ids it applied travels inside those: the ``event_ids`` table,
-``seen-<watermark>.bin`` beside the vector manifest, the learner's state file and the sessions'
-record log.
+the active embedder as it was saved (index files, memories, manifest), the learner's state
+file, the sessions' state and record log, and the semantic cache's directory as it was saved
+(its manifest and the files it names: a save deletes the others). Packing reads a directory
+whose projections were all flushed at one sequence. Each projection's record of the envelope ids
+it applied travels inside those: the ``event_ids`` table, ``seen-<watermark>.bin`` beside the
+vector manifest, the learner's state file, the sessions' record log and ``cache-seen-*.bin``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def pack(data_dir: Path, embedder: str) -> dict[str, bytes]:
         files[f"patterns/{STATE_FILE}"] = learner.read_bytes()
     for name in sessions_files(data_dir / "sessions"):  # the state file and the log it names
         files[f"sessions/{name}"] = (data_dir / "sessions" / name).read_bytes()
+    cache = data_dir / "cache"
+    if cache.is_dir():  # a snapshot from before the cache has none: it restores empty
+        for path in sorted(p for p in cache.iterdir() if p.is_file()):
+            if not path.name.endswith(".tmp"):  # crash leftovers
+                files[f"cache/{path.name}"] = path.read_bytes()
     return files
 
 
@@ -85,7 +91,7 @@ def unpack(files: dict[str, bytes], data_dir: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)  # left by a restore that was killed
     try:
         _materialise(files, staging)
-        for top in ("vectors", "patterns", "sessions"):
+        for top in ("vectors", "patterns", "sessions", "cache"):
             if (staging / top).exists():
                 shutil.rmtree(data_dir / top, ignore_errors=True)  # no database: not a state
                 os.replace(staging / top, data_dir / top)
@@ -121,7 +127,7 @@ def _materialise(files: dict[str, bytes], data_dir: Path) -> None:
             raise
         store.close()
     for name, body in files.items():
-        if name.startswith(("vectors/", "patterns/", "sessions/")):
+        if name.startswith(("vectors/", "patterns/", "sessions/", "cache/")):
             path = data_dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(body)

@@ -19,6 +19,7 @@ from engine.events import (
     WorkflowExecuted,
     make_event,
 )
+from engine.events.cache import CacheEvicted, CachePut
 from engine.events.derived import NamespacePurged
 from engine.events.items import ItemDeleted, ItemPut
 from projections.records import SequencedEvent
@@ -91,6 +92,14 @@ PAYLOADS: st.SearchStrategy[EventData] = st.one_of(
         path=st.sampled_from([["a"], ["a", "b"], ["c"]]),
         key=st.sampled_from(["k1", "k2"]),
     ),
+    st.builds(
+        CachePut,
+        prompt=st.sampled_from(["plan code", "abc", "xyz gh", "Plan  CODE"]),
+        response=TEXT,
+        ttl=st.sampled_from([1.0, 3.0, 60.0]),  # histories step 1 s: some entries expire
+        model=st.none() | st.just("m1"),
+    ),
+    st.builds(CacheEvicted, prompt=st.sampled_from(["plan code", "abc"])),
 )
 
 BASE_TIME = datetime(2026, 11, 20, tzinfo=UTC)
