@@ -92,6 +92,12 @@ class _DeliveriesLostError(Exception):
     when the connection dropped): acknowledging later ones would acknowledge them too."""
 
 
+class _LeaderBackError(Exception):
+    """The consumer has a leader again after an election: what the dead leader delivered and
+    this subscription never received would be delivered again only after ack_wait (30 s) if
+    no later event showed the gap, so the runner resets it to its checkpoint."""
+
+
 class ProjectionRunner:
     """Feeds one projection from its durable consumer until ``stop`` is set.
 
@@ -324,6 +330,12 @@ class ProjectionRunner:
                     checkpoint=self.checkpoint,
                     detail=str(exc),
                 )
+            except _LeaderBackError:
+                log.info(
+                    "consumer has a leader again, resuming from checkpoint",
+                    projection=self.projection.name,
+                    checkpoint=self.checkpoint,
+                )
             except Exception as exc:  # resume from the checkpoint after a pause
                 await self._failed(exc, stop)
 
@@ -390,8 +402,13 @@ class ProjectionRunner:
                     continue
                 except ServiceUnavailableError:
                     await self._await_consumer_leader(stop)
-                    upcoming = fetch()
-                    continue
+                    if stop.is_set() or not _can_reset(self.js):
+                        # Older servers: fetch on (creating the consumer anew would wait for
+                        # the first election of a new group); a lost delivery shows as a gap
+                        # once the next event is delivered, or after ack_wait.
+                        upcoming = fetch()
+                        continue
+                    raise _LeaderBackError from None
                 upcoming = fetch()
                 if not msgs:  # nats-py returns [] when the pull expires with a status reply
                     continue
@@ -409,32 +426,31 @@ class ProjectionRunner:
                 await sub.unsubscribe()
 
     async def _await_consumer_leader(self, stop: asyncio.Event) -> None:
-        """The pull request found nobody on the consumer's subject (a 503): in a cluster, the
-        consumer's leader died and its followers elect another (4-9 s). Fetch again on this
-        subscription as soon as the consumer answers, rather than resubscribing: that would
-        delete and create the consumer, which needs the meta leader too and fails the same way
-        meanwhile. Lost deliveries are still caught (``_check_deliveries``). A consumer that is
-        gone (NotFoundError) is resubscribed from the checkpoint at once."""
-        self._unavailable += 1
-        if self._unavailable == 1:
-            log.warning(
-                "projection waits for its consumer's leader",
-                projection=self.projection.name,
-                checkpoint=self.checkpoint,
-            )
+        """Return once the consumer answers again (or ``stop``). A pull request found nobody on
+        the consumer's subject (a 503): in a cluster, the consumer's leader died and its
+        followers elect another (4-9 s). Deleting and creating the consumer meanwhile would
+        need the meta leader too, and a new group's first election when a node is missing.
+        A consumer that is gone (NotFoundError) is raised: resubscribed from the checkpoint."""
         self._degrade(_NO_LEADER)
-        # The consumer's info, waiting at most the pause: an answer means a leader is back
-        # (fetch at once); a request sent before the election ends is never answered.
-        pause = self._unavailable_pause_s(self._unavailable)
-        started = time.monotonic()
-        try:
-            await self.js.consumer_info(self.stream, self.durable, timeout=pause)
-            return
-        except NotFoundError:
-            raise
-        except (NatsError, TimeoutError):
-            pass
-        await self._pause(stop, pause - (time.monotonic() - started))
+        log.warning(
+            "projection waits for its consumer's leader",
+            projection=self.projection.name,
+            checkpoint=self.checkpoint,
+        )
+        while not stop.is_set():
+            self._unavailable += 1
+            # The consumer's info, waiting at most the pause: an answer means a leader is
+            # back; a request sent before the election ends is never answered.
+            pause = self._unavailable_pause_s(self._unavailable)
+            started = time.monotonic()
+            try:
+                await self.js.consumer_info(self.stream, self.durable, timeout=pause)
+                return
+            except NotFoundError:
+                raise
+            except (NatsError, TimeoutError):
+                pass
+            await self._pause(stop, pause - (time.monotonic() - started))
 
     def _check_deliveries(self, msgs: list[Msg]) -> None:
         """Raise _DeliveriesLostError unless ``msgs`` continue the deliveries seen so far.

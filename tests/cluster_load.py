@@ -73,6 +73,16 @@ class EngineProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
+    def projections(self) -> list[str] | None:
+        """The projections this life of the engine runs (its "engine running" log line), or
+        None before it said so."""
+        path = self.data_dir.with_name(f"{self.data_dir.name}.{self.lives}.log")
+        for line in path.read_text(errors="replace").splitlines():
+            if '"engine running"' in line:
+                with contextlib.suppress(ValueError):
+                    return list(json.loads(line)["projections"])
+        return None
+
     def failed_announcements(self, projection: str) -> int:
         """Announcements of ``projection`` not acknowledged, over every life (from the log)."""
         failed = 0

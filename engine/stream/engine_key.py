@@ -94,12 +94,26 @@ async def _bucket(js: JetStreamContext, replicas: int, create: bool) -> KeyValue
             ) from exc
 
 
+READ_ATTEMPTS = 4
+"""Reads of the key record that go unanswered before one gives up. In a cluster, a replica of
+a bucket just created (or a node just restarted) that is not caught up yet drops a direct get
+without answering: seen with two engines starting at once on a new three-node cluster, where
+the second engine's read timed out and ``engram serve`` exited. Another try reaches another
+replica, or the same one caught up."""
+
+
 async def _read(kv: KeyValue, stream: str) -> _Record | None:
-    try:
-        entry = await kv.get(f"signing.{stream}")
-    except KeyNotFoundError:
-        return None
-    return _Record.decode(entry.value, stream)
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            entry = await kv.get(f"signing.{stream}")
+        except KeyNotFoundError:
+            return None
+        except TimeoutError:
+            if attempt == READ_ATTEMPTS:
+                raise
+            continue
+        return _Record.decode(entry.value, stream)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _create(kv: KeyValue, stream: str, record: _Record) -> _Record:
