@@ -396,7 +396,7 @@ class ProjectionRunner:
                     msgs = await upcoming
                 except TimeoutError:  # nats-py raises its own or asyncio's (both TimeoutError)
                     upcoming = fetch()
-                    await self._announce()  # nothing new: we are caught up
+                    await self._announce(confirmed=False)  # nothing new: caught up, maybe
                     if self.reason is not None and not self._failures:
                         self._recover()
                     continue
@@ -466,9 +466,13 @@ class ProjectionRunner:
                 raise _DeliveriesLostError(f"delivery {number} follows delivery {self._delivered}")
             self._delivered = number
 
-    async def _announce(self) -> None:
+    async def _announce(self, *, confirmed: bool = True) -> None:
         """Publish the derived events the projection decided (only once caught up with the
-        stream, so every earlier announcement of the same versions has been seen)."""
+        stream, so every earlier announcement of the same versions has been seen). Not
+        ``confirmed`` (a fetch timed out): the consumer must say it has nothing pending, for a
+        busy or recovering server also lets a fetch time out, and announcing mid-replay would
+        publish again what an earlier life of this engine published (stored once, but heard
+        again by plain subscribers)."""
         if self.announcer is None or self.appender is None:
             return
         if self.lease is not None and not await self._lease_held():
@@ -480,6 +484,8 @@ class ProjectionRunner:
         self._published &= waiting
         pending = [e for e in pending if e.id not in self._published]
         if not pending:
+            return
+        if not confirmed and not await self._nothing_pending():
             return
         if self._announce_failed and not await self._stream_answers():
             return  # still no stream leader: what it cannot store would only be heard
@@ -531,6 +537,12 @@ class ProjectionRunner:
             log.debug(
                 "announcer lease not answered", projection=self.projection.name, error=repr(exc)
             )
+            return False
+
+    async def _nothing_pending(self) -> bool:
+        try:
+            return await self.pending() == 0
+        except (NatsError, TimeoutError):
             return False
 
     async def _stream_answers(self) -> bool:

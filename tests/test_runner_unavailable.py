@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from nats.aio.client import ServerVersion
@@ -95,15 +96,20 @@ class _Appender:
 
 
 class _Js:
-    """The stream's info answers only while ``answering``."""
+    """The stream's info answers only while ``answering``; the consumer has ``backlog``
+    messages pending."""
 
     def __init__(self) -> None:
         self.answering = False
+        self.backlog = 0
 
     async def stream_info(self, _name: str) -> object:
         if not self.answering:
             raise NatsTimeoutError
         return object()
+
+    async def consumer_info(self, _stream: str, _durable: str) -> object:
+        return SimpleNamespace(num_pending=self.backlog, num_ack_pending=0)
 
 
 async def test_a_failed_announcement_round_sends_one_event_and_waits_for_the_stream() -> None:
@@ -135,6 +141,32 @@ async def test_a_failed_announcement_round_sends_one_event_and_waits_for_the_str
     assert appender.rounds == [["p0"], ["p0"], ["p1", "p2", "p3", "p4"]]
     await runner._announce()  # stored, not yet read back: not published again
     assert len(appender.rounds) == 3
+
+
+async def test_a_fetch_that_timed_out_is_no_proof_of_being_caught_up() -> None:
+    """After a fetch timed out (a busy or recovering server lets that happen mid-replay) the
+    runner announces only when its consumer says nothing is pending: announcing mid-replay
+    would publish again what an earlier life of the engine published (seen on the cluster:
+    455 versions heard twice after an engine's restart)."""
+    events = [
+        make_event(WorkflowExecuted(workflow_steps=["a"], success=True, duration=1.0), event_id="p")
+    ]
+    js, appender = _Js(), _Appender()
+    js.answering, appender.failing, js.backlog = True, False, 4_000
+    runner = ProjectionRunner(
+        js,  # type: ignore[arg-type]
+        "S",
+        _Projection(),  # type: ignore[arg-type]
+        durable="d",
+        announcer=_Announcer(events),
+        appender=appender,  # type: ignore[arg-type]
+    )
+    runner._subscribed = True  # as after its first subscription
+    await runner._announce(confirmed=False)
+    assert appender.rounds == []
+    js.backlog = 0
+    await runner._announce(confirmed=False)
+    assert appender.rounds == [["p"]]
 
 
 async def test_a_consumer_deleted_under_a_running_runner_is_created_again(
