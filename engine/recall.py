@@ -596,6 +596,31 @@ class RecallVerbs:
         )
         return reply.namespaces
 
+    # -- the semantic cache --------------------------------------------------------------------
+
+    @asks("cache_lookup")
+    async def cache_lookup(
+        self,
+        prompt: str,
+        *,
+        threshold: float | None = None,
+        model: str | None = None,
+        namespace: str | None = None,
+        min_sequence: int | None = None,
+    ) -> r.CacheLookupReply:
+        """A cached response for ``prompt``: ``hit`` when a cached prompt of the namespace (of
+        ``model``, when given) is at least ``threshold`` similar (default: the engine's, 0.85)
+        and has not expired; a miss still names the nearest live prompt and its similarity."""
+        return await self._ask(
+            "cache_lookup",
+            r.CacheLookupReply,
+            prompt=prompt,
+            threshold=threshold,
+            model=model,
+            namespace=namespace,
+            min_sequence=min_sequence,
+        )
+
 
 def _consistency(name: str, found: Any) -> Consistency | None:
     if found is None:

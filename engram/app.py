@@ -25,6 +25,7 @@ from consumers.instance import durable_name, instance_id
 from consumers.lease import AnnouncerLease
 from consumers.outage import ConnectionWatch
 from consumers.queries import OperatorAccess, QueryDispatcher, build_query_broker
+from consumers.queries.cache_verbs import CacheVerbs
 from consumers.queries.freshness import Freshness, Progress
 from consumers.queries.item_verbs import ItemVerbs
 from consumers.queries.learning_verbs import register_learning_verbs
@@ -32,6 +33,7 @@ from consumers.queries.memory_verbs import MemoryVerbs
 from consumers.queries.session_verbs import register_session_verbs
 from consumers.runner import ProjectionRunner, RunnerSettings, retry_delay
 from consumers.tenants import bind_data_dir, set_key
+from consumers.unavailable import patiently
 from engine.backoff import wait_or_stop
 from engine.errors import EngramError, ProjectionError
 from engine.events import EventData, make_event
@@ -81,6 +83,9 @@ class Engine:
         self.url = url
         self.log = EventLog(nc, settings.stream)
         self.runner_settings = runner_settings or RunnerSettings()
+        self._runner_js = nc.jetstream(timeout=self.runner_settings.api_timeout_s)
+        """The runners' and the lease's JetStream API: short timeouts, so that after a leader
+        election in a cluster they ask again soon (RunnerSettings.api_timeout_s)."""
         self.instance = instance_id(settings.data_dir)
         self.runners: list[ProjectionRunner] = []
         self._set: ProjectionSet | None = None
@@ -92,6 +97,8 @@ class Engine:
         stream whose early history is gone and no snapshot of its namespaces covered it."""
         self.dispatcher: QueryDispatcher | None = None
         """The query verbs this engine answers (set while it runs)."""
+        self.cache_verbs: CacheVerbs | None = None
+        """``cache_lookup`` and its lookup and hit counts (set while it runs)."""
         self.progress = Progress()
         """Woken by every runner's applied batch: queries reading their writes wait on it."""
         self.appender = Appender(
@@ -147,6 +154,8 @@ class Engine:
             lambda: projections.vectors.embedder,
             lexical_weight=self.settings.search_lexical_weight,
         ).register(dispatcher)
+        self.cache_verbs = CacheVerbs(projections.cache, self.settings.cache_similarity)
+        self.cache_verbs.register(dispatcher)
         if dispatcher.unserved():  # every catalogued verb is the engine's to answer
             raise EngramError(f"the engine serves no handler for {dispatcher.unserved()}")
         return dispatcher
@@ -155,7 +164,7 @@ class Engine:
         self, projection: Projection, dead_letters: DeadLetterPublisher, name: str | None = None
     ) -> ProjectionRunner:
         return ProjectionRunner(
-            self.log.js,
+            self._runner_js,
             self.settings.stream.name,
             projection,
             durable=durable_name(self.instance, name or projection.name),
@@ -298,6 +307,7 @@ class Engine:
             "nats_connected": self.connection.is_up(),
             "ready_max_lag": self.settings.ready_max_lag,
             "durability": (await self.durability()).model_dump(),
+            "cache": None if self.cache_verbs is None else await self.cache_verbs.status(),
         }
 
     def _announcing(self, projection: Projection) -> dict[str, Any]:
@@ -305,10 +315,11 @@ class Engine:
             return {}
         if self._lease is None:  # one lease per engine: it announces everything or nothing
             self._lease = AnnouncerLease(
-                self.log.js,
+                self._runner_js,
                 self.settings.stream.name,
                 self.instance,
                 namespaces=self.settings.namespaces,
+                replicas=self.settings.stream.replicas,
             )
         return {"announcer": projection, "appender": self.appender, "lease": self._lease}
 
@@ -419,17 +430,21 @@ class Engine:
     async def _run(self, stop: asyncio.Event) -> None:
         # The key first: every precondition is checked before the broker is changed (a refusal
         # for a missing ENGRAM_ENGINE_KEY must not leave a new stream behind).
-        self.key = self.appender.signer = await signing_key(self.log.js, self.settings)
-        info = await self.log.ensure()
+        # Each start step is asked again while JetStream does not answer yet (a new cluster's
+        # buckets, an election after a node loss), within consumers.unavailable's patience.
+        self.key = self.appender.signer = await patiently(
+            "reading the engine key", lambda: signing_key(self.log.js, self.settings)
+        )
+        info = await patiently("creating or checking the stream", self.log.ensure)
         sync = server_sync_interval(self.settings.server_dir, self.url)
         self._warn_durability(stream_durability(info.config, sync, info.state.messages))
         dead_letters = DeadLetterPublisher(self.log.js, self.settings.stream)
-        await dead_letters.ensure()
+        await patiently("creating or checking the dead-letter stream", dead_letters.ensure)
         fresh = not (self.settings.data_dir / DATABASE_FILE).exists()
         # Refuses a data directory whose projections hold another namespace set.
         bind_data_dir(self.settings.data_dir, self.settings.namespaces, has_state=not fresh)
         if fresh:
-            await self._restore_snapshot()
+            await patiently("looking for a snapshot", self._restore_snapshot)
             if self.restored_from is None and info.state.first_seq > 1:
                 # Compacted or expired history, and no snapshot of this engine's namespaces
                 # covers it: said loudly and kept in the status, never served silently.

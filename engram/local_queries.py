@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from consumers.queries.cache_verbs import CacheVerbs
 from consumers.queries.dispatch import OperatorAccess, QueryDispatcher
 from consumers.queries.item_verbs import ItemVerbs
 from consumers.queries.learning_verbs import register_learning_verbs
@@ -15,6 +16,7 @@ from consumers.queries.session_verbs import register_session_verbs
 from engine.errors import UsageError
 from engine.settings import Settings
 from engine.verbs import verb as spec
+from projections.cache import SemanticCache
 from projections.context import HeuristicTokenCounter, RecentEvents
 from projections.embedders import get_embedder
 from projections.learning import LearnerProjection
@@ -63,6 +65,11 @@ async def query_local(data_dir: Path, verb: str, payload: Mapping[str, Any]) -> 
                 functools.cache(lambda: get_embedder(active_embedder(local))),
                 lexical_weight=local.search_lexical_weight,
             ).register(dispatcher)
+        if "cache" in reads:  # the prompts embedded with the active embedder
+            local = Settings(data_dir=data_dir)
+            embedder = get_embedder(active_embedder(local))
+            cache = SemanticCache(data_dir / SemanticCache.name, embedder)
+            CacheVerbs(cache, local.cache_similarity).register(dispatcher)
         return await dispatcher.handle(verb, payload)
     finally:
         connection.close()

@@ -106,14 +106,13 @@ def open_projections(settings: Settings, stream_last_sequence: int = 0) -> Proje
                 history=tables,  # the ids first seen before the tail it starts from
             ),
             sessions=SessionCompactor(settings.data_dir / "sessions"),
-            # The prompts are embedded by the embedder searches use (one model loaded, not two).
+            # The prompts are embedded by the embedder searches use (one model loaded, not two);
+            # the graph is built as the vectors' are, and walked wider (IndexParams.ef).
             cache=SemanticCache(
                 settings.data_dir / "cache",
                 vectors.embedder,
                 params=IndexParams(
-                    m=settings.index_m,
-                    ef_construction=settings.index_ef_construction,
-                    ef=settings.index_ef,
+                    m=settings.index_m, ef_construction=settings.index_ef_construction
                 ),
             ),
         )

@@ -61,7 +61,7 @@ def test_read_tools_are_catalogued_tenant_verbs_without_namespace() -> None:
         }
         assert "min_sequence" in schema["properties"]
     assert set(TOOLS) == {t.name for t in WRITE_TOOLS} | {t.name for t in READ_TOOLS}
-    assert len(TOOLS) == 11
+    assert len(TOOLS) == 13
 
 
 @dataclass(frozen=True)

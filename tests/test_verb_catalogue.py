@@ -53,6 +53,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "items_get": {"path": ["users", "u1"], "keys": ["prefs"]},
     "items_search": {"prefix": ["users"], "query": "dark theme"},
     "items_namespaces": {"prefix": ["users"]},
+    "cache_lookup": {"prompt": "how do I deploy the release?"},
 }
 """A valid request for every verb (the test below fails when a verb is added without one)."""
 

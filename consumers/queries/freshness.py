@@ -27,7 +27,7 @@ from engine.verbs.replies import Consistency
 
 __all__ = ["PROJECTION_READS", "Applied", "Freshness", "Progress"]
 
-PROJECTION_READS = frozenset({"tables", "patterns", "vectors", "sessions", "recent"})
+PROJECTION_READS = frozenset({"tables", "patterns", "vectors", "sessions", "recent", "cache"})
 """The ``VerbSpec.reads`` that are projections (the others, ``stream`` and ``runners``, are read
 live: an answer from them is always current)."""
 

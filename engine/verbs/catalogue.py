@@ -26,7 +26,7 @@ QUERY_PREFIX = "engram.query."
 """Queries are NATS requests on ``engram.query.<namespace>.<verb>`` (a tenant's) or
 ``engram.query.<verb>`` (the operator's, about no one tenant)."""
 
-Reads = Literal["tables", "patterns", "vectors", "sessions", "recent", "stream", "runners"]
+Reads = Literal["tables", "patterns", "vectors", "sessions", "recent", "cache", "stream", "runners"]
 Scope = Literal["tenant", "operator", "either"]
 """Whom a verb is about, hence the subject it is asked on (``VerbSpec.subject``)."""
 
@@ -288,6 +288,17 @@ CATALOGUE: dict[str, VerbSpec] = _catalogue(
         cli="items-namespaces",
         trim="namespaces",
         lower="lower limit",
+    ),
+    VerbSpec(
+        "cache_lookup",
+        "a cached response for a prompt: a hit when a cached prompt of the namespace is similar "
+        "enough (0.85 by default) and has not expired",
+        q.CacheLookupRequest,
+        r.CacheLookupReply,
+        ("cache",),
+        sdk="cache_lookup",
+        cli="cache-lookup",
+        lower="cache smaller responses",
     ),
 )
 

@@ -20,6 +20,8 @@ from engine.results import (
 
 __all__ = [
     "BestWorkflowReply",
+    "CacheLookupReply",
+    "CacheStatus",
     "CheckpointsReply",
     "Consistency",
     "ExportReply",
@@ -92,6 +94,30 @@ class StreamDurability(QueryReply):
     write), saying how to fix it."""
 
 
+class CacheStatus(QueryReply):
+    """The semantic cache of an engine's namespaces, in ``status``."""
+
+    entries: int
+    """Cached prompts live now (from the log: the same on every engine and replay)."""
+    puts: int
+    evictions: int
+    """Entries gone before a newer put replaced them: ``expired`` + ``removed``."""
+    expired: int
+    """Evicted because their namespace's event time passed their ``expires_at``."""
+    removed: int
+    """Removed by a ``cache.evicted`` event."""
+    lookups: int
+    """``cache_lookup`` requests this engine answered since it started (queries are not events:
+    another engine, or this one after a restart, counts its own)."""
+    hits: int
+    hit_rate: float | None = None
+    """hits / lookups (None before the first lookup)."""
+    counting_since: datetime
+    """When this engine started counting lookups and hits."""
+    namespaces: dict[str, dict[str, Any]] | None = None
+    """The same per namespace (left out above 50 namespaces)."""
+
+
 class StatusReply(QueryReply):
     """The stream and, per projection, its checkpoint and lag."""
 
@@ -115,6 +141,9 @@ class StatusReply(QueryReply):
     """The lag above which the engine calls a projection not ready (``Settings.ready_max_lag``)."""
     durability: StreamDurability | None = None
     """How safely the stream keeps what it acknowledged (None: an engine that does not say)."""
+    cache: CacheStatus | None = None
+    """The semantic cache: entries and evictions from the log, lookups and hits counted by this
+    engine since it started (None: an engine without one)."""
 
 
 class CheckpointsReply(QueryReply):
@@ -217,3 +246,25 @@ class ItemNamespacesReply(QueryReply):
     namespaces: list[list[str]]
     truncated: bool = False
     note: str | None = None
+
+
+class CacheLookupReply(QueryReply):
+    """A ``cache_lookup``: hit or miss, and the nearest live cached prompt."""
+
+    hit: bool
+    similarity: float | None = None
+    """How similar the nearest live cached prompt is (0..1; None: the namespace has none)."""
+    threshold: float
+    """The similarity a hit needed."""
+    prompt: str | None = None
+    """The nearest live cached prompt (on a miss too, so a threshold can be tuned)."""
+    response: Any = None
+    """The cached response (text or JSON) on a hit; null on a miss."""
+    model: str | None = None
+    metadata: dict[str, Any] | None = None
+    cached_at: datetime | None = None
+    """The put's ``occurred_at``."""
+    expires_at: datetime | None = None
+    """``cached_at`` plus the put's ttl."""
+    event_id: str | None = None
+    """The envelope id of the ``cache.put`` that cached it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from engine.events.items import MAX_LABELS, ItemKey, Label, check_label
 from engine.item_filters import check_filter
@@ -26,6 +26,7 @@ from engine.verbs.fields import (
 __all__ = [
     "AssembleContextRequest",
     "BestWorkflowRequest",
+    "CacheLookupRequest",
     "CheckpointsRequest",
     "ExportRequest",
     "ExtractPatternRequest",
@@ -335,3 +336,42 @@ class ItemNamespacesRequest(QueryRequest):
     ] = None
     limit: Annotated[int, Field(ge=1, le=1_000, description="how many paths at most")] = 100
     offset: Annotated[int, Field(ge=0, le=1_000_000, description="paths to skip first")] = 0
+
+
+# -- the semantic cache ----------------------------------------------------------------------------
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text
+
+
+class CacheLookupRequest(QueryRequest):
+    namespace: Namespace = "default"
+    prompt: Annotated[
+        LongText,
+        Field(min_length=1, description="the prompt to find a cached response for"),
+        AfterValidator(_not_blank),
+        Cli(positional=True),
+    ]
+    threshold: Annotated[
+        float | None,
+        Field(
+            gt=0.0,
+            le=1.0,
+            description="the similarity (0..1] a cached prompt needs to answer (default: the "
+            "engine's cache_similarity, 0.85)",
+        ),
+    ] = None
+    model: Annotated[
+        Identifier | None, Field(description="only responses cached for this model")
+    ] = None
+    at: Annotated[
+        AwareDatetime | None,
+        Field(
+            strict=False,
+            description="the time expiry is judged at, RFC 3339 with a zone (default: now)",
+        ),
+        Cli(hidden=True),
+    ] = None

@@ -186,6 +186,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             status["engine"] = "running"
             status["projections"] = engine["projections"]
             reply = StatusReply.model_validate(engine)
+            if reply.cache is not None:
+                status["cache"] = reply.cache.model_dump(mode="json")
             verdict = readiness(reply, max_lag=settings.ready_max_lag)
             durability = reply.durability or await _durability(settings, endpoint)
         except EngineUnavailableError:
@@ -225,7 +227,22 @@ async def _durability(settings: Settings, endpoint: NatsEndpoint) -> StreamDurab
     return stream_durability(info.config, sync, info.state.messages)
 
 
-_SECTIONS = ("projections", "durability", "ready", "reasons")
+_SECTIONS = ("projections", "cache", "durability", "ready", "reasons")
+
+
+def _print_cache(cache: dict[str, Any]) -> None:
+    """The semantic cache: what the log decided, then what this engine counted."""
+    print(
+        f"{'cache':>16}: {cache['entries']} entries, {cache['puts']} puts, "
+        f"{cache['evictions']} evictions ({cache['expired']} expired, {cache['removed']} "
+        "removed): from the log"
+    )
+    rate = "" if cache.get("hit_rate") is None else f" (hit rate {cache['hit_rate']:.1%})"
+    print(
+        f"{'':>16}  {cache['lookups']} lookups, {cache['hits']} hits{rate}: counted by this "
+        f"engine since {cache['counting_since']} (lookups are queries, not events: a restart "
+        "or another engine counts afresh)"
+    )
 
 
 def _print_status(status: dict[str, Any]) -> None:
@@ -239,6 +256,8 @@ def _print_status(status: dict[str, Any]) -> None:
         if info.get("degraded"):
             lag += f", degraded: {info.get('reason')}"
         print(f"{'projection':>16}: {name} at {info['checkpoint']} ({lag})")
+    if status.get("cache"):
+        _print_cache(status["cache"])
     durability = status["durability"]
     limits = ", ".join(
         f"{name} {_limit(durability[key], unit)}"

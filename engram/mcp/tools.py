@@ -179,6 +179,21 @@ WRITE_TOOLS: tuple[WriteTool, ...] = (
         "confidence adjustment between -1 and 1. Returns the stream sequence it was stored at.",
         hints={"confidence_adjustment": "optional, -1..1: how much to raise or lower confidence"},
     ),
+    WriteTool(
+        "cache_put",
+        "cache.put",
+        "Cache the answer you produced for a prompt, for ttl seconds, so that cache_lookup can "
+        "return it when the same or a similar prompt comes again (saving the work of answering "
+        "it). Use it for answers that stay valid a while; name the model that answered if "
+        "answers differ by model. Returns the stream sequence it was stored at.",
+        hints={
+            "prompt": "the prompt (question, request) that was answered",
+            "response": "the answer: text or any JSON value",
+            "ttl": "seconds the answer stays valid (at most a year), e.g. 3600",
+            "model": "optional: the model that answered",
+            "metadata": "optional free-form JSON object",
+        },
+    ),
 )
 
 READ_TOOLS: tuple[ReadTool, ...] = (
@@ -228,6 +243,16 @@ READ_TOOLS: tuple[ReadTool, ...] = (
         "failure patterns), each with its task type, success rate, confidence and sample size, "
         "newest version of each. Use it to see what has been learned, or to find a pattern_id "
         "for give_feedback." + _READS_NOTE,
+    ),
+    ReadTool(
+        "cache_lookup",
+        "cache_lookup",
+        "Look for a cached answer to a prompt before working it out: hit=true with the response "
+        "when an answer cached with cache_put for a similar enough prompt (similarity 0..1, 0.85 "
+        "by default) has not expired; on a miss, the nearest cached prompt and its similarity."
+        + _READS_NOTE,
+        hints={"threshold": "optional: the similarity a hit needs, 0..1 (default 0.85)"},
+        omit=frozenset({"at"}),
     ),
 )
 

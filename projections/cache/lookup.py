@@ -2,9 +2,11 @@
 
 A lookup is a hit when the most similar cached prompt of the namespace (of the model asked for,
 when one is named) that has not expired at the lookup's time is at least ``threshold`` similar
-(cosine of the two prompts' vectors, 0..1, rounded to 6 decimals so that the same prompt scores
-exactly 1). Ties go to the newer put. A miss still says how similar the nearest live prompt was
-(and which), so a threshold can be tuned; it never carries a response.
+(cosine of the two prompts' vectors, 0..1, rounded to 6 decimals). Ties go to the newer put. The
+same prompt (case, Unicode form and whitespace aside) is found without the graph, similarity 1,
+so a repeated prompt always hits; a paraphrase is found by the graph walk, which is approximate
+(``prompt_index``). A miss still says how similar the nearest live prompt was (and which), so a
+threshold can be tuned; it never carries a response.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from projections.cache.entries import CacheEntry, iso
+from projections.cache.entries import CacheEntry, iso, prompt_key
 from projections.cache.prompt_index import CANDIDATES
 from projections.cache.state import CacheState
 
@@ -25,6 +27,7 @@ __all__ = ["lookup"]
 def _nearest(
     state: CacheState,
     namespace: str,
+    prompt: str,
     vector: npt.NDArray[np.float32],
     at: float,
     model: str | None,
@@ -32,6 +35,9 @@ def _nearest(
     cache = state.namespaces.get(namespace)
     if cache is None or cache.index is None:
         return None
+    same = [e for e in cache.same_prompt(prompt_key(prompt)[1], model) if e.live_at(at)]
+    if same:
+        return max(same, key=lambda e: e.sequence), 1.0
     earliest = cache.earliest_expiry()
     accept: Callable[[int], bool] | None = None
     if model is not None or (earliest is not None and earliest < at):
@@ -59,17 +65,19 @@ def _nearest(
 def lookup(
     state: CacheState,
     namespace: str,
+    prompt: str,
     vector: npt.NDArray[np.float32],
     *,
     at: float,
     threshold: float,
     model: str | None = None,
 ) -> dict[str, Any]:
-    """The ``cache_lookup`` reply (without ``consistency``) for a prompt embedded as ``vector``
-    asked at ``at`` (epoch seconds): ``hit``, the nearest live prompt's ``similarity`` and
-    ``prompt`` (null when the namespace has none), and for a hit the ``response``, ``model``,
-    ``metadata``, ``cached_at``, ``expires_at`` and the put's ``event_id``."""
-    best = _nearest(state, namespace, vector, at, model)
+    """The ``cache_lookup`` reply (without ``consistency``) for ``prompt``, embedded as
+    ``vector``, asked at ``at`` (epoch seconds): ``hit``, the nearest live prompt's
+    ``similarity`` and ``prompt`` (null when the namespace has none), and for a hit the
+    ``response``, ``model``, ``metadata``, ``cached_at``, ``expires_at`` and the put's
+    ``event_id``."""
+    best = _nearest(state, namespace, prompt, vector, at, model)
     reply: dict[str, Any] = {
         "hit": False,
         "similarity": None,

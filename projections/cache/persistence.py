@@ -196,9 +196,7 @@ def load(directory: Path, params: IndexParams, embedder: str, dimension: int) ->
             cache = NamespaceCache(dimension, params)
             cache.counters = {name: int(raw["counters"].get(name, 0)) for name in COUNTERS}
             for item in raw["entries"]:
-                entry = CacheEntry.from_json(item)
-                cache.entries[entry.key] = entry
-                cache.labels[entry.sequence] = entry.key
+                cache.add_entry(CacheEntry.from_json(item))
             cache.expiries = sorted((e.expires_at, e.sequence) for e in cache.entries.values())
             state.namespaces[str(namespace)] = cache
     except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:

@@ -143,7 +143,9 @@ class SemanticCache(WholeStateBase[CacheState]):
         (it embeds and takes the state's read lock): call it off the event loop."""
         vector = self.embedder.embed([prompt])[0]
         return self.read(
-            lambda state: lookup(state, namespace, vector, at=at, threshold=threshold, model=model)
+            lambda state: lookup(
+                state, namespace, prompt, vector, at=at, threshold=threshold, model=model
+            )
         )
 
     def stats(self) -> dict[str, dict[str, Any]]:

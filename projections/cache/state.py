@@ -54,6 +54,9 @@ class NamespaceCache:
     entries: dict[EntryKey, CacheEntry] = field(default_factory=dict)
     labels: dict[int, EntryKey] = field(default_factory=dict)
     """Live labels (put sequences) -> their entry's key."""
+    texts: dict[str, set[str | None]] = field(default_factory=dict)
+    """Normalised prompt -> the models with a live entry of it (a lookup of the same prompt
+    finds it here, whatever the graph walk reaches)."""
     index: PromptIndex | None = None
     expiries: list[tuple[float, int]] = field(default_factory=list)
     """A heap of (expires_at, label); labels no longer live are skipped when popped."""
@@ -69,10 +72,21 @@ class NamespaceCache:
         if self.index is None:
             self.index = PromptIndex(self.dimension, self.params)
         self.index.add([entry.sequence], vector.reshape(1, -1))
-        self.entries[entry.key] = entry
-        self.labels[entry.sequence] = entry.key
+        self.add_entry(entry)
         heapq.heappush(self.expiries, (entry.expires_at, entry.sequence))
         self.mutations += 1
+
+    def add_entry(self, entry: CacheEntry) -> None:
+        """Hold ``entry`` (its vector is the caller's to index)."""
+        self.entries[entry.key] = entry
+        self.labels[entry.sequence] = entry.key
+        self.texts.setdefault(entry.key[1], set()).add(entry.key[0])
+
+    def same_prompt(self, text: str, model: str | None) -> list[CacheEntry]:
+        """The live entries of the normalised prompt ``text`` (of ``model`` when given)."""
+        models = self.texts.get(text, set())
+        chosen = models if model is None else models & {model}
+        return [self.entries[(m, text)] for m in chosen]
 
     def remove(self, key: EntryKey) -> None:
         if key in self.entries:
@@ -93,6 +107,10 @@ class NamespaceCache:
     def _drop(self, key: EntryKey) -> None:
         entry = self.entries.pop(key)
         del self.labels[entry.sequence]
+        models = self.texts[key[1]]
+        models.discard(key[0])
+        if not models:
+            del self.texts[key[1]]
         assert self.index is not None  # a live entry is in the index
         if not self.entries:
             self.index = None  # nothing live: the graph goes whole
