@@ -194,6 +194,39 @@ def test_a_newer_put_replaces_and_an_eviction_removes() -> None:
     assert cache.stats()["default"]["removed"] == 1 and cache.duplicates_seen() == 1
 
 
+def test_evicted_nodes_are_compacted_away_the_same_in_any_batching() -> None:
+    """1,300 puts of which 1,200 expire: once the graph's deleted nodes pass COMPACT_AT and
+    outnumber the live ones it is rebuilt from the live vectors (no deleted node left); applied
+    in one batch or in batches of 7, the state and the lookups' answers are the same."""
+    from projections.cache.prompt_index import COMPACT_AT
+
+    items = [
+        _item(
+            i + 1,
+            _put(f"prompt number {i} about topic {i % 37}", ttl=5 if i < 1_200 else 10_000),
+            i,
+        )
+        for i in range(1_300)
+    ]
+    items.append(_item(1_301, _other(), 2_000))
+    whole, split = (SemanticCache(None, HashingEmbedder(dimension=32)) for _ in range(2))
+    _apply(whole, *items)
+    for start in range(0, len(items), 7):
+        _apply(split, *items[start : start + 7])
+    for cache in (whole, split):
+        index = cache.state.namespaces["default"].index
+        assert index is not None and index.live == 100
+        assert index.deleted < COMPACT_AT  # compacted at least once on the way
+        assert cache.stats()["default"]["expired"] == 1_200
+    assert whole.read(state_digest) == split.read(state_digest)
+    moment = T0.timestamp() + 2_000
+    for i in (1_200, 1_250, 1_299, 5):
+        prompt = f"prompt number {i} about topic {i % 37}"
+        answers = [c.lookup("default", prompt, at=moment, threshold=0.85) for c in (whole, split)]
+        assert answers[0] == answers[1]
+        assert (answers[0]["prompt"] == prompt) is (i >= 1_200)  # the evicted one is gone
+
+
 def _files(directory: Path) -> list[bytes]:
     bodies = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
