@@ -187,7 +187,6 @@ class Listener:
     def __init__(self, node_name: str) -> None:
         self.node_name = node_name
         self.heard: Counter[tuple[str, int]] = Counter()
-        self.disconnects = 0
 
     async def _on(self, msg: Msg) -> None:
         data = json.loads(msg.data)["data"]
