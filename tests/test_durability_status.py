@@ -6,6 +6,7 @@ data sits on a server that fsyncs only every two minutes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import structlog
 from nats.aio.client import Client as NatsClient
+from nats.js.errors import NotFoundError
 
 from engine import MemoryClient
 from engine.endpoint import open_nats
@@ -140,6 +142,8 @@ async def test_a_given_servers_limits_are_shown_and_its_interval_is_unknown(
                 durability = (await engine.status())["durability"]
     finally:
         await nc.jetstream().delete_stream(stream.name)
+        with contextlib.suppress(NotFoundError):  # the engine created it; it captures subjects
+            await nc.jetstream().delete_stream(stream.name + "_DLQ")
 
     assert durability["max_age_s"] == 3_600
     assert durability["max_bytes"] == 50_000_000

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,6 +75,9 @@ def filter_regex(pattern: str) -> str:
 
 
 DATABASE_FILE = "engram.duckdb"
+
+CLOSE_WAIT_S = 10.0
+"""The longest ``TableStore.close`` waits for a reader still running in another thread."""
 
 _NO_NETWORK = {
     # Nothing may download DuckDB extensions at run time.
@@ -351,6 +355,17 @@ class TableStore:
         self._db.execute(sql)
 
     def close(self) -> None:
+        """Close the store. A reader cursor still running in a worker thread (a runner's start
+        cancelled by a shutdown leaves its ``checkpoint()`` read going) makes DuckDB refuse to
+        close the connection: wait for it, up to ``CLOSE_WAIT_S``, then raise."""
         with self._lock:
             self._db.close()
-            self._connection.close()
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            while True:
+                try:
+                    self._connection.close()
+                    return
+                except duckdb.Error as exc:
+                    if "busy" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.02)
