@@ -30,15 +30,22 @@ def fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def write_atomic(target: Path, data: bytes, *, temp: Path | None = None) -> None:
+def write_atomic(
+    target: Path, data: bytes, *, temp: Path | None = None, mode: int | None = None
+) -> None:
     """Replace ``target`` with ``data`` atomically: a crash or an error leaves the old file or
     the new one, never a mix, and a failed write leaves no temporary file. Raises the OSError
     that stopped it (ENOSPC, EIO ...), always before the rename: when it raises, ``target`` is
     untouched. ``temp`` is the temporary file to use (default:
-    ``<target>.tmp``)."""
+    ``<target>.tmp``); ``mode``: the new file's permission bits (default: as ``open`` creates
+    files, under the umask)."""
     temp = temp if temp is not None else target.with_name(target.name + TEMP_SUFFIX)
     try:
-        with temp.open("wb") as handle:
+        # ``mode`` (e.g. 0o600 for a secret): the file is created with it, never readable by
+        # others even for a moment.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        descriptor = os.open(temp, flags, 0o666 if mode is None else mode)
+        with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -22,9 +22,7 @@ The record's format is engine.stream.engine_key's: ``{"scheme": "v1", "fingerpri
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,7 +38,7 @@ from engine.errors import EngineKeyError
 from engine.settings import Settings
 from engine.signing import EngineKey
 from engine.stream.engine_key import BUCKET
-from projections.atomic_files import TEMP_SUFFIX, fsync_directory
+from projections.atomic_files import write_atomic
 
 __all__ = ["KeyChoice", "StreamKey", "choose_restore_key", "stream_key", "write_key_file"]
 
@@ -118,20 +116,7 @@ def write_key_file(directory: Path, key: StreamKey) -> bytes:
         },
         indent=1,
     ).encode()
-    target = directory / KEY_FILE
-    temp = target.with_name(target.name + TEMP_SUFFIX)
-    try:
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    fsync_directory(directory)
+    write_atomic(directory / KEY_FILE, data, mode=0o600)
     return data
 
 

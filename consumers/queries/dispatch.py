@@ -35,6 +35,7 @@ __all__ = [
     "OperatorAccess",
     "QueryDispatcher",
     "error_reply",
+    "on_cursor",
 ]
 
 log = structlog.get_logger(__name__)
@@ -113,6 +114,26 @@ Handler = Callable[[Any], Awaitable[Mapping[str, Any]]]
 """A verb's handler: takes the verb's validated request model, returns the reply."""
 
 
+def on_cursor(
+    cursor_factory: CursorFactory,
+    answer: Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]],
+) -> Handler:
+    """A handler answering with ``answer`` on a fresh cursor in a worker thread (DuckDB: one
+    cursor per thread), closed afterwards."""
+
+    def on_fresh_cursor(request: Any) -> dict[str, Any]:
+        cursor = cursor_factory()
+        try:
+            return answer(cursor, request)
+        finally:
+            cursor.close()
+
+    async def in_thread(request: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(on_fresh_cursor, request)
+
+    return in_thread
+
+
 def error_reply(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, UsageError):
         kind = "usage"
@@ -171,17 +192,7 @@ class QueryDispatcher:
     def _on_cursor(
         self, answer: Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]]
     ) -> Handler:
-        def on_cursor(request: Any) -> dict[str, Any]:
-            cursor = self._cursor()
-            try:
-                return answer(cursor, request)
-            finally:
-                cursor.close()
-
-        async def in_thread(request: Any) -> dict[str, Any]:
-            return await asyncio.to_thread(on_cursor, request)
-
-        return in_thread
+        return on_cursor(self._cursor, answer)
 
     @staticmethod
     def _metrics(cursor: duckdb.DuckDBPyConnection, r: TableMetricsRequest) -> dict[str, Any]:

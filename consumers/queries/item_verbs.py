@@ -18,7 +18,6 @@ item is deleted or put again).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -29,7 +28,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from consumers.queries.dispatch import QueryDispatcher
+from consumers.queries.dispatch import QueryDispatcher, on_cursor
 from consumers.queries.item_ranking import ItemTextCache, rank_texts
 from engine.item_filters import matches
 from projections.embedders import Embedder
@@ -268,17 +267,7 @@ class ItemVerbs:
     def _in_thread(
         self, answer: Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]]
     ) -> Callable[[Any], Any]:
-        def on_cursor(request: Any) -> dict[str, Any]:
-            cursor = self._cursor()
-            try:
-                return answer(cursor, request)
-            finally:
-                cursor.close()
-
-        async def handler(request: Any) -> dict[str, Any]:
-            return await asyncio.to_thread(on_cursor, request)
-
-        return handler
+        return on_cursor(self._cursor, answer)
 
     def rank(self, query: str, texts: Sequence[str], sequences: Sequence[int]) -> Sequence[float]:
         """The hybrid similarity of each text to ``query`` (``item_ranking.rank_texts``)."""
