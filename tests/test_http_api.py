@@ -235,3 +235,53 @@ async def test_openapi_lists_every_verb_and_event_type(
             assert "422" not in operation["responses"], path
             if path.startswith("/v1/"):
                 assert "application/problem+json" in operation["responses"]["4XX"]["content"]
+
+
+async def test_a_batch_write_stores_every_event_or_says_which_to_send_again(
+    settings: Settings, nc: NatsClient, event_log: EventLog, tmp_path: Path
+) -> None:
+    """POST /events appends a batch of mixed agent types in order, each at the sequence it
+    answers (201 only when every one is stored); a retry of the same batch is stored once
+    (duplicates, same sequences); a batch is validated whole first: one bad event (named by its
+    index and field) or an engine-only type stores none of it; another tenant's namespace is
+    403 before anything is read."""
+    keys = make_keys(tmp_path / "keys.json")
+
+    def workflow(i: int) -> dict[str, Any]:
+        data = {"workflow_steps": STEPS, "success": True, "duration": float(i)}
+        return {"type": "workflow.executed", "id": f"w{i}", "data": data}
+
+    knowledge = {"kind": "procedure", "title": "t", "content": "c"}
+    batch = [workflow(i) for i in range(50)]
+    batch.append({"type": "knowledge.added", "id": "k1", "data": knowledge})
+    async with (
+        gateway(settings, tmp_path / "keys.json") as url,
+        httpx.AsyncClient(base_url=url, headers=auth(keys["alpha"])) as http,
+    ):
+        stored = await http.post("/v1/namespaces/alpha/events", json={"events": batch})
+        assert stored.status_code == 201, stored.text
+        outcomes = stored.json()["stored"]
+        assert [o["event_id"] for o in outcomes] == [e["id"] for e in batch]
+        sequences = [o["sequence"] for o in outcomes]
+        assert sequences == sorted(sequences) and len(set(sequences)) == len(batch)
+        for outcome in (outcomes[0], outcomes[-1]):
+            message = await event_log.js.get_msg(settings.stream.name, outcome["sequence"])
+            assert message.subject == f"memory.{outcome['type']}.alpha"
+        again = await http.post("/v1/namespaces/alpha/events", json={"events": batch})
+        assert again.status_code == 201
+        assert [o["sequence"] for o in again.json()["stored"]] == sequences
+        assert all(o["duplicate"] for o in again.json()["stored"])
+        last = (await event_log.state()).last_sequence
+
+        bad = [*batch[:3], {"type": "workflow.executed", "data": {"workflow_steps": STEPS}}]
+        refused = await http.post("/v1/namespaces/alpha/events", json={"events": bad})
+        assert refused.status_code == 422, refused.text
+        assert "events.3.data.success" in refused.text
+        forged = [{"type": "pattern.learned", "data": {}}]
+        refused = await http.post("/v1/namespaces/alpha/events", json={"events": forged})
+        assert refused.status_code == 403 and refused.json()["kind"] == "forbidden_event_type"
+        other = await http.post("/v1/namespaces/beta/events", json={"events": batch[:1]})
+        assert other.status_code == 403
+        empty = await http.post("/v1/namespaces/alpha/events", json={"events": []})
+        assert empty.status_code == 422
+        assert (await event_log.state()).last_sequence == last  # nothing of those stored

@@ -40,6 +40,8 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "knowledge.added": {"kind": "procedure", "title": "deploy", "content": "run it"},
     "item.put": {"path": ["prefs"], "key": "k1", "value": {"tone": "terse"}},
     "item.deleted": {"path": ["prefs"], "key": "k1"},
+    "cache.put": {"prompt": "what is zebra?", "response": "a cluster", "ttl": 60},
+    "cache.evicted": {"prompt": "what is zebra?"},
 }
 QUERY_BODIES: dict[str, dict[str, Any]] = {
     "best_workflow": {"task_type": "deploy"},
@@ -89,6 +91,8 @@ def _request_for(route: APIRoute, namespace: str) -> tuple[str, str, dict[str, A
                     path = path.replace("{" + field + "}", str(body.pop(field)))
         else:
             body = {"data": PAYLOADS[event_type]}
+    elif kind == "events":  # the batch
+        body = {"events": [{"type": "workflow.executed", "data": PAYLOADS["workflow.executed"]}]}
     elif kind == "query":
         verb = rest.rpartition(":")[2]
         body = dict(QUERY_BODIES.get(verb, {}))

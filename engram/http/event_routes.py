@@ -10,6 +10,13 @@ verbs.
   ``agent_id``, ``session_id``, ``event_id`` and ``occurred_at`` beside them, an id the path
   names (``/decisions/{decision_id}/outcome``) taken from the path.
 
+- ``POST /v1/namespaces/{namespace}/events``: a batch, ``{"events": [{"type", "data", "id"?,
+  "agent_id"?, "session_id"?, "occurred_at"?}, ...]}`` (at most ``MAX_BATCH``), every event
+  validated before any is sent (422 naming ``events.<i>...``), then appended with the SDK's
+  bounded window of acks in flight (``publish_many``): 201 ``{"stored": [...]}`` when every one
+  was acknowledged; otherwise 503 ``publish_failed`` with each event's outcome in ``results``
+  (the ones not stored are retried with their event ids: stored once).
+
 Every write answers once JetStream acknowledged the append: 201 ``{"sequence", "event_id",
 "type", "namespace", "duplicate": false}``, or 200 with ``duplicate: true`` when the stream
 already held that event id (a retry: stored once). The event id is the body's, else the
@@ -35,14 +42,18 @@ from engine.errors import (
     PublishFailedError,
     UnknownEventTypeError,
 )
-from engine.events import EVENT_TYPES, EventData, make_event
+from engine.events import EVENT_TYPES, Event, EventData, make_event
 from engine.events.codec import explain_validation_error
 from engine.events.registry import AGENT_TYPES, require_agent_type
+from engine.stream import AppendResult
 from engram.http.access import Tenant, gateway_of
 from engram.http.problems import ProblemError, field_errors
 from engram.http.query_routes import json_response
 
-__all__ = ["FRIENDLY", "Friendly", "Stored", "add_event_routes"]
+__all__ = ["FRIENDLY", "MAX_BATCH", "Friendly", "Stored", "add_event_routes"]
+
+MAX_BATCH = 1_000
+"""The most events one batch write holds."""
 
 EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Label = Annotated[str, Field(min_length=1, max_length=256)]
@@ -60,6 +71,34 @@ class Stored(BaseModel):
     namespace: str
     duplicate: bool
     """True when the stream already held this event id (the write was a retry)."""
+
+
+class BatchEvent(BaseModel):
+    """One event of a batch: its type (one agents publish) and the envelope the route does not
+    fix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[str, Field(min_length=1, max_length=64)]
+    data: dict[str, Any]
+    id: EventId | None = Field(None, description="the event id (default: a new UUIDv7)")
+    agent_id: Label | None = None
+    session_id: Label | None = None
+    occurred_at: AwareDatetime | None = Field(None, description="default: now")
+
+
+class EventBatch(BaseModel):
+    """Events to append in one request (validated whole before any is sent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[BatchEvent], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class StoredBatch(BaseModel):
+    """Where each event of a batch landed, in order: all in the stream."""
+
+    stored: list[Stored]
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +347,64 @@ def _friendly_endpoint(route: Friendly) -> Endpoint:
     return endpoint
 
 
+def _batch_event(index: int, item: BatchEvent, namespace: str) -> Event:
+    """``item`` as an event of ``namespace``; raises the problem naming ``events.<index>``."""
+    if item.type not in EVENT_TYPES:
+        detail = (
+            f"events.{index}.type: unknown event type {item.type!r}; agents publish "
+            f"{', '.join(sorted(AGENT_TYPES))}"
+        )
+        raise ProblemError(
+            422,
+            "invalid_event",
+            detail,
+            errors=field_errors([(["events", str(index), "type"], detail)]),
+        )
+    try:
+        require_agent_type(item.type)
+    except ForbiddenEventTypeError as exc:
+        raise ProblemError(403, "forbidden_event_type", f"events.{index}: {exc}") from None
+    data = _payload(item.type, item.data, f"events.{index}.data.")
+    return make_event(
+        data,
+        namespace=namespace,
+        agent_id=item.agent_id,
+        session_id=item.session_id,
+        occurred_at=item.occurred_at,
+        event_id=item.id,
+    )
+
+
+async def _store_batch(request: Request, namespace: Tenant, body: EventBatch) -> Response:
+    ns = namespace  # checked against the key (Tenant) before the body was validated
+    events = [_batch_event(i, item, ns) for i, item in enumerate(body.events)]
+    results = await gateway_of(request).append_many(events)
+    outcomes: list[dict[str, Any]] = []
+    for event, result in zip(events, results, strict=True):
+        if isinstance(result, AppendResult):
+            outcomes.append(
+                Stored(
+                    sequence=result.sequence,
+                    event_id=result.event_id,
+                    type=event.type,
+                    namespace=ns,
+                    duplicate=result.duplicate,
+                ).model_dump()
+            )
+        else:
+            outcomes.append({"event_id": event.id, "type": event.type, "error": str(result)})
+    failed = [o for o in outcomes if "error" in o]
+    if failed:
+        raise ProblemError(
+            503,
+            "publish_failed",
+            f"{len(failed)} of {len(events)} events were not acknowledged (maybe stored, maybe "
+            "not): send those again with their event ids (stored once); the others are stored",
+            extra={"results": outcomes},
+        )
+    return json_response({"stored": outcomes}, 201)
+
+
 async def _refuse_type(namespace: Tenant, event_type: str) -> Response:
     if event_type not in EVENT_TYPES:
         raise UnknownEventTypeError(
@@ -346,6 +443,17 @@ def add_event_routes(router: APIRouter) -> None:
             responses=created,
             response_class=Response,
         )
+    router.add_api_route(
+        "/v1/namespaces/{namespace}/events",
+        _store_batch,
+        methods=["POST"],
+        status_code=201,
+        name="events:batch",
+        summary=f"append up to {MAX_BATCH:,} events of any agent types in one request",
+        tags=["events"],
+        responses={201: {"model": StoredBatch, "description": "every event stored"}},
+        response_class=Response,
+    )
     router.add_api_route(
         "/v1/namespaces/{namespace}/events/{event_type}",
         _refuse_type,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from engine.client import MemoryClient
-from engine.errors import ConnectionFailedError
+from engine.errors import ConnectionFailedError, EngramError
 from engine.events import Event
 from engine.events.registry import require_agent_type
 from engine.recall import Answer
@@ -103,6 +103,12 @@ class Gateway:
         require_agent_type(event.type)
         client = await self.client()
         return await client.log.append(event)
+
+    async def append_many(self, events: Sequence[Event]) -> list[AppendResult | EngramError]:
+        """Append ``events`` with the SDK's bounded window of acks in flight; one result or
+        error per event, in order (``MemoryClient.publish_many``)."""
+        client = await self.client()
+        return list((await client.publish_many(events)).results)
 
     async def ask(
         self, verb: str, arguments: Mapping[str, Any], namespace: str | None
