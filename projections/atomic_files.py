@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["TEMP_SUFFIX", "fsync_directory", "remove_temporary", "write_atomic"]
 
@@ -30,6 +31,14 @@ def fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def _create(temp: Path, mode: int | None) -> BinaryIO:
+    """``temp`` opened for writing; with ``mode`` (e.g. 0o600 for a secret) created with those
+    permission bits, never readable by others even for a moment."""
+    if mode is None:
+        return temp.open("wb")
+    return os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb")
+
+
 def write_atomic(
     target: Path, data: bytes, *, temp: Path | None = None, mode: int | None = None
 ) -> None:
@@ -41,11 +50,7 @@ def write_atomic(
     files, under the umask)."""
     temp = temp if temp is not None else target.with_name(target.name + TEMP_SUFFIX)
     try:
-        # ``mode`` (e.g. 0o600 for a secret): the file is created with it, never readable by
-        # others even for a moment.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        descriptor = os.open(temp, flags, 0o666 if mode is None else mode)
-        with os.fdopen(descriptor, "wb") as handle:
+        with _create(temp, mode) as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
