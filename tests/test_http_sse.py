@@ -196,3 +196,16 @@ async def test_stopping_the_gateway_ends_open_streams_at_once(
         await response.aclose()
     assert stopped < 2.0
     assert all(not line or line.startswith(":") for line in rest)
+
+
+@pytest.mark.parametrize("header", ["\u00b2", "\u0663", "1" * 25, "-1", "1e3"])
+def test_a_last_event_id_that_is_not_ascii_digits_is_a_422_not_a_crash(header: str) -> None:
+    """'²' and Arabic-Indic digits pass str.isdigit() but are no stream sequence: refused with
+    a usage problem (once an unhandled ValueError, a 500)."""
+    from engram.http.problems import ProblemError
+    from engram.http.sse import _resume_after
+
+    with pytest.raises(ProblemError) as refused:
+        _resume_after(header, None)
+    assert refused.value.status == 422
+    assert _resume_after("42", None) == 42

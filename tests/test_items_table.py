@@ -20,7 +20,7 @@ from engine.events import EventData, make_event, validate_event
 from engine.events.items import ItemDeleted, ItemPut
 from projections.records import SequencedEvent
 from projections.tables import TablesProjection, TableStore
-from projections.tables.items import search_text, split_path, text_at_path
+from projections.tables.items import MAX_SEARCH_TEXT, search_text, split_path, text_at_path
 from tests.strategies.events import purge_of
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -218,3 +218,15 @@ def test_the_table_is_the_fold_of_puts_and_deletes(
         )
         for r in rows
     } == model
+
+
+def test_an_items_search_text_is_bounded_whatever_its_index_selects() -> None:
+    """Wildcards and {a,b} groups can select the value many times over: 32 index paths of 127
+    stars over a 250 KB value once made about a gigabyte of search text per event. The text is
+    cut at MAX_SEARCH_TEXT, a repeated path or group member counts once, and a plain index
+    still selects what it names."""
+    value = {"a": "x" * 250_000, "b": {"c": "hello"}, "d": ["p", "q"]}
+    hostile = ["{" + ",".join(["*"] * 127) + "}"] * 32 + ["*.*"] * 32
+    text = search_text(value, hostile)
+    assert text is not None and len(text) <= MAX_SEARCH_TEXT
+    assert search_text(value, ["b.c", "d[*]", "b.c"]) == "hello\np\nq"

@@ -115,10 +115,19 @@ def prefilter(filter: Mapping[str, Any]) -> tuple[str, list[Any]]:
             if isinstance(operand, str):
                 clauses.append(f"json_extract_string(value, ?) {sql} ?")
                 params += [path, operand]
-            elif _number(operand) and math.isfinite(operand):
+            elif _number(operand) and _finite(operand):
                 clauses.append(f"TRY_CAST(json_extract_string(value, ?) AS DOUBLE) {sql} ?")
                 params += [path, float(operand)]
     return (" AND ".join(clauses) or "TRUE"), params
+
+
+def _finite(number: float) -> bool:
+    """True for a number a DOUBLE holds (an integer too large for one, e.g. 10**400, which JSON
+    allows, is not pushed down: the exact check in Python decides it)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def get_items(

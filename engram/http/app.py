@@ -190,7 +190,14 @@ def create_app(
 
     @app.get("/healthz", tags=["health"], summary="the gateway reaches NATS and the stream")
     async def healthz() -> Response:
-        await gateway.client()  # a 503 problem when NATS or the stream is away
+        # Unauthenticated: says whether, never why (the reason can name the server's paths).
+        try:
+            await gateway.client()
+        except EngramError:
+            log.info("healthz: the gateway cannot reach NATS or the stream")
+            raise ProblemError(
+                503, "nats_unavailable", "the gateway cannot reach NATS or the stream"
+            ) from None
         return json_response({"status": "ok"})
 
     # MCP (streamable HTTP) at /mcp: engram.mcp.http's app, built by engram.http.server's

@@ -39,7 +39,7 @@ def _resume_after(last_event_id: str | None, after: int | None) -> int | None:
     if last_event_id is None:
         return after
     text = last_event_id.strip()
-    if not text.isdigit() or int(text) > MAX_SEQUENCE:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or int(text) > MAX_SEQUENCE:
         detail = f"Last-Event-ID must be a stream sequence (a whole number), not {text!r}"
         raise ProblemError(422, "usage", detail, errors=field_errors([(["Last-Event-ID"], detail)]))
     return max(int(text), after or 0)

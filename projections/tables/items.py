@@ -17,7 +17,7 @@ the read), never by the projection.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -101,47 +101,61 @@ def _leaf(value: Any) -> list[str]:
     return []
 
 
-def _walk(value: Any, tokens: list[str], at: int) -> list[str]:
+def _walk(value: Any, tokens: list[str], at: int) -> Iterator[str]:
     if at == len(tokens):
-        return _leaf(value)
+        yield from _leaf(value)
+        return
     token = tokens[at]
     if token.startswith("[") and token.endswith("]"):
         if not isinstance(value, list):
-            return []
+            return
         inner = token[1:-1].strip()
         if inner == "*":
-            return [text for item in value for text in _walk(item, tokens, at + 1)]
+            for item in value:
+                yield from _walk(item, tokens, at + 1)
+            return
         try:
             index = int(inner)
         except ValueError:
-            return []
+            return
         if index < 0:
             index += len(value)
-        return _walk(value[index], tokens, at + 1) if 0 <= index < len(value) else []
+        if 0 <= index < len(value):
+            yield from _walk(value[index], tokens, at + 1)
+        return
     if token.startswith("{") and token.endswith("}"):
         if not isinstance(value, dict):
-            return []
-        found: list[str] = []
-        for field in token[1:-1].split(","):
-            found.extend(_walk(value, tokenize_field_path(field.strip()), 0))
-        return found
+            return
+        for field in dict.fromkeys(f.strip() for f in token[1:-1].split(",")):
+            yield from _walk(value, tokenize_field_path(field), 0)
+        return
     if token == "*":
-        if isinstance(value, dict):
-            return [text for item in value.values() for text in _walk(item, tokens, at + 1)]
-        if isinstance(value, list):
-            return [text for item in value for text in _walk(item, tokens, at + 1)]
-        return []
+        items = (
+            value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        )
+        for item in items:
+            yield from _walk(item, tokens, at + 1)
+        return
     if isinstance(value, dict) and token in value:
-        return _walk(value[token], tokens, at + 1)
-    return []
+        yield from _walk(value[token], tokens, at + 1)
 
 
 def text_at_path(value: dict[str, Any], path: str) -> list[str]:
     """The texts a field path selects in ``value`` (LangGraph's path syntax; ``"$"`` is the
     whole value as JSON with sorted keys); ``[]`` when the path selects nothing."""
+    return list(_texts_at(value, path))
+
+
+def _texts_at(value: dict[str, Any], path: str) -> Iterator[str]:
+    """``text_at_path``, lazily (``search_text`` stops reading at its bound)."""
     if path == "$" or not path:
-        return [_JSON.encode(value)]
-    return _walk(value, tokenize_field_path(path), 0)
+        yield _JSON.encode(value)
+        return
+    yield from _walk(value, tokenize_field_path(path), 0)
+
+
+MAX_SEARCH_TEXT = 262_144
+"""The most characters an item's search text holds (the texts of its index paths, cut there)."""
 
 
 def search_text(value: dict[str, Any], index: Sequence[str] | bool | None) -> str | None:
@@ -149,6 +163,15 @@ def search_text(value: dict[str, Any], index: Sequence[str] | bool | None) -> st
     (None: the whole value); None when ``index`` is false or selects nothing."""
     if index is False or index is True:
         return None
-    paths = ["$"] if index is None else list(index)
-    texts = [text for path in paths for text in text_at_path(value, path)]
+    paths = ["$"] if index is None else list(dict.fromkeys(index))
+    texts: list[str] = []
+    size = 0
+    for path in paths:
+        for text in _texts_at(value, path):
+            # Bounded: wildcards and {a,b} groups can select the value many times over (32
+            # paths of 127 stars each would make a gigabyte of one 256 KB value).
+            texts.append(text[: MAX_SEARCH_TEXT - size])
+            size += len(texts[-1]) + 1
+            if size >= MAX_SEARCH_TEXT:
+                return "\n".join(texts)
     return "\n".join(texts) if texts else None
