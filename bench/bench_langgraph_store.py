@@ -27,22 +27,16 @@ import argparse
 import asyncio
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import nats
 from bench_item_search import KINDS, QUERIES, _text
+from engine_harness import engine_on_embedded_server
 from langgraph.store.base import PutOp
 
 from engine.errors import EngineUnavailableError
 from engine.logconfig import configure_logging
-from engine.server import EmbeddedServer
-from engine.settings import NatsSettings, Settings, StreamSettings
-from engine.stream import EventLog
-from engram.app import Engine
 from engram.langgraph_store import EngramStore
 
 
@@ -58,74 +52,54 @@ async def _time(call: Callable[[], Awaitable[Any]], calls: int) -> tuple[float, 
 
 async def run(count: int, calls: int) -> None:
     configure_logging(level="warning")
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedServer(Path(tmp) / "nats")
-        server.start()
-        try:
-            settings = Settings(
-                data_dir=Path(tmp) / "data",
-                nats=NatsSettings(url=server.url),
-                stream=StreamSettings(name="BENCH_ITEMS"),
-                snapshot_every_events=0,
-                snapshot_every_s=0,
-            )
-            nc = await nats.connect(server.url)
-            await EventLog(nc, settings.stream).ensure()
-            engine = Engine(settings, nc, server.url)
-            stop = asyncio.Event()
-            task = asyncio.create_task(engine.run(stop))
-            rng = random.Random(7)
-            async with EngramStore.connect(settings=settings, namespace="bench") as store:
-                started = time.perf_counter()
-                ops = [
-                    PutOp(
-                        ("users", f"u{i % 50}"),
-                        f"k{i}",
-                        {"text": _text(rng), "kind": rng.choice(KINDS), "n": rng.randrange(100)},
-                    )
-                    for i in range(count)
-                ]
-                for at in range(0, count, 500):
-                    await store.abatch(ops[at : at + 500])
-                while True:  # until the engine's query service answers
-                    try:
-                        await store.aget(("users", "u0"), "k0")  # waits for every put
-                        break
-                    except EngineUnavailableError:
-                        await asyncio.sleep(0.1)
-                fill = time.perf_counter() - started
-                where = {"kind": "note", "n": {"$gte": 50}}
-                started = time.perf_counter()
-                await store.asearch(("users",), query=QUERIES[0])
-                cold = 1000 * (time.perf_counter() - started)
-                queries = iter(QUERIES * calls * 2)
-                n = iter(range(10**9))
+    async with engine_on_embedded_server("BENCH_ITEMS") as (settings, _engine):
+        rng = random.Random(7)
+        async with EngramStore.connect(settings=settings, namespace="bench") as store:
+            started = time.perf_counter()
+            ops = [
+                PutOp(
+                    ("users", f"u{i % 50}"),
+                    f"k{i}",
+                    {"text": _text(rng), "kind": rng.choice(KINDS), "n": rng.randrange(100)},
+                )
+                for i in range(count)
+            ]
+            for at in range(0, count, 500):
+                await store.abatch(ops[at : at + 500])
+            while True:  # until the engine's query service answers
+                try:
+                    await store.aget(("users", "u0"), "k0")  # waits for every put
+                    break
+                except EngineUnavailableError:
+                    await asyncio.sleep(0.1)
+            fill = time.perf_counter() - started
+            where = {"kind": "note", "n": {"$gte": 50}}
+            started = time.perf_counter()
+            await store.asearch(("users",), query=QUERIES[0])
+            cold = 1000 * (time.perf_counter() - started)
+            queries = iter(QUERIES * calls * 2)
+            n = iter(range(10**9))
 
-                async def put_get() -> None:
-                    key = f"new{next(n)}"
-                    await store.aput(("users", "fresh"), key, {"text": "just written"})
-                    assert await store.aget(("users", "fresh"), key) is not None
+            async def put_get() -> None:
+                key = f"new{next(n)}"
+                await store.aput(("users", "fresh"), key, {"text": "just written"})
+                assert await store.aget(("users", "fresh"), key) is not None
 
-                rows = {
-                    "search, newest first": await _time(lambda: store.asearch(("users",)), calls),
-                    "search, filter": await _time(
-                        lambda: store.asearch(("users",), filter=where), calls
-                    ),
-                    "search, query (warm)": await _time(
-                        lambda: store.asearch(("users",), query=next(queries)), calls
-                    ),
-                    "search, query + filter (warm)": await _time(
-                        lambda: store.asearch(("users",), query=next(queries), filter=where),
-                        calls,
-                    ),
-                    "get one key": await _time(lambda: store.aget(("users", "u3"), "k3"), calls),
-                    "put then get at once": await _time(put_get, calls),
-                }
-            stop.set()
-            await task
-            await nc.close()
-        finally:
-            server.stop()
+            rows = {
+                "search, newest first": await _time(lambda: store.asearch(("users",)), calls),
+                "search, filter": await _time(
+                    lambda: store.asearch(("users",), filter=where), calls
+                ),
+                "search, query (warm)": await _time(
+                    lambda: store.asearch(("users",), query=next(queries)), calls
+                ),
+                "search, query + filter (warm)": await _time(
+                    lambda: store.asearch(("users",), query=next(queries), filter=where),
+                    calls,
+                ),
+                "get one key": await _time(lambda: store.aget(("users", "u3"), "k3"), calls),
+                "put then get at once": await _time(put_get, calls),
+            }
     print(f"{count:,} items: put in {fill:.1f} s ({count / fill:,.0f} items/s, batches of 500)")
     print(f"  {'search, query (cold: embeds every candidate)':44s} {cold:8.1f} ms (one call)")
     for name, (p50, p99) in rows.items():

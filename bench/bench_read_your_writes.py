@@ -25,16 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
+
+from engine_harness import engine_on_embedded_server
 
 from engine import MemoryClient
 from engine.logconfig import configure_logging
-from engine.server import EmbeddedServer
-from engine.settings import NatsSettings, Settings, StreamSettings
-from engine.stream import EventLog
-from engram.app import Engine
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -61,48 +57,26 @@ async def _phase(
 
 async def run(pairs: int, background: int) -> None:
     configure_logging(level="warning")
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedServer(Path(tmp) / "nats")
-        server.start()
-        try:
-            settings = Settings(
-                data_dir=Path(tmp) / "data",
-                nats=NatsSettings(url=server.url),
-                stream=StreamSettings(name="BENCH_RYW"),
-                snapshot_every_events=0,
-                snapshot_every_s=0,
+    async with (
+        engine_on_embedded_server("BENCH_RYW") as (settings, engine),
+        MemoryClient(settings=settings) as eventual,
+        MemoryClient(settings=settings, consistency="read_your_writes") as strict,
+    ):
+        for i in range(background):
+            await eventual.store_execution(
+                task_id=f"bg-{i}", execution_summary=f"background work {i}", success=True
             )
-            import nats
-
-            nc = await nats.connect(server.url)
-            await EventLog(nc, settings.stream).ensure()
-            engine = Engine(settings, nc, server.url)
-            stop = asyncio.Event()
-            task = asyncio.create_task(engine.run(stop))
-            async with (
-                MemoryClient(settings=settings) as eventual,
-                MemoryClient(settings=settings, consistency="read_your_writes") as strict,
-            ):
-                for i in range(background):
-                    await eventual.store_execution(
-                        task_id=f"bg-{i}", execution_summary=f"background work {i}", success=True
-                    )
-                while engine.dispatcher is None:
-                    await asyncio.sleep(0.05)
-                await eventual.search_similar("warm up", min_sequence=eventual.last_written)
-                rows = []
-                for name, client, store in (
-                    ("search only", eventual, False),
-                    ("eventual", eventual, True),
-                    ("read_your_writes", strict, True),
-                ):
-                    found, took = await _phase(client, pairs, name[:3], store)
-                    rows.append((name, found, took))
-            stop.set()
-            await task
-            await nc.close()
-        finally:
-            server.stop()
+        while engine.dispatcher is None:
+            await asyncio.sleep(0.05)
+        await eventual.search_similar("warm up", min_sequence=eventual.last_written)
+        rows = []
+        for name, client, store in (
+            ("search only", eventual, False),
+            ("eventual", eventual, True),
+            ("read_your_writes", strict, True),
+        ):
+            found, took = await _phase(client, pairs, name[:3], store)
+            rows.append((name, found, took))
     base = statistics.median(rows[0][2])
     print(f"{pairs} pairs, {background} memories before; search latency from one client")
     print(f"{'phase':<18} {'found':>9} {'p50 ms':>8} {'p99 ms':>8} {'p50/base':>9}")

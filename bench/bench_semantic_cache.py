@@ -31,14 +31,13 @@ import argparse
 import asyncio
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from engine_harness import engine_on_embedded_server
 
 from consumers.queries.cache_verbs import CacheVerbs
 from consumers.queries.dispatch import QueryDispatcher
@@ -46,10 +45,6 @@ from engine import MemoryClient
 from engine.events import make_event
 from engine.events.cache import CachePut
 from engine.logconfig import configure_logging
-from engine.server import EmbeddedServer
-from engine.settings import NatsSettings, Settings, StreamSettings
-from engine.stream import EventLog
-from engram.app import Engine
 from projections.cache import IndexParams, SemanticCache
 from projections.embedders import HashingEmbedder
 from projections.records import SequencedEvent
@@ -150,48 +145,26 @@ def _in_process(
 async def _over_nats(
     prompts: list[str], queries: list[str], now: datetime
 ) -> tuple[list[str], list[float], list[Any]]:
-    import nats
-
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedServer(Path(tmp) / "nats")
-        server.start()
-        try:
-            settings = Settings(
-                data_dir=Path(tmp) / "data",
-                nats=NatsSettings(url=server.url),
-                stream=StreamSettings(name="BENCH_CACHE"),
-                snapshot_every_events=0,
-                snapshot_every_s=0,
-            )
-            nc = await nats.connect(server.url)
-            await EventLog(nc, settings.stream).ensure()
-            engine = Engine(settings, nc, server.url)
-            stop = asyncio.Event()
-            task = asyncio.create_task(engine.run(stop))
-            try:
-                async with MemoryClient(settings=settings, namespace=NAMESPACE) as memory:
-                    started = time.perf_counter()
-                    for start in range(0, len(prompts), 10 * BATCH):
-                        chunk = _puts(prompts[start : start + 10 * BATCH])
-                        events = [memory.event(d, occurred_at=now) for d in chunk]
-                        report = await memory.publish_many(events)
-                        assert not report.rejected, report.rejected
-                    published = time.perf_counter() - started
-                    last = memory.last_written
-                    while engine.dispatcher is None or engine.checkpoints().get("cache", 0) < last:
-                        await asyncio.sleep(0.5)
-                    applied = time.perf_counter() - started
-                    took, replies = [], []
-                    for query in queries:
-                        began = time.perf_counter()
-                        replies.append(await memory.cache_lookup(query))
-                        took.append(time.perf_counter() - began)
-            finally:
-                stop.set()
-                await task
-                await nc.close()
-        finally:
-            server.stop()
+    async with (
+        engine_on_embedded_server("BENCH_CACHE") as (settings, engine),
+        MemoryClient(settings=settings, namespace=NAMESPACE) as memory,
+    ):
+        started = time.perf_counter()
+        for start in range(0, len(prompts), 10 * BATCH):
+            chunk = _puts(prompts[start : start + 10 * BATCH])
+            events = [memory.event(d, occurred_at=now) for d in chunk]
+            report = await memory.publish_many(events)
+            assert not report.rejected, report.rejected
+        published = time.perf_counter() - started
+        last = memory.last_written
+        while engine.dispatcher is None or engine.checkpoints().get("cache", 0) < last:
+            await asyncio.sleep(0.5)
+        applied = time.perf_counter() - started
+        took, replies = [], []
+        for query in queries:
+            began = time.perf_counter()
+            replies.append(await memory.cache_lookup(query))
+            took.append(time.perf_counter() - began)
     lines = [
         f"published {len(prompts):,} cache.put over NATS in {published:.1f} s; the engine's "
         f"cache had applied them {applied:.1f} s after the first"
