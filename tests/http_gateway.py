@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,6 +25,23 @@ KEYS = {
     "ops": (["alpha"], True),
 }
 """Key name -> (namespaces, operator)."""
+
+
+PAYLOADS: dict[str, dict[str, Any]] = {
+    "workflow.executed": {"workflow_steps": ["plan"], "success": True, "duration": 2.0},
+    "task.executed": {"task_id": "t1", "execution_summary": "did it", "success": True},
+    "decision.logged": {"decision_id": "d1", "actor": "planner", "decision": "ship"},
+    "decision.outcome": {"decision_id": "d1", "success": True},
+    "pattern.feedback": {"pattern_id": "p1", "helpful": True},
+    "session.started": {"session_id": "s1"},
+    "session.ended": {"session_id": "s1", "success": True},
+    "knowledge.added": {"kind": "procedure", "title": "deploy", "content": "run it"},
+    "item.put": {"path": ["prefs"], "key": "k1", "value": {"tone": "terse"}},
+    "item.deleted": {"path": ["prefs"], "key": "k1"},
+    "cache.put": {"prompt": "what is zebra?", "response": "a cluster", "ttl": 60},
+    "cache.evicted": {"prompt": "what is zebra?"},
+}
+"""A payload of each agent event type that its write routes accept."""
 
 
 def make_keys(path: Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ from engine.stream import EventLog
 from engine.verbs import CATALOGUE
 from engram.http.event_routes import FRIENDLY
 from tests.engines import running, settle
-from tests.http_gateway import auth, engine_serving, gateway, make_keys
+from tests.http_gateway import PAYLOADS, auth, engine_serving, gateway, make_keys
 
 pytest.importorskip("fastapi")
 
@@ -145,20 +145,7 @@ async def test_every_write_route_stores_its_event(
     the same event id (body or Idempotency-Key) answers 200 duplicate with the first
     sequence."""
     keys = make_keys(tmp_path / "keys.json")
-    payloads: dict[str, dict[str, Any]] = {
-        "workflow.executed": {"workflow_steps": STEPS, "success": True, "duration": 2.0},
-        "task.executed": {"task_id": "t1", "execution_summary": "did it", "success": True},
-        "decision.logged": {"decision_id": "d1", "actor": "planner", "decision": "ship"},
-        "decision.outcome": {"decision_id": "d1", "success": True},
-        "pattern.feedback": {"pattern_id": "p1", "helpful": True},
-        "session.started": {"session_id": "s1"},
-        "session.ended": {"session_id": "s1", "success": True},
-        "knowledge.added": {"kind": "procedure", "title": "deploy", "content": "run it"},
-        "item.put": {"path": ["prefs"], "key": "k1", "value": {"tone": "terse"}},
-        "item.deleted": {"path": ["prefs"], "key": "k1"},
-        "cache.put": {"prompt": "what is zebra?", "response": "a cluster", "ttl": 60},
-        "cache.evicted": {"prompt": "what is zebra?"},
-    }
+    payloads = PAYLOADS
     async with (
         gateway(settings, tmp_path / "keys.json") as url,
         httpx.AsyncClient(base_url=url, headers=auth(keys["alpha"])) as http,

@@ -25,24 +25,10 @@ from engine.verbs import CATALOGUE
 from engram.http.app import create_app
 from engram.http.gateway import Gateway
 from engram.http.keys import KeyRing
-from tests.http_gateway import auth, gateway, make_keys
+from tests.http_gateway import PAYLOADS, auth, gateway, make_keys
 
 pytest.importorskip("fastapi")
 
-PAYLOADS: dict[str, dict[str, Any]] = {
-    "workflow.executed": {"workflow_steps": ["plan"], "success": True, "duration": 2.0},
-    "task.executed": {"task_id": "t1", "execution_summary": "did it", "success": True},
-    "decision.logged": {"decision_id": "d1", "actor": "planner", "decision": "ship"},
-    "decision.outcome": {"decision_id": "d1", "success": True},
-    "pattern.feedback": {"pattern_id": "p1", "helpful": True},
-    "session.started": {"session_id": "s1"},
-    "session.ended": {"session_id": "s1", "success": True},
-    "knowledge.added": {"kind": "procedure", "title": "deploy", "content": "run it"},
-    "item.put": {"path": ["prefs"], "key": "k1", "value": {"tone": "terse"}},
-    "item.deleted": {"path": ["prefs"], "key": "k1"},
-    "cache.put": {"prompt": "what is zebra?", "response": "a cluster", "ttl": 60},
-    "cache.evicted": {"prompt": "what is zebra?"},
-}
 QUERY_BODIES: dict[str, dict[str, Any]] = {
     "best_workflow": {"task_type": "deploy"},
     "task_metrics": {"task_type": "deploy"},
