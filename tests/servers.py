@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -12,7 +13,15 @@ from pathlib import Path
 
 from engine.server import find_nats_server
 
-__all__ = ["authorized_server", "configured_server", "credentials"]
+__all__ = ["authorized_server", "configured_server", "credentials", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server that must keep its port
+    across a restart)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextmanager

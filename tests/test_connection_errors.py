@@ -12,7 +12,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from engine.settings import NatsSettings, Settings, StreamSettings
 from engine.stream import EventLog
 from engram.cli._common import exit_code_for, settings_from_args
 from engram.cli.main import build_parser
+from tests.servers import free_port
 
 USER, PASSWORD = "alice", "s3cret-Pa55"
 REPO = Path(__file__).resolve().parent.parent
@@ -65,12 +65,6 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
 def with_credentials(url: str, user: str = USER, password: str = PASSWORD) -> str:
     scheme, rest = url.split("://", 1)
     return f"{scheme}://{user}:{password}@{rest}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def run_verb(*argv: str) -> tuple[int, str, str]:

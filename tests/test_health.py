@@ -5,7 +5,6 @@ projection caught up and not degraded, with the reasons otherwise."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tests.cli_runs import engram
 from tests.engines import settle
 from tests.faults import FailingCommits
 from tests.metrics_scrapes import get, metered, scrape
+from tests.servers import free_port
 
 
 async def _until(condition: Any, what: str, timeout_s: float = 30.0) -> None:
@@ -164,18 +164,12 @@ def test_the_verdict_is_one_pure_function_of_the_status() -> None:
     assert readiness(empty).reasons == ("no projection is running",)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_readyz_is_503_while_nats_is_away_and_200_once_it_is_back(tmp_path: Path) -> None:
     """Stop the engine's nats-server: /readyz turns 503 saying NATS is not connected and the
     stream cannot be read, /metrics still answers with ``engram_nats_connected 0`` and
     ``engram_ready 0``; start it again on the same store: /readyz is 200 again and the
     reconnection is counted."""
-    port = _free_port()
+    port = free_port()
     server = EmbeddedServer(tmp_path / "nats", port=port)
     url = server.start()
     settings = Settings(

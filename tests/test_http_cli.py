@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,15 +20,9 @@ from engine.stream import EventLog
 from tests.cli_runs import ENGRAM, cli_env, engram
 from tests.engines import running
 from tests.http_gateway import auth, engine_serving, make_keys
+from tests.servers import free_port
 
 pytest.importorskip("fastapi")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @contextlib.asynccontextmanager
@@ -88,7 +81,7 @@ async def test_engram_http_beside_an_engine(
     """``engram http --listen --keys --nats-url --stream``, an engine running elsewhere: the
     seed's store then search (with min_sequence) finds it; SIGTERM: exit 0."""
     keys = make_keys(tmp_path / "keys.json")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["http", "--listen", f"127.0.0.1:{port}", "--keys", str(tmp_path / "keys.json")]
     args += ["--nats-url", str(settings.nats.url), "--stream", settings.stream.name]
@@ -104,7 +97,7 @@ async def test_engram_serve_with_http(
     """``engram serve --http ADDR --http-keys PATH``: the engine and the gateway in one
     process; store then search over HTTP; SIGTERM stops both (exit 0)."""
     keys = make_keys(tmp_path / "keys.json")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["serve", "--nats-url", str(settings.nats.url), "--stream", settings.stream.name]
     args += ["--data-dir", str(tmp_path / "data"), "--http", f"127.0.0.1:{port}"]

@@ -9,7 +9,6 @@ import asyncio
 import json
 import re
 import signal
-import socket
 from pathlib import Path
 
 import httpx
@@ -28,6 +27,7 @@ from engram.observability.sizes import ALL_NAMESPACES
 from tests.cli_runs import cli_env, engram
 from tests.engines import settle
 from tests.metrics_scrapes import Scrape, metered, scrape
+from tests.servers import free_port
 
 PROJECTIONS = {"tables", "patterns", "vectors", "sessions", "recent", "cache"}
 
@@ -231,7 +231,7 @@ async def test_engram_serve_metrics_flag_serves_the_endpoint(
     """``engram serve --metrics 127.0.0.1:PORT`` as a real process: /readyz turns 200 once its
     projections run and /metrics names the engine; SIGTERM stops it with exit 0. A
     ``--metrics`` that is not HOST:PORT is a usage error (exit 2) naming the form."""
-    port = _free_port()
+    port = free_port()
     argv = serve_command(str(settings.nats.url), settings.stream.name, tmp_path / "data")
     process = await asyncio.create_subprocess_exec(
         *argv,
@@ -264,9 +264,3 @@ async def test_engram_serve_metrics_flag_serves_the_endpoint(
         "serve", "--metrics", "9464", "--nats-url", "nats://127.0.0.1:1", cwd=tmp_path
     )
     assert bad.code == 2 and "expected HOST:PORT" in bad.err, bad
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

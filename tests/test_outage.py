@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,12 @@ from engram.app import Engine
 from projections.tables import TablesProjection, TableStore, table_digests
 from tests.engines import settle
 from tests.histories import realistic_history
+from tests.servers import free_port
 from tests.states import clean_replay_state, saved_state
 
 OUTAGE_S = 15.0
 LOST = "NATS connection lost; reconnecting until it is back"
 RESTORED = "NATS connection restored; projections resume from their checkpoints"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _publish(log: EventLog, stop: asyncio.Event, published: list[int]) -> None:
@@ -63,7 +57,7 @@ async def test_engine_heals_after_a_15_s_outage_and_equals_a_clean_replay(
     port: the engine reconnects by itself, every projection catches up from its checkpoint and
     the state equals a clean replay; the outage is logged once each way (the second line with
     its duration) and no projection logs an error for it."""
-    port = _free_port()
+    port = free_port()
     server = EmbeddedServer(tmp_path / "nats", port=port)
     url = server.start()
     settings = Settings(
